@@ -1,0 +1,116 @@
+/* broker: one AMQP 0-9-1 connection with one channel, on rabbitmq-c.
+ *
+ * Owns: connecting to the first reachable node of a comma-separated URL list, publisher confirms,
+ * consuming with prefetch, acks, and reconnecting. A program that both consumes and publishes
+ * (a worker and its outbox relay) opens two brokers, so confirms and deliveries never mix on one
+ * socket. Not thread-safe: one broker belongs to one loop.
+ *
+ * Memory: broker_connect allocates the broker, broker_close frees it. Deliveries returned by
+ * broker_next own their strings and body until broker_delivery_free.
+ */
+#ifndef ORDERPIPE_BROKER_H
+#define ORDERPIPE_BROKER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define BROKER_EVENTS_EXCHANGE "orderpipe.events"
+
+typedef struct broker broker;
+
+typedef struct broker_options {
+    const char *urls;        /* "amqp://u:p@h:port/vhost,amqp://..."; tried in order, required */
+    const char *name;        /* connection name shown by the broker, e.g. "orderpipe-payment" */
+    bool confirms;           /* put the channel in publisher-confirm mode */
+    int heartbeat_s;         /* 0: the library default (30 s) */
+    int connect_timeout_ms;  /* per node; 0: 2000 */
+} broker_options;
+
+/* Connects to the first node of opts->urls that answers, opens channel 1 and, if asked, enables
+ * confirms. On OP_OK *out is a new broker (free with broker_close). On failure *out is still a
+ * broker in the closed state (so broker_reconnect can be called later) unless the URL list is
+ * unparseable (OP_ERR_PERMANENT, *out NULL). The options' strings are copied. */
+op_status broker_connect(broker **out, const broker_options *opts);
+void broker_close(broker *b);
+
+/* True while the connection is believed usable. Any I/O error closes it. */
+bool broker_is_open(const broker *b);
+
+/* Tears down what is left of the connection and tries every node once more. */
+op_status broker_reconnect(broker *b);
+
+/* The last error as a human sentence; valid until the next call on b. */
+const char *broker_last_error(const broker *b);
+
+/* The URL (without password) of the node currently connected, for logs and metrics. */
+const char *broker_current_node(const broker *b);
+
+/* Number of successful reconnects since broker_connect (a metric). */
+uint64_t broker_reconnect_count(const broker *b);
+
+/* Declares the whole topology of lib/topology.h: idempotent, safe from many processes. */
+op_status broker_declare_topology(broker *b);
+
+typedef struct broker_message {
+    const char *exchange;        /* NULL: BROKER_EVENTS_EXCHANGE; "" : the default exchange */
+    const char *routing_key;     /* required */
+    const void *body;
+    size_t len;
+    const char *message_id;      /* AMQP message-id property; may be NULL */
+    const char *correlation_id;  /* may be NULL */
+    const char *type;            /* AMQP type property (the event type); may be NULL */
+    json_t *headers;             /* flat object of string/integer/bool values; may be NULL; borrowed */
+} broker_message;
+
+/* Publishes a persistent message (delivery-mode 2, content-type application/json, mandatory).
+ * With confirms on, *seq (may be NULL) receives its confirm sequence number, 1, 2, ... per
+ * connection. OP_ERR_TRANSIENT when the connection is down or fails (it is then closed). */
+op_status broker_publish(broker *b, const broker_message *m, uint64_t *seq);
+
+/* Blocks until every message published so far is confirmed or timeout_ms passes.
+ * OP_OK: all acked. OP_ERR_PERMANENT: at least one was nacked or returned unroutable.
+ * OP_TIMEOUT: not all confirms arrived. OP_ERR_TRANSIENT: the connection failed. */
+op_status broker_wait_confirms(broker *b, int timeout_ms);
+
+/* Event-loop use (the intake): the socket to watch for readability, and a non-blocking read of
+ * every confirm already received. cb is called once per confirm; with multiple set, every
+ * sequence number <= seq is settled. Returns OP_OK, or OP_ERR_TRANSIENT when the connection died
+ * (the caller then fails every unsettled publish). Returns -1 from broker_fd when closed. */
+typedef void (*broker_confirm_cb)(uint64_t seq, bool multiple, bool ack, void *arg);
+int broker_fd(const broker *b);
+op_status broker_poll_confirms(broker *b, broker_confirm_cb cb, void *arg);
+
+/* Starts consuming `queue` with the given prefetch (basic.qos). */
+op_status broker_consume(broker *b, const char *queue, uint16_t prefetch);
+
+typedef struct broker_delivery {
+    uint64_t tag;
+    bool redelivered;
+    char *exchange;
+    char *routing_key;
+    char *message_id;        /* NULL if the publisher set none */
+    char *correlation_id;
+    char *type;
+    json_t *headers;         /* object, never NULL (empty when there were none) */
+    char *body;              /* NUL-terminated copy of the body */
+    size_t len;
+} broker_delivery;
+
+/* Waits up to timeout_ms (0: do not wait, -1: forever) for the next delivery.
+ * OP_OK: *out filled (free with broker_delivery_free). OP_TIMEOUT: nothing yet.
+ * OP_ERR_TRANSIENT: the connection failed (reconnect and consume again). */
+op_status broker_next(broker *b, int timeout_ms, broker_delivery *out);
+void broker_delivery_free(broker_delivery *d);
+
+op_status broker_ack(broker *b, uint64_t tag, bool multiple);
+/* basic.reject; with requeue false the message is dropped or dead-lettered by its queue. */
+op_status broker_reject(broker *b, uint64_t tag, bool requeue);
+
+/* Number of messages ready in a queue (passive declare), or -1 on error. */
+long broker_queue_depth(broker *b, const char *queue);
+
+#endif

@@ -1,0 +1,27 @@
+/* config: settings from the environment and from flags, with range checks.
+ *
+ * Each program keeps one config struct of its own; these helpers fill its fields and say clearly
+ * which setting was wrong. Returned strings are borrowed from the environment or the default. */
+#ifndef ORDERPIPE_CONFIG_H
+#define ORDERPIPE_CONFIG_H
+
+#include <stdbool.h>
+
+/* The value of environment variable `name`, or `def` when unset or empty. */
+const char *config_env_str(const char *name, const char *def);
+
+/* Parses `text` as a base-10 integer in [min, max]. Returns 0, or -1 (out untouched). */
+int config_parse_long(const char *text, long min, long max, long *out);
+
+/* Parses `text` as a number of milliseconds or seconds with unit suffix (ms, s, m) into ms.
+ * A bare number is milliseconds. Returns 0, or -1. */
+int config_parse_duration_ms(const char *text, long *out_ms);
+
+/* Reads integer variable `name` into *out (default `def` when unset). On a bad value prints
+ * "NAME: must be an integer in [min, max]" to stderr and returns -1. */
+int config_env_long(const char *name, long def, long min, long max, long *out);
+
+/* Reads boolean variable `name` (1/0, true/false, yes/no, on/off). Returns 0 or -1 as above. */
+int config_env_bool(const char *name, bool def, bool *out);
+
+#endif

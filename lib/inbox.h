@@ -1,0 +1,17 @@
+/* inbox: the messages a consumer has handled, so a redelivery has no second effect.
+ * Rows live in table inbox(consumer, message_id); old rows are pruned by inbox_prune. */
+#ifndef ORDERPIPE_INBOX_H
+#define ORDERPIPE_INBOX_H
+
+#include "db.h"
+
+/* Inside the caller's transaction: records that `consumer` handled `message_id`.
+ * OP_OK: first time. OP_DUPLICATE: already handled (the caller skips the work, commits, acks).
+ * Errors as db_exec. */
+op_status inbox_record(db *d, const char *consumer, const char *message_id);
+
+/* Deletes up to `batch` rows older than `retention_s` seconds; *deleted (may be NULL) says how
+ * many. Small batches keep it off the hot path's locks. */
+op_status inbox_prune(db *d, long retention_s, int batch, long *deleted);
+
+#endif

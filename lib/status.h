@@ -1,0 +1,29 @@
+/* status: the result codes every fallible lib/ function returns.
+ *
+ * The split between transient and permanent is what the retry policy acts on: transient errors
+ * (a server unreachable, a serialization failure, a timeout) are retried with backoff; permanent
+ * ones (bad input, a refused state transition) are never retried and go to a dead-letter queue. */
+#ifndef ORDERPIPE_STATUS_H
+#define ORDERPIPE_STATUS_H
+
+typedef enum {
+    OP_OK = 0,
+    OP_DUPLICATE = 1,        /* not an error: the thing was already done (inbox, idempotency) */
+    OP_TIMEOUT = 2,          /* nothing arrived in time; the connection is still good */
+    OP_ERR_TRANSIENT = -1,   /* may succeed if retried later */
+    OP_ERR_PERMANENT = -2,   /* will never succeed as it is */
+} op_status;
+
+static inline const char *op_status_name(op_status s)
+{
+    switch (s) {
+    case OP_OK: return "ok";
+    case OP_DUPLICATE: return "duplicate";
+    case OP_TIMEOUT: return "timeout";
+    case OP_ERR_TRANSIENT: return "transient_error";
+    case OP_ERR_PERMANENT: return "permanent_error";
+    }
+    return "unknown";
+}
+
+#endif

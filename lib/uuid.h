@@ -1,0 +1,22 @@
+/* uuid: RFC 4122 identifiers in their 36-character text form.
+ * v4 (random, from the OS) for message ids; v5 (name-based, SHA-1) for order ids derived from a
+ * client and its Idempotency-Key, so the same request maps to the same id in every process. */
+#ifndef ORDERPIPE_UUID_H
+#define ORDERPIPE_UUID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define UUID_STR_LEN 37 /* 36 characters and the NUL */
+
+/* Writes a random v4 UUID into out. Returns 0, or -1 if the OS has no randomness. */
+int uuid_v4(char out[UUID_STR_LEN]);
+
+/* Writes the v5 UUID of `name` (len bytes) in namespace `ns` (text form) into out. Returns 0,
+ * or -1 if ns is not a UUID. */
+int uuid_v5(const char *ns, const void *name, size_t len, char out[UUID_STR_LEN]);
+
+/* True if s is a UUID in canonical text form (any version, either case). */
+bool uuid_valid(const char *s);
+
+#endif

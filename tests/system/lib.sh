@@ -1,0 +1,65 @@
+# Shared helpers for system tests (sourced). The harness (tests/run) has exported DATABASE_URL,
+# AMQP_URL, RABBITMQ_MGMT_URL, RABBITMQ_VHOST and TEST_TMP for this test alone.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export PATH="$ROOT/bin:${ORDERPIPE_BUILD_DIR:-$ROOT/build}/tests:$PATH"
+TEST_TMP=${TEST_TMP:-$(mktemp -d /tmp/orderpipe-test.XXXXXX)}
+_test_failures=0
+_test_pids=()
+
+ok()     { echo "ok - $*"; }
+not_ok() { echo "not ok - $*"; _test_failures=$((_test_failures + 1)); }
+
+# check "description" command...   -> ok/not ok by the command's exit status
+check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+
+# check_eq "description" expected actual
+check_eq() {
+  if [ "$2" == "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi
+}
+
+# wait_for SECONDS command...  -> 0 once the command succeeds, 1 if it never did
+wait_for() {
+  local limit=$1; shift
+  local end=$((SECONDS + limit))
+  while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done
+  "$@"
+}
+
+sql() { psql -X -q -tA -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
+
+mgmt() { # METHOD PATH [BODY]
+  curl -fsS -m 10 -X "$1" -H 'content-type: application/json' ${3:+-d "$3"} "$RABBITMQ_MGMT_URL/api$2"
+}
+
+# Messages in a queue of this test's vhost (ready + unacked), via the management API.
+queue_messages() {
+  mgmt GET "/queues/$RABBITMQ_VHOST/$1" 2>/dev/null | jq -r '.messages // 0'
+}
+
+# Takes up to N messages off a queue and prints them as a JSON array (payload, properties).
+queue_get() { # QUEUE N
+  mgmt POST "/queues/$RABBITMQ_VHOST/$1/get" \
+    "{\"count\":${2:-1},\"ackmode\":\"ack_requeue_false\",\"encoding\":\"auto\"}"
+}
+
+# Starts a program in the background with its stderr in $TEST_TMP/NAME.log; stopped at exit.
+start_bg() { # NAME command...
+  local name=$1; shift
+  "$@" > "$TEST_TMP/$name.out" 2> "$TEST_TMP/$name.log" &
+  _test_pids+=($!)
+  echo $!
+}
+
+stop_all() {
+  local p
+  for p in "${_test_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${_test_pids[@]}"; do wait "$p" 2>/dev/null; done
+  _test_pids=()
+}
+
+test_done() {
+  stop_all
+  [ "$_test_failures" -eq 0 ]
+}
+trap stop_all EXIT
