@@ -8,7 +8,7 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
-PKGS    := librabbitmq libpq jansson libevent openssl
+PKGS    := librabbitmq libpq jansson libevent openssl libcurl
 
 ifeq ($(SANITIZE),1)
 BUILD   := build-san

@@ -1,0 +1,91 @@
+/* worker: the consume loop every saga worker runs.
+ *
+ * Owns, for one consumer queue (topology.h): connecting to RabbitMQ (a consuming broker and a
+ * confirming one for the outbox relay, retries and dead letters) and PostgreSQL; the envelope and
+ * schema checks of each delivery; running the handler of its event type in one transaction with
+ * the inbox row (a redelivery is a no-op) and the outbox rows it emits; acking only after commit;
+ * routing failures (transient -> `<queue>.retry.N` with growing delays, permanent or exhausted ->
+ * `<queue>.dlq` with the reason in headers); publishing the outbox after each batch; a periodic
+ * tick (watchdogs); reconnecting; and draining on SIGTERM.
+ *
+ * A worker program fills a worker_spec with its routes and calls worker_main.
+ */
+#ifndef ORDERPIPE_WORKER_H
+#define ORDERPIPE_WORKER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "broker.h"
+#include "db.h"
+#include "event.h"
+#include "log.h"
+#include "status.h"
+
+typedef struct worker worker;
+
+/* What a handler sees of the message it handles. Valid during the handler call only. */
+typedef struct worker_msg {
+    worker *w;
+    db *db;
+    const event_view *ev;       /* envelope and data, schema-checked */
+    const broker_delivery *delivery;
+    int attempt;                /* 1 on first delivery, +1 per retry */
+    log_ctx log;                /* order id, message id, traceparent for log lines */
+    char error[256];            /* a handler that fails says why here (goes to DLQ headers) */
+} worker_msg;
+
+/* Handles one event. Called inside the transaction that also records the inbox row: return OP_OK
+ * to commit (and ack), OP_ERR_TRANSIENT to roll back and retry later, OP_ERR_PERMANENT to roll
+ * back and dead-letter. It may run more than once for one message (serialization retries), so its
+ * only effects are through m->db and worker_emit. */
+typedef op_status (*worker_handler_fn)(worker_msg *m, void *arg);
+
+/* A handler that runs its own transactions (the payment worker must not hold one open while it
+ * calls the provider). It must call worker_txn for its final transaction so the inbox row is
+ * written with its effects. */
+typedef op_status (*worker_raw_handler_fn)(worker_msg *m, void *arg);
+
+typedef struct worker_route {
+    const char *type;                /* event type = routing key, e.g. "order.placed" */
+    worker_handler_fn handle;        /* exactly one of handle / handle_raw */
+    worker_raw_handler_fn handle_raw;
+} worker_route;
+
+typedef struct worker_spec {
+    const char *name;                /* the queue and inbox consumer name, e.g. "reservation" */
+    const char *program;             /* e.g. "orderpipe-reservation" (logs, connection name) */
+    const char *summary;             /* one line for --help */
+    const worker_route *routes;      /* terminated by a route with type NULL */
+    void *arg;                       /* passed to handlers and tick */
+    /* Optional periodic work (watchdogs); runs between batches every tick_ms. */
+    op_status (*tick)(worker *w, db *d, void *arg);
+    int tick_ms;
+    /* Optional: extra --help text and start-up, called after connecting, before consuming. */
+    const char *help_extra;
+    op_status (*start)(worker *w, db *d, void *arg);
+} worker_spec;
+
+/* Parses flags and environment, connects, runs until SIGTERM/SIGINT, drains, returns the exit
+ * status for main (0 after a clean drain). */
+int worker_main(const worker_spec *spec, int argc, char **argv);
+
+/* Inside a handler: writes an outbox row for a new event `type` about the message's order, with
+ * `data` (stolen) and the message's traceparent continued. */
+op_status worker_emit(worker_msg *m, const char *type, const char *order_id, json_t *data);
+
+/* Outside a message (tick): the same, with an explicit traceparent (may be NULL). */
+op_status worker_emit_free(worker *w, db *d, const char *type, const char *order_id, json_t *data,
+                           const char *traceparent);
+
+/* For raw handlers: runs fn in a transaction that also records the inbox row of m. OP_DUPLICATE
+ * if the message was already handled (fn is then not run). */
+op_status worker_txn(worker_msg *m, worker_handler_fn fn, void *arg);
+
+/* The worker's name (its queue), for handlers that log or label. */
+const char *worker_name(const worker *w);
+
+/* True once SIGTERM arrived: long handlers (provider calls) should finish and return. */
+bool worker_stopping(const worker *w);
+
+#endif
