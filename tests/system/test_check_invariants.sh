@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# scripts/check-invariants must hold on consistent data and catch each kind of violation, or the
+# end-to-end tests that rely on it prove nothing.
+source "$(dirname "$0")/lib.sh"
+CHECK="$ROOT/scripts/check-invariants"
+
+seed() {
+  sql "insert into inventory(sku, available, reserved, sold, stocked) values ('A', 8, 0, 2, 10)"
+  sql "insert into orders(id, client_id, customer_id, currency, total, payment_token, status, cancel_reason, placed_at)
+       values ('00000000-0000-4000-8000-000000000001', 'dev', 'c', 'EUR', 200, 'tok_ok', 'confirmed', null, now()),
+              ('00000000-0000-4000-8000-000000000002', 'dev', 'c', 'EUR', 100, 'tok_decline', 'cancelled', 'payment_declined', now())"
+  sql "insert into order_lines values ('00000000-0000-4000-8000-000000000001', 1, 'A', 2, 100),
+                                      ('00000000-0000-4000-8000-000000000002', 1, 'A', 1, 100)"
+  sql "insert into payments(order_id, amount, currency, status, charge_key)
+       values ('00000000-0000-4000-8000-000000000001', 200, 'EUR', 'succeeded', 'k1'),
+              ('00000000-0000-4000-8000-000000000002', 100, 'EUR', 'declined', 'k2')"
+  sql "insert into notifications(order_id, event_type, channel, status)
+       values ('00000000-0000-4000-8000-000000000001', 'order.confirmed', 'log', 'sent'),
+              ('00000000-0000-4000-8000-000000000002', 'order.cancelled', 'log', 'sent')"
+}
+
+violates() { # INVARIANT -> true if the check fails and names that invariant as violated
+  local out
+  out=$("$CHECK" 2>&1) && return 1
+  echo "$out" | grep -q "^invariant $1: VIOLATED"
+}
+
+seed
+printf '00000000-0000-4000-8000-000000000001\n00000000-0000-4000-8000-000000000002\n' > "$TEST_TMP/acc"
+check "consistent data passes" "$CHECK" --accepted "$TEST_TMP/acc"
+"$CHECK" --json > "$TEST_TMP/json"
+check "--json prints one JSON line with ok=true" jq -e '.ok == true and (.invariants | length) == 7' "$TEST_TMP/json"
+
+echo 00000000-0000-4000-8000-0000000000ff >> "$TEST_TMP/acc"
+check "an accepted order that never arrived violates 1" bash -c "! '$CHECK' --accepted '$TEST_TMP/acc' | grep -q 'invariant 1: holds'"
+
+sql "alter table inventory drop constraint inventory_check"
+sql "update inventory set available = 9 where sku = 'A'"
+check "stock that does not add up violates 2" violates 2
+sql "update inventory set available = 8 where sku = 'A'"
+
+sql "update inventory set sold = 1, available = 9 where sku = 'A'"
+check "sold differing from confirmed lines violates 3" violates 3
+sql "update inventory set sold = 2, available = 8 where sku = 'A'"
+
+sql "update payments set refunded_amount = 200 where order_id = '00000000-0000-4000-8000-000000000001'"
+check "a confirmed order refunded violates 4" violates 4
+sql "update payments set refunded_amount = 0 where order_id = '00000000-0000-4000-8000-000000000001'"
+
+sql "delete from notifications where order_id = '00000000-0000-4000-8000-000000000002'"
+check "a terminal order without notification violates 5" violates 5
+sql "insert into notifications(order_id, event_type, channel, status)
+     values ('00000000-0000-4000-8000-000000000002', 'order.cancelled', 'log', 'sent')"
+
+sql "insert into outbox(message_id, aggregate_id, routing_key, payload)
+     values ('00000000-0000-4000-8000-0000000000aa', 'x', 'order.placed', '{}')"
+check "an unpublished outbox row violates 6" violates 6
+sql "delete from outbox"
+
+printf 'k1 00000000-0000-4000-8000-000000000001\nk1 00000000-0000-4000-8000-000000000002\n' > "$TEST_TMP/idem"
+check "one key with two order ids violates 7" bash -c "! '$CHECK' --idempotency '$TEST_TMP/idem' | grep -q 'invariant 7: holds'"
+
+check "back to consistent data passes again" "$CHECK"
+test_done
