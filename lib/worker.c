@@ -349,66 +349,191 @@ static const char *worker_check(worker *w, const broker_delivery *d, event_view 
     return NULL;
 }
 
-static void worker_handle(worker *w, broker_delivery *d)
-{
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    event_view ev = {0};
-    const worker_route *route = NULL;
-    char err[512];
-    int attempt = (int)worker_header_long(d, "x-attempt", 1);
-    log_ctx lc = {.message_id = d->message_id, .correlation_id = d->correlation_id};
-
-    const char *bad = worker_check(w, d, &ev, &route, err, sizeof err);
-    if (ev.root) {
-        lc.order_id = ev.order_id;
-        lc.traceparent = ev.traceparent;
-    }
-    if (bad) {
-        worker_dead_letter(w, d, bad, err, attempt, &lc);
-        worker_metrics_handled(w->metrics, ev.root ? ev.type : "invalid", "dead_lettered", &t0);
-        event_view_free(&ev);
-        return;
-    }
-
-    worker_msg m = {.w = w, .db = w->db, .ev = &ev, .delivery = d, .attempt = attempt, .log = lc};
+/* One delivery of a batch, from receipt to ack. */
+typedef struct worker_item {
+    broker_delivery d;
+    event_view ev;
+    const worker_route *route;
+    worker_msg m;
     op_status st;
-    for (;;) {
-        st = route->handle ? worker_txn(&m, route->handle, w->spec->arg)
-                           : route->handle_raw(&m, w->spec->arg);
-        /* Lost the database: wait for it and handle the same delivery again, without spending
-         * one of its retry attempts on an outage. */
-        if (st == OP_ERR_TRANSIENT && !db_is_open(w->db) && !worker_stop_requested) {
-            log_warn(&lc, "database connection lost while handling; reconnecting");
-            if (worker_ensure_connected(w) == OP_OK && broker_is_open(w->consumer))
-                continue;
-        }
-        break;
-    }
+    uint64_t generation;   /* consumer connection it arrived on: acks are only valid there */
+    struct timespec t0;
+} worker_item;
 
+/* Settles one item after its transaction: ack, retry or dead-letter; then metrics. */
+static void worker_settle(worker *w, worker_item *it)
+{
+    const log_ctx *lc = &it->m.log;
+    const char *type = it->ev.type;
     const char *outcome;
-    switch (st) {
+    /* A delivery from a consumer connection that has since been replaced cannot be acked: the
+     * broker has already put it back, and the inbox makes its second delivery a no-op. */
+    bool same_conn = broker_is_open(w->consumer) &&
+                     broker_reconnect_count(w->consumer) == it->generation;
+    switch (it->st) {
     case OP_OK:
     case OP_DUPLICATE:
-        outcome = st == OP_OK ? "ok" : "duplicate";
-        if (st == OP_DUPLICATE) {
-            log_info(&lc, "%s already handled: redelivery ignored", ev.type);
+        outcome = it->st == OP_OK ? "ok" : "duplicate";
+        if (it->st == OP_DUPLICATE) {
+            log_info(lc, "%s already handled: redelivery ignored", type);
             worker_metrics_duplicate(w->metrics);
         }
-        broker_ack(w->consumer, d->tag, false);
+        if (same_conn)
+            broker_ack(w->consumer, it->d.tag, false);
         break;
     case OP_ERR_PERMANENT:
         outcome = "dead_lettered";
-        worker_dead_letter(w, d, "handler_refused", m.error[0] ? m.error : db_last_error(w->db),
-                           attempt, &lc);
+        if (same_conn)
+            worker_dead_letter(w, &it->d, "handler_refused",
+                               it->m.error[0] ? it->m.error : db_last_error(w->db), it->m.attempt, lc);
         break;
     default:
         outcome = "retried";
-        worker_retry(w, d, attempt, m.error[0] ? m.error : db_last_error(w->db), &lc);
+        if (same_conn)
+            worker_retry(w, &it->d, it->m.attempt,
+                         it->m.error[0] ? it->m.error : db_last_error(w->db), lc);
         break;
     }
-    worker_metrics_handled(w->metrics, ev.type, outcome, &t0);
-    event_view_free(&ev);
+    worker_metrics_handled(w->metrics, type, outcome, &it->t0);
+}
+
+typedef struct worker_batch {
+    worker *w;
+    worker_item **items;   /* the items handled in the shared transaction */
+    int n;
+} worker_batch;
+
+/* The body of a batch transaction: each message in its own savepoint, so one that fails rolls
+ * back alone and the rest commit together (one fsync for the batch instead of one each). */
+static op_status worker_batch_body(db *d, void *arg)
+{
+    worker_batch *b = arg;
+    worker *w = b->w;
+    if (w->spec->prepare_batch) {
+        const event_view *evs[b->n];
+        for (int i = 0; i < b->n; i++)
+            evs[i] = &b->items[i]->ev;
+        op_status st = w->spec->prepare_batch(w, d, evs, b->n, w->spec->arg);
+        if (st != OP_OK)
+            return st;
+    }
+    for (int i = 0; i < b->n; i++) {
+        worker_item *it = b->items[i];
+        it->m.error[0] = '\0';
+        op_status st = db_command(d, "savepoint worker_msg", 0, NULL);
+        if (st != OP_OK)
+            return st;
+        st = inbox_record(d, w->spec->name, it->ev.id);
+        if (st == OP_OK)
+            st = it->route->handle(&it->m, w->spec->arg);
+        it->st = st;
+        if (st == OP_OK) {
+            st = db_command(d, "release savepoint worker_msg", 0, NULL);
+        } else {
+            if (!db_is_open(d))
+                return OP_ERR_TRANSIENT;
+            st = db_command(d, "rollback to savepoint worker_msg", 0, NULL);
+        }
+        if (st != OP_OK)
+            return st;
+    }
+    return OP_OK;
+}
+
+/* Handles the transactional items of a batch in one transaction. Lost the database: wait for it
+ * and run the batch again, without spending the messages' retry attempts on an outage. */
+static void worker_run_batch(worker *w, worker_item **items, int n)
+{
+    if (n == 0)
+        return;
+    worker_batch b = {w, items, n};
+    for (;;) {
+        op_status st = db_transaction(w->db, worker_batch_body, &b, 0);
+        if (st == OP_OK)
+            return;
+        if (!db_is_open(w->db) && !worker_stop_requested) {
+            log_warn(NULL, "database connection lost while handling a batch; reconnecting");
+            if (worker_ensure_connected(w) == OP_OK)
+                continue;
+        }
+        /* The batch as a whole failed (e.g. its commit): every message counts as failed
+         * transiently and goes through the retry tiers. */
+        for (int i = 0; i < n; i++) {
+            items[i]->st = OP_ERR_TRANSIENT;
+            if (!items[i]->m.error[0])
+                snprintf(items[i]->m.error, sizeof items[i]->m.error, "%s", db_last_error(w->db));
+        }
+        return;
+    }
+}
+
+static void worker_run_raw(worker *w, worker_item *it)
+{
+    for (;;) {
+        it->st = it->route->handle_raw(&it->m, w->spec->arg);
+        if (it->st == OP_ERR_TRANSIENT && !db_is_open(w->db) && !worker_stop_requested) {
+            log_warn(&it->m.log, "database connection lost while handling; reconnecting");
+            if (worker_ensure_connected(w) == OP_OK)
+                continue;
+        }
+        return;
+    }
+}
+
+/* Receives up to cfg.batch deliveries, dead-letters the malformed ones, handles the rest
+ * (transactional handlers together, raw handlers one by one), then settles each. Returns the
+ * number of deliveries received. */
+static int worker_handle_batch(worker *w)
+{
+    int max = (int)w->cfg.batch, got = 0, ntxn = 0;
+    worker_item *items = calloc((size_t)max, sizeof *items);
+    worker_item **txn = calloc((size_t)max, sizeof *txn);
+    if (!items || !txn) {
+        free(items);
+        free(txn);
+        return 0;
+    }
+    uint64_t generation = broker_reconnect_count(w->consumer);
+    while (got < max && !worker_stop_requested) {
+        worker_item *it = &items[got];
+        if (broker_next(w->consumer, got == 0 ? (int)w->cfg.idle_wait_ms : 0, &it->d) != OP_OK)
+            break;
+        got++;
+        clock_gettime(CLOCK_MONOTONIC, &it->t0);
+        it->generation = generation;
+        char err[512];
+        int attempt = (int)worker_header_long(&it->d, "x-attempt", 1);
+        it->m = (worker_msg){.w = w, .db = w->db, .ev = &it->ev, .delivery = &it->d,
+                             .attempt = attempt};
+        it->m.log = (log_ctx){.message_id = it->d.message_id,
+                              .correlation_id = it->d.correlation_id};
+        const char *bad = worker_check(w, &it->d, &it->ev, &it->route, err, sizeof err);
+        if (it->ev.root) {
+            it->m.log.order_id = it->ev.order_id;
+            it->m.log.traceparent = it->ev.traceparent;
+        }
+        if (bad) {
+            worker_dead_letter(w, &it->d, bad, err, attempt, &it->m.log);
+            worker_metrics_handled(w->metrics, it->ev.root ? it->ev.type : "invalid",
+                                   "dead_lettered", &it->t0);
+            it->route = NULL;
+        } else if (it->route->handle) {
+            txn[ntxn++] = it;
+        }
+    }
+    worker_run_batch(w, txn, ntxn);
+    for (int i = 0; i < got; i++) {
+        worker_item *it = &items[i];
+        if (it->route && it->route->handle_raw)
+            worker_run_raw(w, it);
+        if (it->route)
+            worker_settle(w, it);
+        event_view_free(&it->ev);
+        broker_delivery_free(&it->d);
+    }
+    free(items);
+    free(txn);
+    return got;
 }
 
 /* --- emitting ------------------------------------------------------------------------------ */
@@ -476,16 +601,7 @@ static void worker_loop(worker *w)
     while (!worker_stop_requested) {
         if (worker_ensure_connected(w) != OP_OK)
             break;
-        int handled = 0;
-        while (handled < w->cfg.batch && !worker_stop_requested) {
-            broker_delivery d;
-            op_status st = broker_next(w->consumer, handled == 0 ? (int)w->cfg.idle_wait_ms : 0, &d);
-            if (st != OP_OK)
-                break;
-            worker_handle(w, &d);
-            broker_delivery_free(&d);
-            handled++;
-        }
+        worker_handle_batch(w);
         worker_flush_outbox(w);
         if (worker_tick_due(w) && db_is_open(w->db)) {
             if (w->spec->tick(w, w->db, w->spec->arg) != OP_OK)

@@ -37,8 +37,10 @@ typedef struct worker_msg {
 
 /* Handles one event. Called inside the transaction that also records the inbox row: return OP_OK
  * to commit (and ack), OP_ERR_TRANSIENT to roll back and retry later, OP_ERR_PERMANENT to roll
- * back and dead-letter. It may run more than once for one message (serialization retries), so its
- * only effects are through m->db and worker_emit. */
+ * back and dead-letter. Deliveries are handled in batches: one transaction for the batch, one
+ * savepoint per message, so a failing message rolls back alone. A handler may therefore run more
+ * than once for one message (the batch is retried after a deadlock or serialization failure), so
+ * its only effects are through m->db and worker_emit. */
 typedef op_status (*worker_handler_fn)(worker_msg *m, void *arg);
 
 /* A handler that runs its own transactions (the payment worker must not hold one open while it
@@ -61,6 +63,10 @@ typedef struct worker_spec {
     /* Optional periodic work (watchdogs); runs between batches every tick_ms. */
     op_status (*tick)(worker *w, db *d, void *arg);
     int tick_ms;
+    /* Optional: called at the start of each batch transaction with the batch's events, to take
+     * the locks the batch needs in one global order (e.g. inventory rows sorted by SKU), so
+     * concurrent batches never deadlock. */
+    op_status (*prepare_batch)(worker *w, db *d, const event_view *const *evs, int n, void *arg);
     /* Optional: extra --help text and start-up, called after connecting, before consuming. */
     const char *help_extra;
     op_status (*start)(worker *w, db *d, void *arg);
