@@ -1,0 +1,165 @@
+/* event: CloudEvents 1.0 envelopes (see event.h). */
+#include "event.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "uuid.h"
+
+void event_time_now(char out[32])
+{
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ldZ", now.tv_nsec / 1000000);
+}
+
+json_t *event_new(const char *type, const char *source, const char *order_id, json_t *data,
+                  const char *traceparent)
+{
+    char id[UUID_STR_LEN], now[32];
+    if (uuid_v4(id) != 0) {
+        json_decref(data);
+        return NULL;
+    }
+    event_time_now(now);
+    json_t *ev = json_pack("{ss ss ss ss ss ss ss}", "specversion", "1.0", "id", id, "source",
+                           source, "type", type, "time", now, "datacontenttype",
+                           "application/json", "orderid", order_id);
+    if (!ev) {
+        json_decref(data);
+        return NULL;
+    }
+    if (traceparent && *traceparent)
+        json_object_set_new(ev, "traceparent", json_string(traceparent));
+    json_object_set_new(ev, "data", data ? data : json_object());
+    return ev;
+}
+
+static const char *event_required_string(json_t *root, const char *key, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v) {
+        snprintf(err, errlen, "missing attribute '%s'", key);
+        return NULL;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        snprintf(err, errlen, "attribute '%s' must be a non-empty string", key);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static bool event_traceparent_valid(const char *tp)
+{
+    /* 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero */
+    if (strlen(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return false;
+    bool trace_nonzero = false, span_nonzero = false;
+    for (int i = 0; i < 55; i++) {
+        if (i == 2 || i == 35 || i == 52)
+            continue;
+        char c = tp[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        if (c != '0' && i > 2 && i < 35) trace_nonzero = true;
+        if (c != '0' && i > 35 && i < 52) span_nonzero = true;
+    }
+    return tp[0] == '0' && tp[1] == '0' && trace_nonzero && span_nonzero;
+}
+
+op_status event_parse(const char *body, size_t len, event_view *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t je;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return OP_ERR_PERMANENT;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "an event must be a JSON object");
+        goto bad;
+    }
+    const char *sv = event_required_string(root, "specversion", err, errlen);
+    if (!sv)
+        goto bad;
+    if (strcmp(sv, "1.0") != 0) {
+        snprintf(err, errlen, "unsupported specversion '%s' (expected 1.0)", sv);
+        goto bad;
+    }
+    if (!(out->id = event_required_string(root, "id", err, errlen)) ||
+        !(out->source = event_required_string(root, "source", err, errlen)) ||
+        !(out->type = event_required_string(root, "type", err, errlen)) ||
+        !(out->time = event_required_string(root, "time", err, errlen)) ||
+        !(out->order_id = event_required_string(root, "orderid", err, errlen)))
+        goto bad;
+    json_t *tp = json_object_get(root, "traceparent");
+    if (tp) {
+        if (!json_is_string(tp) || !event_traceparent_valid(json_string_value(tp))) {
+            snprintf(err, errlen, "attribute 'traceparent' is not a W3C traceparent");
+            goto bad;
+        }
+        out->traceparent = json_string_value(tp);
+    }
+    out->data = json_object_get(root, "data");
+    if (!out->data) {
+        snprintf(err, errlen, "missing attribute 'data'");
+        goto bad;
+    }
+    if (!json_is_object(out->data)) {
+        snprintf(err, errlen, "attribute 'data' must be an object");
+        goto bad;
+    }
+    out->root = root;
+    return OP_OK;
+bad:
+    json_decref(root);
+    memset(out, 0, sizeof *out);
+    return OP_ERR_PERMANENT;
+}
+
+void event_view_free(event_view *v)
+{
+    if (v && v->root)
+        json_decref(v->root);
+    if (v)
+        memset(v, 0, sizeof *v);
+}
+
+static void event_random_hex(char *out, size_t nbytes)
+{
+    unsigned char b[16];
+    static const char hex[] = "0123456789abcdef";
+    for (;;) {
+        if (getrandom(b, nbytes, 0) != (ssize_t)nbytes)
+            memset(b, 0x5a, nbytes);
+        bool nonzero = false;
+        for (size_t i = 0; i < nbytes; i++)
+            nonzero |= b[i] != 0;
+        if (nonzero)
+            break;
+    }
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+}
+
+void event_traceparent(const char *parent, char out[56])
+{
+    char trace[33], span[17];
+    if (parent && event_traceparent_valid(parent)) {
+        memcpy(trace, parent + 3, 32);
+        trace[32] = '\0';
+    } else {
+        event_random_hex(trace, 16);
+    }
+    event_random_hex(span, 8);
+    snprintf(out, 56, "00-%s-%s-01", trace, span);
+}
