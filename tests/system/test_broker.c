@@ -1,0 +1,140 @@
+/* System test of lib/broker against the real RabbitMQ (the harness's per-test vhost in AMQP_URL):
+ * topology, confirms, unroutable publishes, non-blocking confirm polling, consuming with
+ * properties and headers, reject/requeue, queue depth, and fail-over past a dead node. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "topology.h"
+
+static int failures;
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (cond) {                                                                        \
+            printf("ok - ");                                                               \
+        } else {                                                                           \
+            printf("not ok - ");                                                           \
+            failures++;                                                                    \
+        }                                                                                  \
+        printf(__VA_ARGS__);                                                               \
+        printf("\n");                                                                      \
+        fflush(stdout);                                                                    \
+    } while (0)
+
+static int confirms_seen;
+static void on_confirm(uint64_t seq, bool multiple, bool ack, void *arg)
+{
+    (void)multiple;
+    uint64_t *upto = arg;
+    if (ack && seq > *upto)
+        *upto = seq;
+    confirms_seen++;
+}
+
+int main(void)
+{
+    const char *url = getenv("AMQP_URL");
+    if (!url) {
+        printf("not ok - AMQP_URL is not set\n");
+        return 1;
+    }
+    broker *pub, *con;
+    broker_options po = {.urls = url, .name = "test/publish", .confirms = true};
+    broker_options co = {.urls = url, .name = "test/consume"};
+    CHECK(broker_connect(&pub, &po) == OP_OK, "connect with confirms");
+    CHECK(broker_connect(&con, &co) == OP_OK, "connect a consumer");
+    CHECK(broker_declare_topology(pub) == OP_OK, "declare the topology");
+    CHECK(broker_declare_topology(pub) == OP_OK, "declare it again (idempotent)");
+    CHECK(broker_queue_depth(pub, "reservation") == 0, "reservation queue exists and is empty");
+    CHECK(broker_queue_depth(pub, "payment.retry.2") == 0, "retry tier queues exist");
+    CHECK(broker_queue_depth(pub, "payment.dlq") == 0, "dead-letter queues exist");
+
+    json_t *h = json_pack("{ss si sb}", "traceparent", "00-abc", "x-attempt", 3, "flag", 1);
+    for (int i = 0; i < 100; i++) {
+        char body[64], id[32];
+        snprintf(body, sizeof body, "{\"n\":%d}", i);
+        snprintf(id, sizeof id, "msg-%d", i);
+        broker_message m = {.routing_key = "order.placed", .body = body, .len = strlen(body),
+                            .message_id = id, .type = "order.placed", .headers = h};
+        uint64_t seq = 0;
+        if (broker_publish(pub, &m, &seq) != OP_OK || seq != (uint64_t)i + 1) {
+            CHECK(0, "publish %d", i);
+            break;
+        }
+    }
+    CHECK(broker_wait_confirms(pub, 5000) == OP_OK, "100 publishes confirmed");
+    CHECK(broker_queue_depth(pub, "reservation") == 100, "all 100 routed to reservation");
+
+    broker_message lost = {.routing_key = "no.such.key", .body = "{}", .len = 2};
+    broker_publish(pub, &lost, NULL);
+    CHECK(broker_wait_confirms(pub, 5000) == OP_ERR_PERMANENT, "an unroutable publish fails: %s",
+          broker_last_error(pub));
+    CHECK(broker_is_open(pub), "the connection survives an unroutable publish");
+
+    uint64_t upto = 0, last = 0;
+    for (int i = 0; i < 10; i++) {
+        broker_message m = {.exchange = "", .routing_key = "payment", .body = "{}", .len = 2};
+        broker_publish(pub, &m, &last);
+    }
+    for (int i = 0; i < 100 && upto < last; i++) {
+        if (broker_poll_confirms(pub, on_confirm, &upto) != OP_OK)
+            break;
+        usleep(10000);
+    }
+    CHECK(upto == last, "broker_poll_confirms reported every confirm (up to %llu of %llu)",
+          (unsigned long long)upto, (unsigned long long)last);
+
+    CHECK(broker_consume(con, "reservation", 10) == OP_OK, "consume with prefetch 10");
+    broker_delivery d;
+    CHECK(broker_next(con, 2000, &d) == OP_OK, "receive a delivery");
+    CHECK(d.message_id && strcmp(d.message_id, "msg-0") == 0, "message id kept");
+    CHECK(d.type && strcmp(d.type, "order.placed") == 0, "type kept");
+    CHECK(strcmp(d.body, "{\"n\":0}") == 0, "body kept");
+    CHECK(json_integer_value(json_object_get(d.headers, "x-attempt")) == 3 &&
+              strcmp(json_string_value(json_object_get(d.headers, "traceparent")), "00-abc") == 0 &&
+              json_is_true(json_object_get(d.headers, "flag")),
+          "headers kept (string, integer, boolean)");
+    CHECK(broker_reject(con, d.tag, true) == OP_OK, "reject with requeue");
+    broker_delivery_free(&d);
+    int got = 0;
+    bool saw_redelivered = false;
+    while (broker_next(con, 1000, &d) == OP_OK) {
+        got++;
+        saw_redelivered |= d.redelivered && strcmp(d.message_id, "msg-0") == 0;
+        broker_ack(con, d.tag, false);
+        broker_delivery_free(&d);
+    }
+    CHECK(got == 100, "all 100 consumed and acked (%d)", got);
+    CHECK(saw_redelivered, "the rejected message came back marked redelivered");
+    CHECK(broker_next(con, 0, &d) == OP_TIMEOUT, "timeout 0 returns at once when empty");
+
+    /* Fail-over: a list whose first node is dead connects to the next. */
+    char list[1024];
+    snprintf(list, sizeof list, "amqp://guest:guest@127.0.0.1:1/,%s", url);
+    broker *fo;
+    broker_options fopts = {.urls = list, .name = "test/failover", .connect_timeout_ms = 500};
+    CHECK(broker_connect(&fo, &fopts) == OP_OK, "a dead first node is skipped");
+    CHECK(strstr(broker_current_node(fo), ":1/") == NULL, "connected to %s", broker_current_node(fo));
+    broker_close(fo);
+
+    broker *bad;
+    broker_options bopts = {.urls = "http://nope", .name = "x"};
+    CHECK(broker_connect(&bad, &bopts) == OP_ERR_PERMANENT && bad == NULL, "a non-AMQP URL is refused");
+    broker_options dead = {.urls = "amqp://guest:guest@127.0.0.1:1/", .name = "x", .connect_timeout_ms = 300};
+    CHECK(broker_connect(&bad, &dead) == OP_ERR_TRANSIENT && !broker_is_open(bad),
+          "an unreachable node is a transient error: %s", broker_last_error(bad));
+    broker_message m = {.routing_key = "k", .body = "{}", .len = 2};
+    CHECK(broker_publish(bad, &m, NULL) == OP_ERR_TRANSIENT, "publishing while down fails at once");
+    broker_close(bad);
+
+    CHECK(broker_queue_depth(pub, "no-such-queue") == -1 && !broker_is_open(pub),
+          "depth of a missing queue is an error");
+    CHECK(broker_reconnect(pub) == OP_OK && broker_reconnect_count(pub) == 1, "reconnect after it");
+
+    json_decref(h);
+    broker_close(pub);
+    broker_close(con);
+    return failures ? 1 : 0;
+}
