@@ -1,0 +1,203 @@
+/* db: a libpq connection with retried transactions (see db.h). */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backoff.h"
+
+#define DB_MAX_PREPARED 64
+
+struct db {
+    PGconn *conn;
+    char *url;
+    char *app;
+    uint64_t reconnects;
+    bool connected_once;
+    const char *prepared[DB_MAX_PREPARED]; /* names prepared on this connection */
+    int nprepared;
+    char error[512];
+    char sqlstate[6];
+};
+
+PGconn *db_conn(db *d) { return d ? d->conn : NULL; }
+bool db_is_open(const db *d) { return d && d->conn && PQstatus(d->conn) == CONNECTION_OK; }
+uint64_t db_reconnect_count(const db *d) { return d ? d->reconnects : 0; }
+const char *db_last_error(const db *d) { return d ? d->error : "no database"; }
+const char *db_last_sqlstate(const db *d) { return d ? d->sqlstate : ""; }
+
+static void db_set_error(db *d, const char *msg, const char *state)
+{
+    snprintf(d->error, sizeof d->error, "%s", msg ? msg : "unknown error");
+    size_t n = strlen(d->error);
+    while (n > 0 && (d->error[n - 1] == '\n' || d->error[n - 1] == ' '))
+        d->error[--n] = '\0';
+    snprintf(d->sqlstate, sizeof d->sqlstate, "%s", state ? state : "");
+}
+
+op_status db_reconnect(db *d)
+{
+    if (d->conn)
+        PQfinish(d->conn);
+    d->nprepared = 0;
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
+    const char *vals[] = {d->url, d->app, "5", NULL};
+    d->conn = PQconnectdbParams(keys, vals, 1);
+    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
+        db_set_error(d, d->conn ? PQerrorMessage(d->conn) : "out of memory", "08001");
+        return OP_ERR_TRANSIENT;
+    }
+    if (d->connected_once)
+        d->reconnects++;
+    d->connected_once = true;
+    d->error[0] = '\0';
+    d->sqlstate[0] = '\0';
+    return OP_OK;
+}
+
+op_status db_connect(db **out, const char *url, const char *app)
+{
+    db *d = calloc(1, sizeof *d);
+    *out = d;
+    if (!d)
+        return OP_ERR_TRANSIENT;
+    d->url = strdup(url ? url : "");
+    d->app = strdup(app ? app : "orderpipe");
+    return db_reconnect(d);
+}
+
+void db_close(db *d)
+{
+    if (!d)
+        return;
+    if (d->conn)
+        PQfinish(d->conn);
+    free(d->url);
+    free(d->app);
+    free(d);
+}
+
+/* Transient: the connection went away, or the server asks us to try again. */
+static bool db_state_transient(const char *s)
+{
+    if (!s || !*s)
+        return true; /* no SQLSTATE: the connection itself failed */
+    return strncmp(s, "08", 2) == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 ||
+           strcmp(s, "55P03") == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
+           strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0;
+}
+
+/* Checks a result; on error records it and returns NULL (the result is cleared). */
+static PGresult *db_check(db *d, PGresult *r, op_status *st)
+{
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        if (st)
+            *st = OP_OK;
+        d->sqlstate[0] = '\0'; /* the message of the last failure stays for logging */
+        return r;
+    }
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorMessage(r) : NULL;
+    if (!msg || !*msg)
+        msg = PQerrorMessage(d->conn);
+    db_set_error(d, msg, state);
+    if (st)
+        *st = (db_state_transient(state) || PQstatus(d->conn) != CONNECTION_OK) ? OP_ERR_TRANSIENT
+                                                                              : OP_ERR_PERMANENT;
+    PQclear(r);
+    return NULL;
+}
+
+PGresult *db_exec(db *d, const char *sql, int nparams, const char *const *params, op_status *st)
+{
+    if (!db_is_open(d)) {
+        db_set_error(d, "not connected to the database", "08003");
+        if (st)
+            *st = OP_ERR_TRANSIENT;
+        return NULL;
+    }
+    PGresult *r = nparams ? PQexecParams(d->conn, sql, nparams, NULL, params, NULL, NULL, 0)
+                          : PQexec(d->conn, sql);
+    return db_check(d, r, st);
+}
+
+PGresult *db_exec_prepared(db *d, const char *name, const char *sql, int nparams,
+                           const char *const *params, op_status *st)
+{
+    if (!db_is_open(d)) {
+        db_set_error(d, "not connected to the database", "08003");
+        if (st)
+            *st = OP_ERR_TRANSIENT;
+        return NULL;
+    }
+    bool known = false;
+    for (int i = 0; i < d->nprepared && !known; i++)
+        known = d->prepared[i] == name || strcmp(d->prepared[i], name) == 0;
+    if (!known) {
+        PGresult *p = db_check(d, PQprepare(d->conn, name, sql, nparams, NULL), st);
+        if (!p)
+            return NULL;
+        PQclear(p);
+        if (d->nprepared < DB_MAX_PREPARED)
+            d->prepared[d->nprepared++] = name;
+    }
+    return db_check(d, PQexecPrepared(d->conn, name, nparams, params, NULL, NULL, 0), st);
+}
+
+op_status db_command(db *d, const char *sql, int nparams, const char *const *params)
+{
+    op_status st;
+    PGresult *r = db_exec(d, sql, nparams, params, &st);
+    PQclear(r);
+    return st;
+}
+
+/* Rolls back after a failed body; a rollback that fails means the connection is gone. */
+static void db_rollback(db *d)
+{
+    if (!db_is_open(d))
+        return;
+    char saved[sizeof d->error], state[sizeof d->sqlstate];
+    memcpy(saved, d->error, sizeof saved);
+    memcpy(state, d->sqlstate, sizeof state);
+    PGresult *r = PQexec(d->conn, "rollback");
+    PQclear(r);
+    memcpy(d->error, saved, sizeof saved);
+    memcpy(d->sqlstate, state, sizeof state);
+}
+
+op_status db_transaction(db *d, db_txn_fn fn, void *arg, int max_attempts)
+{
+    if (max_attempts <= 0)
+        max_attempts = 5;
+    backoff bo;
+    backoff_init(&bo, 5, 500, (unsigned)getpid() ^ (unsigned)time(NULL));
+    op_status st = OP_ERR_TRANSIENT;
+    for (int attempt = 1; attempt <= max_attempts; attempt++) {
+        if (!db_is_open(d) && db_reconnect(d) != OP_OK)
+            return OP_ERR_TRANSIENT;
+        st = db_command(d, "begin", 0, NULL);
+        if (st == OP_OK) {
+            st = fn(d, arg);
+            if (st == OP_OK) {
+                st = db_command(d, "commit", 0, NULL);
+                if (st == OP_OK)
+                    return OP_OK;
+            } else {
+                db_rollback(d);
+            }
+        }
+        /* Only a serialization failure or deadlock is worth an immediate retry here; other
+         * transient errors (connection loss) go back to the caller, which waits for the
+         * server with its own backoff. */
+        bool retry = strcmp(d->sqlstate, "40001") == 0 || strcmp(d->sqlstate, "40P01") == 0;
+        if (st != OP_ERR_TRANSIENT || !retry)
+            return st;
+        usleep((useconds_t)backoff_next_ms(&bo) * 1000);
+    }
+    return st;
+}

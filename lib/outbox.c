@@ -1,0 +1,203 @@
+/* outbox: transactional outbox rows and their relay (see outbox.h). */
+#include "outbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+typedef enum { RELAY_CRASH_NONE, RELAY_CRASH_BEFORE_PUBLISH, RELAY_CRASH_AFTER_PUBLISH } relay_crash;
+
+struct outbox_relay {
+    db *db;
+    broker *broker;
+    int batch;
+    relay_crash crash; /* test hook, see outbox.h */
+};
+
+op_status outbox_write(db *d, const char *routing_key, json_t *event, json_t *headers)
+{
+    const char *id = json_string_value(json_object_get(event, "id"));
+    const char *order = json_string_value(json_object_get(event, "orderid"));
+    if (!id || !order)
+        return OP_ERR_PERMANENT;
+    char *payload = json_dumps(event, JSON_COMPACT);
+    char *hdrs = headers ? json_dumps(headers, JSON_COMPACT) : NULL;
+    if (!payload) {
+        free(hdrs);
+        return OP_ERR_TRANSIENT;
+    }
+    const char *params[] = {id, order, routing_key, payload, hdrs ? hdrs : "{}"};
+    op_status st;
+    PGresult *r = db_exec_prepared(d, "outbox_write",
+                                   "insert into outbox(message_id, aggregate_id, routing_key, "
+                                   "payload, headers) values ($1, $2, $3, $4, $5::jsonb)",
+                                   5, params, &st);
+    PQclear(r);
+    free(payload);
+    free(hdrs);
+    return st;
+}
+
+op_status outbox_relay_new(outbox_relay **out, db *d, broker *b, int batch)
+{
+    outbox_relay *r = calloc(1, sizeof *r);
+    *out = r;
+    if (!r)
+        return OP_ERR_TRANSIENT;
+    r->db = d;
+    r->broker = b;
+    r->batch = batch > 0 ? batch : 200;
+    const char *crash = config_env_str("OUTBOX_RELAY_CRASH", "");
+    if (strcmp(crash, "before_publish") == 0)
+        r->crash = RELAY_CRASH_BEFORE_PUBLISH;
+    else if (strcmp(crash, "after_publish") == 0)
+        r->crash = RELAY_CRASH_AFTER_PUBLISH;
+    return OP_OK;
+}
+
+void outbox_relay_free(outbox_relay *r) { free(r); }
+
+typedef struct relay_txn {
+    outbox_relay *r;
+    int published;
+} relay_txn;
+
+/* Claims a batch, publishes it with confirms and marks it, inside one transaction: the row locks
+ * keep other relays off these rows until the marks commit. */
+static op_status outbox_relay_body(db *d, void *arg)
+{
+    relay_txn *t = arg;
+    outbox_relay *r = t->r;
+    t->published = 0;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", r->batch);
+    const char *params[] = {lim};
+    op_status st;
+    PGresult *rows = db_exec_prepared(
+        d, "outbox_claim",
+        "select id, message_id, routing_key, payload, headers::text from outbox o "
+        "where published_at is null and not exists (select 1 from outbox e "
+        "  where e.aggregate_id = o.aggregate_id and e.published_at is null and e.id < o.id) "
+        "order by id limit $1::int for update skip locked",
+        1, params, &st);
+    if (!rows)
+        return st;
+    int n = PQntuples(rows);
+    if (n == 0) {
+        PQclear(rows);
+        return OP_OK;
+    }
+    if (r->crash == RELAY_CRASH_BEFORE_PUBLISH)
+        _exit(137);
+    /* The ids as a Postgres array literal for the mark. */
+    size_t cap = (size_t)n * 21 + 3, len = 0;
+    char *ids = malloc(cap);
+    ids[len++] = '{';
+    for (int i = 0; i < n; i++) {
+        json_t *headers = json_loads(PQgetvalue(rows, i, 4), 0, NULL);
+        broker_message m = {
+            .routing_key = PQgetvalue(rows, i, 2),
+            .body = PQgetvalue(rows, i, 3),
+            .len = (size_t)PQgetlength(rows, i, 3),
+            .message_id = PQgetvalue(rows, i, 1),
+            .type = PQgetvalue(rows, i, 2),
+            .headers = headers,
+        };
+        st = broker_publish(r->broker, &m, NULL);
+        json_decref(headers);
+        if (st != OP_OK)
+            break;
+        len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(rows, i, 0));
+    }
+    PQclear(rows);
+    if (st == OP_OK)
+        st = broker_wait_confirms(r->broker, 10000);
+    if (st != OP_OK) {
+        free(ids);
+        return st == OP_TIMEOUT ? OP_ERR_TRANSIENT : st;
+    }
+    if (r->crash == RELAY_CRASH_AFTER_PUBLISH)
+        _exit(137);
+    ids[len++] = '}';
+    ids[len] = '\0';
+    const char *mark[] = {ids};
+    PGresult *u = db_exec_prepared(d, "outbox_mark",
+                                   "update outbox set published_at = now() where id = any($1::bigint[])",
+                                   1, mark, &st);
+    free(ids);
+    if (!u)
+        return st;
+    PQclear(u);
+    t->published = n;
+    return OP_OK;
+}
+
+op_status outbox_relay_flush(outbox_relay *r, int *published)
+{
+    relay_txn t = {r, 0};
+    if (published)
+        *published = 0;
+    if (!broker_is_open(r->broker))
+        return OP_ERR_TRANSIENT;
+    op_status st = db_transaction(r->db, outbox_relay_body, &t, 3);
+    if (st == OP_OK && published)
+        *published = t.published;
+    return st;
+}
+
+op_status outbox_listen(db *d)
+{
+    return db_command(d, "listen outbox", 0, NULL);
+}
+
+int outbox_drain_notifications(db *d)
+{
+    PGconn *c = db_conn(d);
+    int n = 0;
+    if (!c || !PQconsumeInput(c))
+        return 0;
+    PGnotify *note;
+    while ((note = PQnotifies(c)) != NULL) {
+        n++;
+        PQfreemem(note);
+    }
+    return n;
+}
+
+op_status outbox_backlog(db *d, long *rows, double *oldest_age_s)
+{
+    op_status st;
+    PGresult *r = db_exec_prepared(d, "outbox_backlog",
+                                   "select count(*), coalesce(extract(epoch from now() - "
+                                   "min(created_at)), 0) from outbox where published_at is null",
+                                   0, NULL, &st);
+    if (!r)
+        return st;
+    *rows = atol(PQgetvalue(r, 0, 0));
+    *oldest_age_s = atof(PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return OP_OK;
+}
+
+op_status outbox_prune(db *d, long retention_s, int batch, long *deleted)
+{
+    char ret[32], lim[32];
+    snprintf(ret, sizeof ret, "%ld", retention_s);
+    snprintf(lim, sizeof lim, "%d", batch > 0 ? batch : 1000);
+    const char *params[] = {ret, lim};
+    op_status st;
+    PGresult *r = db_exec_prepared(
+        d, "outbox_prune",
+        "delete from outbox where id = any(array(select id from outbox where published_at is not "
+        "null and published_at < now() - make_interval(secs => $1::int) limit $2::int))",
+        2, params, &st);
+    if (!r)
+        return st;
+    if (deleted)
+        *deleted = atol(PQcmdTuples(r));
+    PQclear(r);
+    return OP_OK;
+}
