@@ -1,0 +1,51 @@
+/* jsonschema: validation of JSON documents (jansson) against JSON Schema draft 7.
+ *
+ * Supported keywords: type, properties, patternProperties, required, additionalProperties, items
+ * (schema or tuple), additionalItems, enum, const, minimum, maximum, exclusiveMinimum,
+ * exclusiveMaximum, multipleOf, minLength, maxLength (in code points), pattern, minItems,
+ * maxItems, minProperties, maxProperties, format "uuid" and "date-time", boolean schemas.
+ * Annotations ($schema, $id, title, description, $comment, examples, default, readOnly,
+ * writeOnly, contentMediaType, contentEncoding) are accepted and ignored; other formats are
+ * annotations too. Any other keyword is refused when the schema is compiled, so a schema never
+ * silently means less than it says. Patterns are ECMA 262 translated to POSIX extended regular
+ * expressions (\d \w \s and their negations; no look-around or back-references).
+ *
+ * Schemas are compiled once (regexes included) and validated many times; validation stops at the
+ * first error and reports its JSON path ("$.lines[2].quantity") and a sentence.
+ * Memory: compile/load allocate, the matching _free releases; get returns a borrowed pointer.
+ */
+#ifndef ORDERPIPE_JSONSCHEMA_H
+#define ORDERPIPE_JSONSCHEMA_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "status.h"
+
+typedef struct jsonschema jsonschema;
+typedef struct jsonschema_registry jsonschema_registry;
+
+typedef struct jsonschema_error {
+    char path[256];       /* "$" for the document itself */
+    char message[256];    /* e.g. "must be >= 1" */
+    const char *keyword;  /* the keyword that failed, e.g. "minimum" */
+} jsonschema_error;
+
+/* Compiles `schema` (borrowed). NULL with err filled when it is invalid or uses a keyword this
+ * validator does not support. */
+jsonschema *jsonschema_compile(json_t *schema, char *err, size_t errlen);
+void jsonschema_free(jsonschema *s);
+
+/* OP_OK if doc is valid; OP_ERR_PERMANENT with *err (may be NULL) filled otherwise. */
+op_status jsonschema_validate(const jsonschema *s, json_t *doc, jsonschema_error *err);
+
+/* Loads and compiles every DIR/NAME.json, keyed by NAME (e.g. "order.placed"). */
+jsonschema_registry *jsonschema_registry_load(const char *dir, char *err, size_t errlen);
+const jsonschema *jsonschema_registry_get(const jsonschema_registry *r, const char *name);
+void jsonschema_registry_free(jsonschema_registry *r);
+
+/* Where the schemas are when ORDERPIPE_SCHEMA_DIR is not set: ./schemas if it exists, else the
+ * installed share directory. */
+const char *jsonschema_default_dir(void);
+
+#endif

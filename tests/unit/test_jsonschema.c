@@ -1,0 +1,130 @@
+/* Unit tests for lib/jsonschema: error paths and messages, refused keywords, and the project's
+ * own schemas in schemas/ (each loads; valid samples pass; invalid ones name the field). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "jsonschema.h"
+
+static jsonschema *compile(const char *text)
+{
+    json_t *doc = json_loads(text, 0, NULL);
+    assert_non_null(doc);
+    char err[256];
+    jsonschema *s = jsonschema_compile(doc, err, sizeof err);
+    json_decref(doc);
+    return s;
+}
+
+static void expect(const jsonschema *s, const char *doc_text, bool valid, const char *path,
+                   const char *keyword)
+{
+    json_t *doc = json_loads(doc_text, JSON_DECODE_ANY, NULL);
+    assert_non_null(doc);
+    jsonschema_error e = {0};
+    op_status st = jsonschema_validate(s, doc, &e);
+    json_decref(doc);
+    if (valid) {
+        if (st != OP_OK)
+            fail_msg("%s should be valid, got %s: %s", doc_text, e.path, e.message);
+        return;
+    }
+    assert_int_equal(st, OP_ERR_PERMANENT);
+    if (strcmp(e.path, path) != 0 || strcmp(e.keyword, keyword) != 0)
+        fail_msg("%s: expected %s/%s, got %s/%s (%s)", doc_text, path, keyword, e.path, e.keyword,
+                 e.message);
+}
+
+static void test_paths_and_keywords(void **state)
+{
+    (void)state;
+    jsonschema *s = compile(
+        "{\"type\":\"object\",\"required\":[\"a\"],\"additionalProperties\":false,"
+        "\"properties\":{\"a\":{\"type\":\"array\",\"maxItems\":2,\"items\":{\"type\":\"object\","
+        "\"properties\":{\"q\":{\"type\":\"integer\",\"minimum\":1}}}},"
+        "\"s\":{\"type\":\"string\",\"minLength\":2,\"maxLength\":3,\"pattern\":\"^[A-Z]+$\"},"
+        "\"e\":{\"enum\":[\"x\",1]},\"u\":{\"format\":\"uuid\"},\"t\":{\"format\":\"date-time\"}}}");
+    assert_non_null(s);
+    expect(s, "{\"a\":[{\"q\":1}]}", true, NULL, NULL);
+    expect(s, "{}", false, "$.a", "required");
+    expect(s, "{\"a\":[],\"z\":1}", false, "$.z", "additionalProperties");
+    expect(s, "{\"a\":[{\"q\":0}]}", false, "$.a[0].q", "minimum");
+    expect(s, "{\"a\":[{},{\"q\":1.5}]}", false, "$.a[1].q", "type");
+    expect(s, "{\"a\":[{},{},{}]}", false, "$.a", "maxItems");
+    expect(s, "{\"a\":[],\"s\":\"A\"}", false, "$.s", "minLength");
+    expect(s, "{\"a\":[],\"s\":\"ABCD\"}", false, "$.s", "maxLength");
+    expect(s, "{\"a\":[],\"s\":\"ab\"}", false, "$.s", "pattern");
+    expect(s, "{\"a\":[],\"s\":\"\xc3\xa9\xc3\xa9\"}", false, "$.s", "pattern");
+    expect(s, "{\"a\":[],\"e\":2}", false, "$.e", "enum");
+    expect(s, "{\"a\":[],\"e\":1.0}", true, NULL, NULL);
+    expect(s, "{\"a\":[],\"u\":\"nope\"}", false, "$.u", "format");
+    expect(s, "{\"a\":[],\"u\":\"00000000-0000-4000-8000-000000000001\"}", true, NULL, NULL);
+    expect(s, "{\"a\":[],\"t\":\"2026-02-30T10:00:00Z\"}", false, "$.t", "format");
+    expect(s, "{\"a\":[],\"t\":\"2026-11-24T23:40:00.123Z\"}", true, NULL, NULL);
+    expect(s, "[1]", false, "$", "type");
+    jsonschema_free(s);
+}
+
+static void test_refused_schemas(void **state)
+{
+    (void)state;
+    assert_null(compile("{\"$ref\":\"#/definitions/x\"}"));
+    assert_null(compile("{\"anyOf\":[{}]}"));
+    assert_null(compile("{\"type\":\"strong\"}"));
+    assert_null(compile("{\"minLength\":-1}"));
+    assert_null(compile("{\"pattern\":\"(?=a)\"}"));
+    assert_null(compile("{\"pattern\":\"[\"}"));
+    assert_null(compile("{\"properties\":{\"a\":{\"oneOf\":[]}}}"));
+    assert_null(compile("[]"));
+    jsonschema *s = compile("{\"title\":\"t\",\"description\":\"d\",\"format\":\"email\"}");
+    assert_non_null(s); /* annotations and unknown formats are accepted */
+    jsonschema_free(s);
+}
+
+static void test_project_schemas(void **state)
+{
+    (void)state;
+    char err[512];
+    jsonschema_registry *r = jsonschema_registry_load("schemas", err, sizeof err);
+    if (!r)
+        fail_msg("schemas/ does not load: %s", err);
+    const char *names[] = {"order.request", "cloudevent", "order.placed", "stock.reserved",
+                           "payment.succeeded", "payment.failed", "order.confirmed",
+                           "order.cancelled", "payment.refund_requested",
+                           "order.cancel_requested", "reservation.expired", NULL};
+    for (int i = 0; names[i]; i++)
+        if (!jsonschema_registry_get(r, names[i]))
+            fail_msg("schema %s missing", names[i]);
+    assert_null(jsonschema_registry_get(r, "no.such"));
+    const jsonschema *req = jsonschema_registry_get(r, "order.request");
+    expect(req, "{\"customer_id\":\"c-42\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"SKU-1\","
+                "\"quantity\":2,\"unit_price\":1999}],\"payment\":{\"token\":\"tok_ok\"},"
+                "\"notify\":{\"email\":\"a@example.com\"}}", true, NULL, NULL);
+    expect(req, "{\"customer_id\":\"c\",\"currency\":\"eur\",\"lines\":[{\"sku\":\"S\","
+                "\"quantity\":1,\"unit_price\":1}],\"payment\":{\"token\":\"t\"}}",
+           false, "$.currency", "pattern");
+    expect(req, "{\"customer_id\":\"c\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"S\","
+                "\"quantity\":-1,\"unit_price\":1}],\"payment\":{\"token\":\"t\"}}",
+           false, "$.lines[0].quantity", "minimum");
+    expect(req, "{\"customer_id\":\"c\",\"currency\":\"EUR\",\"lines\":[],"
+                "\"payment\":{\"token\":\"t\"}}", false, "$.lines", "minItems");
+    const jsonschema *cancelled = jsonschema_registry_get(r, "order.cancelled");
+    expect(cancelled, "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"reason\":\"bored\","
+                      "\"customer_id\":\"c\",\"notify\":{}}", false, "$.reason", "enum");
+    jsonschema_registry_free(r);
+    assert_null(jsonschema_registry_load("/nonexistent", err, sizeof err));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_paths_and_keywords),
+        cmocka_unit_test(test_refused_schemas),
+        cmocka_unit_test(test_project_schemas),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
