@@ -24,7 +24,7 @@ CFLAGS  ?= $(OPT)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -Ilib $(shell pkg-config --cflags $(PKGS)) $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -levent_openssl -lm -lpthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -levent_openssl -levent_pthreads -lm -lpthread
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

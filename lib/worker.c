@@ -343,7 +343,7 @@ static const char *worker_check(worker *w, const broker_delivery *d, event_view 
     }
     jsonschema_error je;
     if (jsonschema_validate(schema, ev->data, &je) != OP_OK) {
-        snprintf(err, errlen, "data%s: %s", je.path + 1, je.message);
+        snprintf(err, errlen, "data%.200s: %.250s", je.path + 1, je.message);
         return "schema_violation";
     }
     return NULL;
