@@ -1,0 +1,131 @@
+/* order_request: request checks and the order.placed event (see order_request.h). */
+#include "order_request.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+
+static op_status order_request_fail(order_request_error *err, int status, const char *code,
+                                    const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static op_status order_request_fail(order_request_error *err, int status, const char *code,
+                                    const char *field, const char *fmt, ...)
+{
+    err->http_status = status;
+    snprintf(err->code, sizeof err->code, "%s", code);
+    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return OP_ERR_PERMANENT;
+}
+
+bool order_request_key_valid(const char *key)
+{
+    if (!key)
+        return false;
+    size_t n = strlen(key);
+    if (n < 1 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e)
+            return false;
+    return true;
+}
+
+int order_request_order_id(const char *client_id, const char *key, char out[UUID_STR_LEN])
+{
+    if (!key)
+        return uuid_v4(out);
+    size_t n = strlen(client_id) + 1 + strlen(key);
+    char *name = malloc(n + 1);
+    if (!name)
+        return -1;
+    snprintf(name, n + 1, "%s\n%s", client_id, key);
+    int rc = uuid_v5(ORDER_REQUEST_NAMESPACE, name, n, out);
+    free(name);
+    return rc;
+}
+
+op_status order_request_build(const char *body, size_t len, const jsonschema *schema,
+                              const char *client_id, const char *idempotency_key,
+                              const char *traceparent, const char *source, json_t **event,
+                              char order_id[UUID_STR_LEN], order_request_error *err)
+{
+    *event = NULL;
+    if (idempotency_key && !order_request_key_valid(idempotency_key))
+        return order_request_fail(err, 400, "invalid_idempotency_key", NULL,
+                                  "Idempotency-Key must be 1 to 128 printable ASCII characters");
+    json_error_t je;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!doc)
+        return order_request_fail(err, 400, "invalid_json", NULL,
+                                  "the body is not valid JSON (UTF-8): %s at line %d column %d",
+                                  je.text, je.line, je.column);
+    jsonschema_error se;
+    if (jsonschema_validate(schema, doc, &se) != OP_OK) {
+        json_decref(doc);
+        return order_request_fail(err, 400, "schema_violation", se.path, "%s %s", se.path,
+                                  se.message);
+    }
+    /* The schema bounds each line (quantity <= 1000, price <= 1e8, <= 100 lines), so the total
+     * fits easily; the check stays for when the schema is loosened. */
+    json_int_t total = 0;
+    size_t i;
+    json_t *line;
+    json_array_foreach(json_object_get(doc, "lines"), i, line) {
+        json_int_t q = json_integer_value(json_object_get(line, "quantity"));
+        json_int_t p = json_integer_value(json_object_get(line, "unit_price"));
+        if (p != 0 && q > (INT64_MAX - total) / p) {
+            json_decref(doc);
+            return order_request_fail(err, 400, "total_too_large", "$.lines", "the order total overflows");
+        }
+        total += q * p;
+    }
+    if (order_request_order_id(client_id, idempotency_key, order_id) != 0) {
+        json_decref(doc);
+        return order_request_fail(err, 500, "internal", NULL, "cannot make an order id");
+    }
+    char now[32];
+    event_time_now(now);
+    json_t *notify = json_object_get(doc, "notify");
+    json_t *data = json_pack("{ss ss sO sO sI sO sO ss}", "order_id", order_id, "client_id",
+                             client_id, "customer_id", json_object_get(doc, "customer_id"),
+                             "currency", json_object_get(doc, "currency"), "total", total, "lines",
+                             json_object_get(doc, "lines"), "payment",
+                             json_object_get(doc, "payment"), "placed_at", now);
+    json_object_set_new(data, "notify", notify ? json_incref(notify) : json_object());
+    if (idempotency_key)
+        json_object_set_new(data, "idempotency_key", json_string(idempotency_key));
+    json_decref(doc);
+    char tp[56];
+    event_traceparent(traceparent, tp);
+    json_t *ev = event_new("order.placed", source, order_id, data, tp);
+    if (!ev)
+        return order_request_fail(err, 500, "internal", NULL, "cannot build the event");
+    if (idempotency_key) {
+        char eid[UUID_STR_LEN], name[64];
+        snprintf(name, sizeof name, "%s/order.placed", order_id);
+        uuid_v5(ORDER_REQUEST_NAMESPACE, name, strlen(name), eid);
+        json_object_set_new(ev, "id", json_string(eid));
+    }
+    *event = ev;
+    return OP_OK;
+}
+
+char *order_request_error_json(const order_request_error *err)
+{
+    json_t *j = json_pack("{ss ss}", "error", err->code, "message", err->message);
+    if (!j)
+        j = json_pack("{ss ss}", "error", err->code, "message", "(message not valid UTF-8)");
+    if (err->field[0])
+        json_object_set_new(j, "field", json_string(err->field));
+    char *out = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return out;
+}

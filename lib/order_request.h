@@ -1,0 +1,45 @@
+/* order_request: turns an order as the web tier sends it into an order.placed event.
+ *
+ * Shared by the HTTP intake and the bulk enqueue so both accept exactly the same orders: checks
+ * the body against schemas/order.request.json, the Idempotency-Key's form, computes the total
+ * without overflow, and derives the order id — a name-based UUID of (client, Idempotency-Key), so
+ * the same request gives the same id in every process and after restarts — and the event id
+ * from the order id, so a repeated request publishes a message the consumers' inbox drops.
+ */
+#ifndef ORDERPIPE_ORDER_REQUEST_H
+#define ORDERPIPE_ORDER_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "jsonschema.h"
+#include "status.h"
+#include "uuid.h"
+
+/* The namespace of order ids derived from Idempotency-Keys (a fixed, random v4). */
+#define ORDER_REQUEST_NAMESPACE "3f0c5b1e-8d4a-4c47-9a7e-2b6f1d9e8c30"
+
+typedef struct order_request_error {
+    int http_status;     /* 400, 413, 415 ... */
+    char code[48];       /* "invalid_json", "schema_violation", ... */
+    char message[320];
+    char field[256];     /* JSON path, "" when none */
+} order_request_error;
+
+/* True if key is 1..128 printable ASCII characters (0x20..0x7e). */
+bool order_request_key_valid(const char *key);
+
+/* The order id for (client, key): v5 when key is given, else a fresh v4. Returns 0 or -1. */
+int order_request_order_id(const char *client_id, const char *key, char out[UUID_STR_LEN]);
+
+/* Parses and checks `body` (len bytes) and builds the order.placed CloudEvent (caller owns it,
+ * json_decref). `schema` is order.request. On error returns OP_ERR_PERMANENT with *err filled. */
+op_status order_request_build(const char *body, size_t len, const jsonschema *schema,
+                              const char *client_id, const char *idempotency_key,
+                              const char *traceparent, const char *source, json_t **event,
+                              char order_id[UUID_STR_LEN], order_request_error *err);
+
+/* A JSON error body {"error","message","field"?}; the caller frees it. */
+char *order_request_error_json(const order_request_error *err);
+
+#endif
