@@ -53,9 +53,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# Built afresh so a module that was renamed or removed leaves no stale object behind.
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 # One rule per program directory.
 # bin/ holds one flavour at a time: switching SANITIZE relinks every program.

@@ -204,6 +204,9 @@ static op_status broker_parse_urls(broker *b, const char *urls)
             st = OP_ERR_PERMANENT;
             break;
         }
+        /* "amqp://host/" names the empty vhost; everyone means RabbitMQ's default "/". */
+        if (!b->nodes[i].vhost || !*b->nodes[i].vhost)
+            b->nodes[i].vhost = "/";
         char label[300];
         snprintf(label, sizeof label, "%s:%d/%s", b->nodes[i].host, b->nodes[i].port,
                  b->nodes[i].vhost);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "cloudevent.h"
 
 static op_status order_request_fail(order_request_error *err, int status, const char *code,
                                     const char *field, const char *fmt, ...)
@@ -92,7 +92,7 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
         return order_request_fail(err, 500, "internal", NULL, "cannot make an order id");
     }
     char now[32];
-    event_time_now(now);
+    cloudevent_time_now(now);
     json_t *notify = json_object_get(doc, "notify");
     json_t *data = json_pack("{ss ss sO sO sI sO sO ss}", "order_id", order_id, "client_id",
                              client_id, "customer_id", json_object_get(doc, "customer_id"),
@@ -104,8 +104,8 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
         json_object_set_new(data, "idempotency_key", json_string(idempotency_key));
     json_decref(doc);
     char tp[56];
-    event_traceparent(traceparent, tp);
-    json_t *ev = event_new("order.placed", source, order_id, data, tp);
+    cloudevent_traceparent(traceparent, tp);
+    json_t *ev = cloudevent_new("order.placed", source, order_id, data, tp);
     if (!ev)
         return order_request_fail(err, 500, "internal", NULL, "cannot build the event");
     if (idempotency_key) {

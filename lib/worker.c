@@ -253,7 +253,7 @@ static op_status worker_dead_letter(worker *w, const broker_delivery *d, const c
 {
     char dlq[128], now[32];
     topology_dlq(w->spec->name, dlq, sizeof dlq);
-    event_time_now(now);
+    cloudevent_time_now(now);
     json_t *h = worker_failure_headers(d, error);
     json_object_set_new(h, "x-dead-reason", json_string(reason));
     json_object_set_new(h, "x-attempts", json_integer(attempts));
@@ -325,10 +325,10 @@ op_status worker_txn(worker_msg *m, worker_handler_fn fn, void *arg)
 }
 
 /* Envelope, type and schema checks; on failure fills err and returns the DLQ reason. */
-static const char *worker_check(worker *w, const broker_delivery *d, event_view *ev,
+static const char *worker_check(worker *w, const broker_delivery *d, cloudevent_view *ev,
                                 const worker_route **route, char *err, size_t errlen)
 {
-    if (event_parse(d->body, d->len, ev, err, errlen) != OP_OK)
+    if (cloudevent_parse(d->body, d->len, ev, err, errlen) != OP_OK)
         return "invalid_message";
     *route = worker_find_route(w, ev->type);
     if (!*route) {
@@ -352,7 +352,7 @@ static const char *worker_check(worker *w, const broker_delivery *d, event_view 
 /* One delivery of a batch, from receipt to ack. */
 typedef struct worker_item {
     broker_delivery d;
-    event_view ev;
+    cloudevent_view ev;
     const worker_route *route;
     worker_msg m;
     op_status st;
@@ -410,7 +410,7 @@ static op_status worker_batch_body(db *d, void *arg)
     worker_batch *b = arg;
     worker *w = b->w;
     if (w->spec->prepare_batch) {
-        const event_view *evs[b->n];
+        const cloudevent_view *evs[b->n];
         for (int i = 0; i < b->n; i++)
             evs[i] = &b->items[i]->ev;
         op_status st = w->spec->prepare_batch(w, d, evs, b->n, w->spec->arg);
@@ -528,7 +528,7 @@ static int worker_handle_batch(worker *w)
             worker_run_raw(w, it);
         if (it->route)
             worker_settle(w, it);
-        event_view_free(&it->ev);
+        cloudevent_view_free(&it->ev);
         broker_delivery_free(&it->d);
     }
     free(items);
@@ -542,8 +542,8 @@ op_status worker_emit_free(worker *w, db *d, const char *type, const char *order
                            const char *traceparent)
 {
     char tp[56];
-    event_traceparent(traceparent, tp);
-    json_t *ev = event_new(type, w->spec->program, order_id, data, tp);
+    cloudevent_traceparent(traceparent, tp);
+    json_t *ev = cloudevent_new(type, w->spec->program, order_id, data, tp);
     if (!ev)
         return OP_ERR_TRANSIENT;
     json_t *headers = json_pack("{ss}", "traceparent", tp);

@@ -18,7 +18,7 @@
 
 #include "broker.h"
 #include "db.h"
-#include "event.h"
+#include "cloudevent.h"
 #include "log.h"
 #include "status.h"
 
@@ -28,7 +28,7 @@ typedef struct worker worker;
 typedef struct worker_msg {
     worker *w;
     db *db;
-    const event_view *ev;       /* envelope and data, schema-checked */
+    const cloudevent_view *ev;       /* envelope and data, schema-checked */
     const broker_delivery *delivery;
     int attempt;                /* 1 on first delivery, +1 per retry */
     log_ctx log;                /* order id, message id, traceparent for log lines */
@@ -66,7 +66,7 @@ typedef struct worker_spec {
     /* Optional: called at the start of each batch transaction with the batch's events, to take
      * the locks the batch needs in one global order (e.g. inventory rows sorted by SKU), so
      * concurrent batches never deadlock. */
-    op_status (*prepare_batch)(worker *w, db *d, const event_view *const *evs, int n, void *arg);
+    op_status (*prepare_batch)(worker *w, db *d, const cloudevent_view *const *evs, int n, void *arg);
     /* Optional: extra --help text and start-up, called after connecting, before consuming. */
     const char *help_extra;
     op_status (*start)(worker *w, db *d, void *arg);

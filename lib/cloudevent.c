@@ -1,5 +1,5 @@
-/* event: CloudEvents 1.0 envelopes (see event.h). */
-#include "event.h"
+/* cloudevent: CloudEvents 1.0 envelopes (see event.h). */
+#include "cloudevent.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +8,7 @@
 
 #include "uuid.h"
 
-void event_time_now(char out[32])
+void cloudevent_time_now(char out[32])
 {
     struct timespec now;
     struct tm tm;
@@ -18,7 +18,7 @@ void event_time_now(char out[32])
     snprintf(out + n, 32 - n, ".%03ldZ", now.tv_nsec / 1000000);
 }
 
-json_t *event_new(const char *type, const char *source, const char *order_id, json_t *data,
+json_t *cloudevent_new(const char *type, const char *source, const char *order_id, json_t *data,
                   const char *traceparent)
 {
     char id[UUID_STR_LEN], now[32];
@@ -26,7 +26,7 @@ json_t *event_new(const char *type, const char *source, const char *order_id, js
         json_decref(data);
         return NULL;
     }
-    event_time_now(now);
+    cloudevent_time_now(now);
     json_t *ev = json_pack("{ss ss ss ss ss ss ss}", "specversion", "1.0", "id", id, "source",
                            source, "type", type, "time", now, "datacontenttype",
                            "application/json", "orderid", order_id);
@@ -40,7 +40,7 @@ json_t *event_new(const char *type, const char *source, const char *order_id, js
     return ev;
 }
 
-static const char *event_required_string(json_t *root, const char *key, char *err, size_t errlen)
+static const char *cloudevent_required_string(json_t *root, const char *key, char *err, size_t errlen)
 {
     json_t *v = json_object_get(root, key);
     if (!v) {
@@ -54,7 +54,7 @@ static const char *event_required_string(json_t *root, const char *key, char *er
     return json_string_value(v);
 }
 
-static bool event_traceparent_valid(const char *tp)
+static bool cloudevent_traceparent_valid(const char *tp)
 {
     /* 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero */
     if (strlen(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
@@ -72,7 +72,7 @@ static bool event_traceparent_valid(const char *tp)
     return tp[0] == '0' && tp[1] == '0' && trace_nonzero && span_nonzero;
 }
 
-op_status event_parse(const char *body, size_t len, event_view *out, char *err, size_t errlen)
+op_status cloudevent_parse(const char *body, size_t len, cloudevent_view *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     json_error_t je;
@@ -85,22 +85,22 @@ op_status event_parse(const char *body, size_t len, event_view *out, char *err, 
         snprintf(err, errlen, "an event must be a JSON object");
         goto bad;
     }
-    const char *sv = event_required_string(root, "specversion", err, errlen);
+    const char *sv = cloudevent_required_string(root, "specversion", err, errlen);
     if (!sv)
         goto bad;
     if (strcmp(sv, "1.0") != 0) {
         snprintf(err, errlen, "unsupported specversion '%s' (expected 1.0)", sv);
         goto bad;
     }
-    if (!(out->id = event_required_string(root, "id", err, errlen)) ||
-        !(out->source = event_required_string(root, "source", err, errlen)) ||
-        !(out->type = event_required_string(root, "type", err, errlen)) ||
-        !(out->time = event_required_string(root, "time", err, errlen)) ||
-        !(out->order_id = event_required_string(root, "orderid", err, errlen)))
+    if (!(out->id = cloudevent_required_string(root, "id", err, errlen)) ||
+        !(out->source = cloudevent_required_string(root, "source", err, errlen)) ||
+        !(out->type = cloudevent_required_string(root, "type", err, errlen)) ||
+        !(out->time = cloudevent_required_string(root, "time", err, errlen)) ||
+        !(out->order_id = cloudevent_required_string(root, "orderid", err, errlen)))
         goto bad;
     json_t *tp = json_object_get(root, "traceparent");
     if (tp) {
-        if (!json_is_string(tp) || !event_traceparent_valid(json_string_value(tp))) {
+        if (!json_is_string(tp) || !cloudevent_traceparent_valid(json_string_value(tp))) {
             snprintf(err, errlen, "attribute 'traceparent' is not a W3C traceparent");
             goto bad;
         }
@@ -123,7 +123,7 @@ bad:
     return OP_ERR_PERMANENT;
 }
 
-void event_view_free(event_view *v)
+void cloudevent_view_free(cloudevent_view *v)
 {
     if (v && v->root)
         json_decref(v->root);
@@ -131,7 +131,7 @@ void event_view_free(event_view *v)
         memset(v, 0, sizeof *v);
 }
 
-static void event_random_hex(char *out, size_t nbytes)
+static void cloudevent_random_hex(char *out, size_t nbytes)
 {
     unsigned char b[16];
     static const char hex[] = "0123456789abcdef";
@@ -151,15 +151,15 @@ static void event_random_hex(char *out, size_t nbytes)
     out[2 * nbytes] = '\0';
 }
 
-void event_traceparent(const char *parent, char out[56])
+void cloudevent_traceparent(const char *parent, char out[56])
 {
     char trace[33], span[17];
-    if (parent && event_traceparent_valid(parent)) {
+    if (parent && cloudevent_traceparent_valid(parent)) {
         memcpy(trace, parent + 3, 32);
         trace[32] = '\0';
     } else {
-        event_random_hex(trace, 16);
+        cloudevent_random_hex(trace, 16);
     }
-    event_random_hex(span, 8);
+    cloudevent_random_hex(span, 8);
     snprintf(out, 56, "00-%s-%s-01", trace, span);
 }

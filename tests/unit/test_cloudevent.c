@@ -7,35 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "cloudevent.h"
 #include "uuid.h"
 
 static void test_new_then_parse(void **state)
 {
     (void)state;
-    json_t *ev = event_new("order.placed", "test", "00000000-0000-4000-8000-000000000001",
+    json_t *ev = cloudevent_new("order.placed", "test", "00000000-0000-4000-8000-000000000001",
                            json_pack("{si}", "n", 1), NULL);
     assert_non_null(ev);
     char *text = json_dumps(ev, JSON_COMPACT);
-    event_view v;
+    cloudevent_view v;
     char err[256];
-    assert_int_equal(event_parse(text, strlen(text), &v, err, sizeof err), OP_OK);
+    assert_int_equal(cloudevent_parse(text, strlen(text), &v, err, sizeof err), OP_OK);
     assert_string_equal(v.type, "order.placed");
     assert_string_equal(v.order_id, "00000000-0000-4000-8000-000000000001");
     assert_true(uuid_valid(v.id));
     assert_null(v.traceparent);
     assert_int_equal(json_integer_value(json_object_get(v.data, "n")), 1);
     assert_int_equal(strlen(v.time), 24);
-    event_view_free(&v);
+    cloudevent_view_free(&v);
     free(text);
     json_decref(ev);
 }
 
 static void expect_bad(const char *body, const char *fragment)
 {
-    event_view v;
+    cloudevent_view v;
     char err[256] = "";
-    assert_int_equal(event_parse(body, strlen(body), &v, err, sizeof err), OP_ERR_PERMANENT);
+    assert_int_equal(cloudevent_parse(body, strlen(body), &v, err, sizeof err), OP_ERR_PERMANENT);
     assert_null(v.root);
     if (!strstr(err, fragment))
         fail_msg("error '%s' does not mention '%s'", err, fragment);
@@ -57,35 +57,35 @@ static void test_rejections(void **state)
     expect_bad(GOOD_HEAD ",\"data\":[]}", "'data' must be an object");
     expect_bad(GOOD_HEAD ",\"traceparent\":\"00-zz\",\"data\":{}}", "traceparent");
     expect_bad(GOOD_HEAD ",\"data\":{},\"data\":{}}", "invalid JSON");
-    event_view v;
+    cloudevent_view v;
     char err[256];
     const char *ok = GOOD_HEAD ",\"data\":{}}";
-    assert_int_equal(event_parse(ok, strlen(ok), &v, err, sizeof err), OP_OK);
-    event_view_free(&v);
+    assert_int_equal(cloudevent_parse(ok, strlen(ok), &v, err, sizeof err), OP_OK);
+    cloudevent_view_free(&v);
 }
 
 static void test_traceparent(void **state)
 {
     (void)state;
     char a[56], b[56];
-    event_traceparent(NULL, a);
+    cloudevent_traceparent(NULL, a);
     assert_int_equal(strlen(a), 55);
     assert_memory_equal(a, "00-", 3);
-    event_traceparent(a, b);
+    cloudevent_traceparent(a, b);
     assert_memory_equal(a + 3, b + 3, 32);      /* same trace */
     assert_memory_not_equal(a + 36, b + 36, 16); /* new span */
-    event_traceparent("garbage", b);
+    cloudevent_traceparent("garbage", b);
     assert_int_equal(strlen(b), 55);
-    event_traceparent("00-00000000000000000000000000000000-0000000000000001-01", b);
+    cloudevent_traceparent("00-00000000000000000000000000000000-0000000000000001-01", b);
     assert_memory_not_equal(b + 3, "00000000000000000000000000000000", 32);
 
-    json_t *ev = event_new("t", "s", "o", json_object(), a);
+    json_t *ev = cloudevent_new("t", "s", "o", json_object(), a);
     char *text = json_dumps(ev, JSON_COMPACT);
-    event_view v;
+    cloudevent_view v;
     char err[256];
-    assert_int_equal(event_parse(text, strlen(text), &v, err, sizeof err), OP_OK);
+    assert_int_equal(cloudevent_parse(text, strlen(text), &v, err, sizeof err), OP_OK);
     assert_string_equal(v.traceparent, a);
-    event_view_free(&v);
+    cloudevent_view_free(&v);
     free(text);
     json_decref(ev);
 }

@@ -1,0 +1,105 @@
+/* intake: the HTTP front door. Shared types of its modules:
+ *   intake_main.c     configuration and the program's table of contents
+ *   intake_auth.c     API keys (constant-time comparison) and per-client rate limits
+ *   intake_publish.c  the AMQP publisher driven by the libevent loop, with in-flight requests
+ *                     answered when their publisher confirm arrives
+ *   intake_http.c     routes, limits, validation and the JSON error bodies
+ *   intake_orders.c   GET /v1/orders/{id} from PostgreSQL
+ */
+#ifndef ORDERPIPE_INTAKE_H
+#define ORDERPIPE_INTAKE_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "db.h"
+#include "jsonschema.h"
+#include "metrics.h"
+#include "ratelimit.h"
+
+typedef struct intake_config {
+    const char *listen;
+    const char *amqp_url;
+    const char *database_url;
+    const char *keys_file;
+    const char *keys_env;
+    const char *schema_dir;
+    long max_body;
+    long max_headers;
+    long max_connections;
+    long timeout_s;
+    long confirm_timeout_ms;
+    double rate_per_client, burst_per_client, rate_global, burst_global;
+} intake_config;
+
+typedef struct intake_client {
+    char *id;
+    char *key;
+    size_t key_len;
+    ratelimit bucket;
+} intake_client;
+
+typedef struct intake_pending intake_pending;
+
+typedef struct intake_metrics {
+    metrics_registry *reg;
+    metrics_family *requests, *publish_latency, *inflight, *rate_limited, *reconnects;
+} intake_metrics;
+
+typedef struct intake {
+    intake_config cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *socket;
+    struct event *broker_event, *tick, *sigterm, *sigint;
+    broker *broker;
+    int broker_fd;
+    db *db;
+    jsonschema_registry *schemas;
+    const jsonschema *order_schema;
+    intake_client *clients;
+    size_t nclients;
+    ratelimit global_bucket;
+    intake_pending *pending_head, *pending_tail;
+    long inflight;
+    uint64_t next_reconnect_ms;
+    unsigned backoff_attempt;
+    long connections;
+    void **conn_set;           /* open connections we have seen (for the connection limit) */
+    size_t conn_cap;
+    bool draining;
+    intake_metrics m;
+} intake;
+
+/* intake_auth.c */
+int intake_auth_load(intake *in);
+void intake_auth_free(intake *in);
+/* The client whose key is in `authorization` ("Bearer KEY"), or NULL. */
+intake_client *intake_auth_client(intake *in, const char *authorization);
+
+/* intake_publish.c */
+typedef void (*intake_confirm_fn)(struct evhttp_request *req, bool ok, const char *order_id,
+                                  void *arg);
+int intake_publish_start(intake *in);
+void intake_publish_stop(intake *in);
+bool intake_publish_ready(const intake *in);
+/* Publishes `event` (CloudEvent, borrowed) and answers req once confirmed or failed. */
+int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const char *routing_key,
+                   const char *order_id, const char *traceparent, int success_status);
+
+/* intake_http.c */
+int intake_http_start(intake *in);
+void intake_http_stop_accepting(intake *in);
+void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_t *body,
+                       const char *route);
+void intake_reply_error(intake *in, struct evhttp_request *req, int status, const char *code,
+                        const char *message, const char *field, const char *route);
+uint64_t intake_now_ms(void);
+
+/* intake_orders.c */
+void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id);
+
+#endif

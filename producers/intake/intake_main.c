@@ -1,0 +1,186 @@
+/* orderpipe-intake: the HTTP front door (DESIGN.md §4). main reads as the table of contents:
+ * configuration, schemas and keys, the database and the broker, the HTTP server, the loop, the
+ * drain on SIGTERM. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "intake.h"
+#include "log.h"
+
+static void intake_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: orderpipe-intake [options]\n"
+            "The HTTP front door: POST /v1/orders, GET /v1/orders/{id}, POST /v1/orders/{id}/cancel,\n"
+            "GET /healthz, GET /metrics. An order is answered 202 only once the broker confirmed it.\n\n"
+            "options (environment variable in brackets):\n"
+            "  --listen HOST:PORT       address (default 127.0.0.1:38080) [INTAKE_LISTEN]\n"
+            "  --amqp-url URLS          AMQP URLs, first reachable wins [AMQP_URL]\n"
+            "  --database-url URL       PostgreSQL, for GET /v1/orders/{id} [DATABASE_URL]\n"
+            "  --api-keys-file FILE     lines 'client:key' [ORDERPIPE_API_KEYS_FILE]\n"
+            "                           (or a comma list in ORDERPIPE_API_KEYS)\n"
+            "  --schemas DIR            JSON Schemas [ORDERPIPE_SCHEMA_DIR]\n"
+            "  --help                   this text\n\n"
+            "limits (environment only): INTAKE_MAX_BODY (bytes, 65536), INTAKE_MAX_HEADERS (8192),\n"
+            "INTAKE_MAX_CONNECTIONS (1024), INTAKE_TIMEOUT (s, 10), INTAKE_CONFIRM_TIMEOUT_MS\n"
+            "(5000), INTAKE_RATE_PER_CLIENT / INTAKE_BURST_PER_CLIENT (orders/s, 1000 / 2000),\n"
+            "INTAKE_RATE_GLOBAL / INTAKE_BURST_GLOBAL (20000 / 40000). Logs: JSON lines on stderr.\n");
+}
+
+static int intake_env_rate(const char *name, long def, double *out)
+{
+    long v;
+    if (config_env_long(name, def, 0, 100000000, &v) != 0)
+        return -1;
+    *out = (double)v;
+    return 0;
+}
+
+/* 0: go on; 1: --help shown; 2: bad usage. */
+static int intake_parse_config(intake_config *c, int argc, char **argv)
+{
+    c->listen = config_env_str("INTAKE_LISTEN", "127.0.0.1:38080");
+    c->amqp_url = config_env_str("AMQP_URL", NULL);
+    c->database_url = config_env_str("DATABASE_URL", NULL);
+    c->keys_file = config_env_str("ORDERPIPE_API_KEYS_FILE", NULL);
+    c->keys_env = config_env_str("ORDERPIPE_API_KEYS", NULL);
+    c->schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", NULL);
+    if (config_env_long("INTAKE_MAX_BODY", 65536, 256, 16 << 20, &c->max_body) ||
+        config_env_long("INTAKE_MAX_HEADERS", 8192, 1024, 1 << 20, &c->max_headers) ||
+        config_env_long("INTAKE_MAX_CONNECTIONS", 1024, 1, 1000000, &c->max_connections) ||
+        config_env_long("INTAKE_TIMEOUT", 10, 1, 3600, &c->timeout_s) ||
+        config_env_long("INTAKE_CONFIRM_TIMEOUT_MS", 5000, 10, 600000, &c->confirm_timeout_ms) ||
+        intake_env_rate("INTAKE_RATE_PER_CLIENT", 1000, &c->rate_per_client) ||
+        intake_env_rate("INTAKE_BURST_PER_CLIENT", 2000, &c->burst_per_client) ||
+        intake_env_rate("INTAKE_RATE_GLOBAL", 20000, &c->rate_global) ||
+        intake_env_rate("INTAKE_BURST_GLOBAL", 40000, &c->burst_global))
+        return 2;
+    static const struct option opts[] = {
+        {"listen", 1, NULL, 'l'}, {"amqp-url", 1, NULL, 'a'}, {"database-url", 1, NULL, 'd'},
+        {"api-keys-file", 1, NULL, 'k'}, {"schemas", 1, NULL, 's'}, {"help", 0, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'l': c->listen = optarg; break;
+        case 'a': c->amqp_url = optarg; break;
+        case 'd': c->database_url = optarg; break;
+        case 'k': c->keys_file = optarg; break;
+        case 's': c->schema_dir = optarg; break;
+        case 'h': intake_usage(stdout); return 1;
+        default: intake_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "orderpipe-intake: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!c->amqp_url) {
+        fprintf(stderr, "orderpipe-intake: AMQP_URL (or --amqp-url) is required\n");
+        return 2;
+    }
+    if (!c->schema_dir)
+        c->schema_dir = jsonschema_default_dir();
+    return 0;
+}
+
+static void intake_metrics_init(intake *in)
+{
+    static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+    in->m.reg = metrics_registry_new();
+    in->m.requests = metrics_counter(in->m.reg, "orderpipe_http_requests_total",
+                                     "HTTP requests answered, by route and status.", "route,status");
+    in->m.publish_latency = metrics_histogram(in->m.reg, "orderpipe_intake_publish_seconds",
+                                              "Time from publish to publisher confirm.", "outcome",
+                                              buckets, (int)(sizeof buckets / sizeof *buckets));
+    in->m.inflight = metrics_gauge(in->m.reg, "orderpipe_intake_inflight",
+                                   "Publishes waiting for their confirm.", NULL);
+    in->m.rate_limited = metrics_counter(in->m.reg, "orderpipe_rate_limited_total",
+                                         "Requests refused with 429, by client.", "client");
+    in->m.reconnects = metrics_gauge(in->m.reg, "orderpipe_reconnects",
+                                     "Reconnects since start, by server.", "server");
+}
+
+/* SIGTERM/SIGINT: stop accepting, answer what is in flight (their confirms, bounded by the
+ * confirm timeout), then leave the loop. */
+static void intake_on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    intake *in = arg;
+    if (in->inflight == 0)
+        event_base_loopexit(in->base, NULL);
+}
+
+static void intake_on_signal(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    intake *in = arg;
+    if (in->draining)
+        return;
+    in->draining = true;
+    log_info(NULL, "draining: %ld publishes in flight", in->inflight);
+    intake_http_stop_accepting(in);
+    struct event *check = event_new(in->base, -1, EV_PERSIST, intake_on_drain_check, in);
+    struct timeval tv = {0, 20000};
+    event_add(check, &tv);
+    struct timeval limit = {(in->cfg.confirm_timeout_ms / 1000) + 1, 0};
+    event_base_loopexit(in->base, &limit);
+}
+
+int main(int argc, char **argv)
+{
+    intake in = {0};
+    log_init("orderpipe-intake");
+    signal(SIGPIPE, SIG_IGN);
+    int rc = intake_parse_config(&in.cfg, argc, argv);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+
+    char err[512];
+    in.schemas = jsonschema_registry_load(in.cfg.schema_dir, err, sizeof err);
+    in.order_schema = jsonschema_registry_get(in.schemas, "order.request");
+    if (!in.order_schema) {
+        log_error(NULL, "cannot load schemas/order.request.json from %s: %s", in.cfg.schema_dir,
+                  in.schemas ? "missing" : err);
+        return 2;
+    }
+    if (intake_auth_load(&in) != 0)
+        return 2;
+    ratelimit_init(&in.global_bucket, in.cfg.rate_global, in.cfg.burst_global,
+                   intake_now_ms() * 1000000ull);
+    intake_metrics_init(&in);
+    if (in.cfg.database_url && db_connect(&in.db, in.cfg.database_url, "orderpipe-intake") == OP_OK)
+        db_command(in.db, "set statement_timeout = 200", 0, NULL);
+    else if (in.cfg.database_url)
+        log_warn(NULL, "database unreachable at start; order lookups retry on demand");
+
+    in.base = event_base_new();
+    if (intake_publish_start(&in) != 0 || intake_http_start(&in) != 0)
+        return 1;
+    in.sigterm = evsignal_new(in.base, SIGTERM, intake_on_signal, &in);
+    in.sigint = evsignal_new(in.base, SIGINT, intake_on_signal, &in);
+    event_add(in.sigterm, NULL);
+    event_add(in.sigint, NULL);
+
+    event_base_dispatch(in.base);
+
+    log_info(NULL, "stopped; %ld publishes were still unconfirmed", in.inflight);
+    intake_publish_stop(&in);
+    event_free(in.sigterm);
+    event_free(in.sigint);
+    evhttp_free(in.http);
+    event_base_free(in.base);
+    db_close(in.db);
+    intake_auth_free(&in);
+    jsonschema_registry_free(in.schemas);
+    metrics_registry_free(in.m.reg);
+    free(in.conn_set);
+    return 0;
+}

@@ -1,0 +1,220 @@
+/* intake_publish: publishes from the libevent loop without blocking it.
+ *
+ * The broker's socket is watched for readability; whatever confirms have arrived are read without
+ * waiting (broker_poll_confirms) and settle the in-flight requests, which are kept in publish
+ * order (confirm sequence numbers grow by one per publish). A request is answered 202 only on its
+ * ack; a nack, a confirm that does not come within confirm_timeout_ms, or the loss of the
+ * connection answers 503. While the broker is down, requests get 503 at once and a timer
+ * reconnects with backoff in the background.
+ */
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "intake.h"
+#include "log.h"
+
+struct intake_pending {
+    struct evhttp_request *req;
+    uint64_t seq;
+    uint64_t sent_ms;
+    int success_status;
+    char order_id[40];
+    struct intake_pending *next;
+};
+
+static void intake_pending_answer(intake *in, intake_pending *p, bool ok, const char *why)
+{
+    uint64_t now = intake_now_ms();
+    const char *ok_labels[] = {ok ? "ok" : "failed"};
+    metrics_observe(in->m.publish_latency, ok_labels, (double)(now - p->sent_ms) / 1000.0);
+    if (ok) {
+        json_t *body = json_pack("{ss ss}", "order_id", p->order_id, "status", "accepted");
+        intake_reply_json(in, p->req, p->success_status, body, "publish");
+        json_decref(body);
+    } else {
+        log_warn(&(log_ctx){.order_id = p->order_id}, "not accepted: %s", why);
+        intake_reply_error(in, p->req, 503, "broker_unavailable", why, NULL, "publish");
+    }
+    in->inflight--;
+    metrics_set(in->m.inflight, NULL, (double)in->inflight);
+    free(p);
+}
+
+/* Settles every pending request up to `seq` (multiple) or exactly `seq`. */
+static void intake_on_confirm(uint64_t seq, bool multiple, bool ack, void *arg)
+{
+    intake *in = arg;
+    intake_pending **pp = &in->pending_head, *prev = NULL;
+    while (*pp && (*pp)->seq <= seq) {
+        intake_pending *p = *pp;
+        if (multiple || p->seq == seq) {
+            *pp = p->next;
+            if (in->pending_tail == p)
+                in->pending_tail = prev;
+            intake_pending_answer(in, p, ack,
+                                  ack ? NULL : "the broker did not accept the order; nothing was placed");
+            if (!multiple)
+                return;
+            continue;
+        }
+        prev = p;
+        pp = &p->next;
+    }
+}
+
+static void intake_fail_all(intake *in, const char *why)
+{
+    while (in->pending_head) {
+        intake_pending *p = in->pending_head;
+        in->pending_head = p->next;
+        intake_pending_answer(in, p, false, why);
+    }
+    in->pending_tail = NULL;
+}
+
+static void intake_broker_lost(intake *in)
+{
+    log_warn(NULL, "broker connection lost: %s", broker_last_error(in->broker));
+    if (in->broker_event) {
+        event_free(in->broker_event);
+        in->broker_event = NULL;
+    }
+    intake_fail_all(in, "the broker connection was lost before the order was confirmed; retry");
+    in->next_reconnect_ms = intake_now_ms();
+}
+
+static void intake_on_broker_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    intake *in = arg;
+    if (broker_poll_confirms(in->broker, intake_on_confirm, in) != OP_OK)
+        intake_broker_lost(in);
+}
+
+static void intake_watch_broker(intake *in)
+{
+    in->broker_event = event_new(in->base, broker_fd(in->broker), EV_READ | EV_PERSIST,
+                                 intake_on_broker_readable, in);
+    event_add(in->broker_event, NULL);
+}
+
+static void intake_try_reconnect(intake *in)
+{
+    if (broker_reconnect(in->broker) == OP_OK && broker_declare_topology(in->broker) == OP_OK) {
+        log_info(NULL, "connected to the broker at %s", broker_current_node(in->broker));
+        in->backoff_attempt = 0;
+        const char *labels[] = {"broker"};
+        metrics_set(in->m.reconnects, labels, (double)broker_reconnect_count(in->broker));
+        intake_watch_broker(in);
+        return;
+    }
+    backoff b;
+    backoff_init(&b, 200, 5000, (unsigned)intake_now_ms());
+    b.attempt = (int)in->backoff_attempt++;
+    in->next_reconnect_ms = intake_now_ms() + (uint64_t)backoff_next_ms(&b);
+    log_warn(NULL, "broker unreachable, retrying: %s", broker_last_error(in->broker));
+}
+
+/* Every 100 ms: read confirms (this also sends heartbeats), time out stale publishes, and
+ * reconnect when it is time. */
+static void intake_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    intake *in = arg;
+    if (intake_publish_ready(in)) {
+        if (broker_poll_confirms(in->broker, intake_on_confirm, in) != OP_OK) {
+            intake_broker_lost(in);
+            return;
+        }
+        uint64_t now = intake_now_ms();
+        if (in->pending_head &&
+            now - in->pending_head->sent_ms > (uint64_t)in->cfg.confirm_timeout_ms) {
+            /* A confirm this late means the channel is stuck: start over on a new one, and
+             * answer everything in flight 503 (never 202 without a confirm). */
+            log_warn(NULL, "publisher confirm overdue by %lld ms; reconnecting",
+                     (long long)(now - in->pending_head->sent_ms));
+            intake_broker_lost(in); /* the next tick reconnects, replacing the channel */
+        }
+    } else if (!in->draining && intake_now_ms() >= in->next_reconnect_ms) {
+        intake_try_reconnect(in);
+    }
+}
+
+int intake_publish_start(intake *in)
+{
+    broker_options o = {.urls = in->cfg.amqp_url, .name = "orderpipe-intake", .confirms = true};
+    if (broker_connect(&in->broker, &o) == OP_ERR_PERMANENT)
+        return -1;
+    if (broker_is_open(in->broker) && broker_declare_topology(in->broker) == OP_OK) {
+        log_info(NULL, "connected to the broker at %s", broker_current_node(in->broker));
+        intake_watch_broker(in);
+    } else {
+        log_warn(NULL, "broker unreachable at start, retrying in the background: %s",
+                 broker_last_error(in->broker));
+    }
+    in->tick = event_new(in->base, -1, EV_PERSIST, intake_on_tick, in);
+    struct timeval tv = {0, 100000};
+    event_add(in->tick, &tv);
+    return 0;
+}
+
+void intake_publish_stop(intake *in)
+{
+    intake_fail_all(in, "the intake is shutting down");
+    if (in->broker_event)
+        event_free(in->broker_event);
+    if (in->tick)
+        event_free(in->tick);
+    in->broker_event = in->tick = NULL;
+    broker_close(in->broker);
+    in->broker = NULL;
+}
+
+bool intake_publish_ready(const intake *in)
+{
+    return broker_is_open(in->broker) && in->broker_event != NULL;
+}
+
+int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const char *routing_key,
+                   const char *order_id, const char *traceparent, int success_status)
+{
+    if (!intake_publish_ready(in))
+        return -1;
+    char *body = json_dumps(event, JSON_COMPACT);
+    json_t *headers = json_pack("{ss}", "traceparent", traceparent ? traceparent : "");
+    broker_message m = {
+        .routing_key = routing_key,
+        .body = body,
+        .len = body ? strlen(body) : 0,
+        .message_id = json_string_value(json_object_get(event, "id")),
+        .type = routing_key,
+        .headers = headers,
+    };
+    uint64_t seq = 0;
+    op_status st = body ? broker_publish(in->broker, &m, &seq) : OP_ERR_TRANSIENT;
+    free(body);
+    json_decref(headers);
+    if (st != OP_OK) {
+        intake_broker_lost(in);
+        return -1;
+    }
+    intake_pending *p = calloc(1, sizeof *p);
+    p->req = req;
+    p->seq = seq;
+    p->sent_ms = intake_now_ms();
+    p->success_status = success_status;
+    snprintf(p->order_id, sizeof p->order_id, "%s", order_id);
+    if (in->pending_tail)
+        in->pending_tail->next = p;
+    else
+        in->pending_head = p;
+    in->pending_tail = p;
+    in->inflight++;
+    metrics_set(in->m.inflight, NULL, (double)in->inflight);
+    return 0;
+}
