@@ -1,0 +1,258 @@
+/* orderpipe-compensation: the saga's undo. Releases the stock, asks for a refund of whatever was
+ * charged, and cancels the order with its reason — on a failed payment, on a customer's cancel
+ * request, and, from its watchdog timer, for reservations past their expiry. The watchdog also
+ * re-drives orders stuck in `paid` (their payment.succeeded is re-emitted; the reservation worker
+ * confirms an order only while it is paid, so a repeat changes nothing).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "saga.h"
+#include "worker.h"
+
+typedef struct compensation_config {
+    long batch;   /* expired orders handled per tick */
+} compensation_config;
+
+/* Locks, in SKU order, the stock held by the orders of the batch (see saga_lock_skus). */
+static op_status compensation_prepare(worker *w, db *d, const cloudevent_view *const *evs, int n,
+                                      void *arg)
+{
+    (void)w;
+    (void)arg;
+    size_t cap = (size_t)n * 40 + 3, len = 0;
+    char *orders = malloc(cap);
+    orders[len++] = '{';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(orders + len, cap - len, "%s%s", i ? "," : "", evs[i]->order_id);
+    orders[len++] = '}';
+    orders[len] = '\0';
+    op_status st = saga_lock_skus(d, NULL, orders);
+    free(orders);
+    return st;
+}
+
+/* Emits a refund request when a payment was (or may have been) taken for the order. */
+static op_status compensation_request_refund(db *d, worker *w, worker_msg *m, const saga_order *o,
+                                             const char *reason)
+{
+    const char *params[] = {o->id};
+    op_status st;
+    PGresult *r = db_exec_prepared(d, "compensation_payment",
+                                   "select amount from payments where order_id = $1::uuid "
+                                   "and status in ('pending', 'succeeded') for update",
+                                   1, params, &st);
+    if (!r)
+        return st;
+    bool refund = PQntuples(r) == 1;
+    long long amount = refund ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    if (!refund)
+        return OP_OK;
+    st = db_command(d, "update payments set status = 'refund_pending', updated_at = now() "
+                       "where order_id = $1::uuid and status = 'succeeded'", 1, params);
+    if (st != OP_OK)
+        return st;
+    json_t *data = json_pack("{ss sI ss}", "order_id", o->id, "amount", (json_int_t)amount,
+                             "reason", reason);
+    return m ? worker_emit(m, "payment.refund_requested", o->id, data)
+             : worker_emit_free(w, d, "payment.refund_requested", o->id, data, NULL);
+}
+
+/* Releases, refunds if needed, cancels with `reason`, tells the customer. */
+static op_status compensation_cancel(db *d, worker *w, worker_msg *m, saga_order *o,
+                                     const char *reason, const log_ctx *lc)
+{
+    op_status st = saga_release_stock(d, o->id);
+    if (st == OP_OK)
+        st = compensation_request_refund(d, w, m, o, reason);
+    if (st == OP_OK)
+        st = saga_move(d, o, ORDER_CANCELLED, reason, 0, lc);
+    if (st != OP_OK)
+        return st;
+    json_t *data = saga_cancelled_data(o, reason);
+    return m ? worker_emit(m, "order.cancelled", o->id, data)
+             : worker_emit_free(w, d, "order.cancelled", o->id, data, NULL);
+}
+
+static op_status compensation_on_payment_failed(worker_msg *m, void *arg)
+{
+    (void)arg;
+    saga_order o;
+    op_status st = saga_order_load(m->db, m->ev->order_id, &o);
+    if (st == OP_DUPLICATE) {
+        snprintf(m->error, sizeof m->error, "payment.failed for unknown order");
+        return OP_ERR_PERMANENT;
+    }
+    if (st != OP_OK)
+        return st;
+    if (order_state_is_terminal(o.state)) {
+        log_info(&m->log, "payment.failed for a %s order: nothing to undo", order_state_name(o.state));
+        st = OP_OK;
+    } else {
+        st = compensation_cancel(m->db, m->w, m, &o, "payment_declined", &m->log);
+    }
+    saga_order_clear(&o);
+    return st;
+}
+
+static op_status compensation_on_cancel_request(worker_msg *m, void *arg)
+{
+    (void)arg;
+    saga_order o;
+    op_status st = saga_order_load(m->db, m->ev->order_id, &o);
+    if (st == OP_DUPLICATE) {
+        /* The order may still be on its way to the reservation worker: try again later. */
+        snprintf(m->error, sizeof m->error, "cancel request for an order not recorded yet");
+        return OP_ERR_TRANSIENT;
+    }
+    if (st != OP_OK)
+        return st;
+    if (order_state_is_terminal(o.state)) {
+        log_warn(&m->log, "cancel request refused: the order is already %s", order_state_name(o.state));
+        st = OP_OK;
+    } else {
+        st = compensation_cancel(m->db, m->w, m, &o, "customer_cancelled", &m->log);
+    }
+    saga_order_clear(&o);
+    return st;
+}
+
+static op_status compensation_on_expired(worker_msg *m, void *arg)
+{
+    (void)arg;
+    saga_order o;
+    op_status st = saga_order_load(m->db, m->ev->order_id, &o);
+    if (st == OP_DUPLICATE)
+        return OP_OK;
+    if (st != OP_OK)
+        return st;
+    st = o.state == ORDER_RESERVED
+             ? compensation_cancel(m->db, m->w, m, &o, "reservation_expired", &m->log)
+             : OP_OK;
+    saga_order_clear(&o);
+    return st;
+}
+
+typedef struct compensation_tick_run {
+    worker *w;
+    long batch;
+    int done;
+} compensation_tick_run;
+
+/* One transaction: expire up to `batch` reserved orders past their deadline, and re-drive paid
+ * orders past theirs. SKIP LOCKED lets several compensation processes share the work. */
+static op_status compensation_tick_body(db *d, void *arg)
+{
+    compensation_tick_run *t = arg;
+    t->done = 0;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%ld", t->batch);
+    const char *params[] = {lim};
+    op_status st;
+    PGresult *r = db_exec_prepared(
+        d, "compensation_expired",
+        "select id::text from orders where status = 'reserved' and state_deadline < now() "
+        "order by state_deadline limit $1::int for update skip locked",
+        1, params, &st);
+    if (!r)
+        return st;
+    int n = PQntuples(r);
+    if (n > 0) {
+        /* Stock rows in SKU order before any change, as every batch does. */
+        size_t cap = (size_t)n * 40 + 3, len = 0;
+        char *ids = malloc(cap);
+        ids[len++] = '{';
+        for (int i = 0; i < n; i++)
+            len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
+        ids[len++] = '}';
+        ids[len] = '\0';
+        st = saga_lock_skus(d, NULL, ids);
+        free(ids);
+    }
+    for (int i = 0; i < n && st == OP_OK; i++) {
+        saga_order o;
+        st = saga_order_load(d, PQgetvalue(r, i, 0), &o);
+        if (st != OP_OK)
+            break;
+        log_ctx lc = {.order_id = o.id};
+        if (o.state == ORDER_RESERVED) {
+            log_info(&lc, "reservation expired: cancelling");
+            st = compensation_cancel(d, t->w, NULL, &o, "reservation_expired", &lc);
+            t->done++;
+        }
+        saga_order_clear(&o);
+    }
+    PQclear(r);
+    if (st != OP_OK)
+        return st;
+    r = db_exec_prepared(
+        d, "compensation_stuck_paid",
+        "select o.id::text, p.amount, p.currency, coalesce(p.provider_ref, o.id::text) "
+        "from orders o join payments p on p.order_id = o.id "
+        "where o.status = 'paid' and o.state_deadline < now() "
+        "order by o.state_deadline limit $1::int for update of o skip locked",
+        1, params, &st);
+    if (!r)
+        return st;
+    for (int i = 0; i < PQntuples(r) && st == OP_OK; i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        log_warn(&(log_ctx){.order_id = id}, "order stuck in paid: re-driving its confirmation");
+        st = db_command(d, "update orders set state_deadline = now() + interval '30 seconds' "
+                           "where id = $1::uuid", 1, (const char *[]){id});
+        if (st == OP_OK)
+            st = worker_emit_free(t->w, d, "payment.succeeded", id,
+                                  json_pack("{ss sI ss ss}", "order_id", id, "amount",
+                                            (json_int_t)atoll(PQgetvalue(r, i, 1)), "currency",
+                                            PQgetvalue(r, i, 2), "provider_ref", PQgetvalue(r, i, 3)),
+                                  NULL);
+        t->done++;
+    }
+    PQclear(r);
+    return st;
+}
+
+static op_status compensation_tick(worker *w, db *d, void *arg)
+{
+    compensation_config *cfg = arg;
+    compensation_tick_run t = {w, cfg->batch, 0};
+    do {
+        op_status st = db_transaction(d, compensation_tick_body, &t, 0);
+        if (st != OP_OK)
+            return st;
+    } while (t.done >= cfg->batch && !worker_stopping(w));
+    return OP_OK;
+}
+
+static const worker_route compensation_routes[] = {
+    {.type = "payment.failed", .handle = compensation_on_payment_failed},
+    {.type = "order.cancel_requested", .handle = compensation_on_cancel_request},
+    {.type = "reservation.expired", .handle = compensation_on_expired},
+    {.type = NULL},
+};
+
+int main(int argc, char **argv)
+{
+    static compensation_config cfg;
+    long tick_ms;
+    if (config_parse_duration_ms(config_env_str("COMPENSATION_INTERVAL", "1s"), &tick_ms) != 0 ||
+        tick_ms < 10 || config_env_long("COMPENSATION_BATCH", 200, 1, 100000, &cfg.batch) != 0) {
+        fprintf(stderr, "COMPENSATION_INTERVAL must be a duration >= 10ms; COMPENSATION_BATCH 1..100000\n");
+        return 2;
+    }
+    worker_spec spec = {
+        .name = "compensation",
+        .program = "orderpipe-compensation",
+        .summary = "Undoes failed orders: releases stock, refunds, cancels; expires stale reservations.",
+        .routes = compensation_routes,
+        .arg = &cfg,
+        .tick = compensation_tick,
+        .tick_ms = (int)tick_ms,
+        .prepare_batch = compensation_prepare,
+        .help_extra = "  COMPENSATION_INTERVAL how often the watchdog looks for expired orders (1s)\n"
+                      "  COMPENSATION_BATCH    orders it handles per transaction (200)\n",
+    };
+    return worker_main(&spec, argc, argv);
+}

@@ -1,0 +1,222 @@
+/* orderpipe-notification: tells the customer that an order was confirmed or cancelled, once.
+ *
+ * The notification is claimed in a row (order, event) before sending and marked sent after, both
+ * outside the send, so nothing waits on a transaction while a webhook answers. A crash between
+ * send and mark sends again on redelivery; the delivery id in X-Orderpipe-Delivery (stable per
+ * order and event) lets the receiver drop that duplicate. Channels: `log` (a JSON line appended
+ * to a file) and `webhook` (HTTP POST signed with HMAC-SHA256; failures are retried with growing
+ * delays by the retry tiers, then dead-lettered).
+ */
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "worker.h"
+
+typedef enum { CHANNEL_LOG, CHANNEL_WEBHOOK } notify_channel;
+
+typedef struct notify_ctx {
+    notify_channel channel;
+    const char *log_file;
+    const char *webhook_url;
+    const char *secret;
+    long timeout_ms;
+    CURL *curl;
+} notify_ctx;
+
+typedef struct notify_claim {
+    const char *order_id;
+    const char *event_type;
+    const char *channel;
+    bool already_sent;
+} notify_claim;
+
+static op_status notify_claim_row(db *d, void *arg)
+{
+    notify_claim *c = arg;
+    const char *params[] = {c->order_id, c->event_type, c->channel};
+    op_status st;
+    PGresult *r = db_exec_prepared(
+        d, "notify_claim",
+        "with ins as (insert into notifications(order_id, event_type, channel, status) "
+        "  values ($1::uuid, $2, $3, 'pending') on conflict do nothing) "
+        "select coalesce((select status from notifications where order_id = $1::uuid "
+        "  and event_type = $2), 'pending')",
+        3, params, &st);
+    if (!r)
+        return st;
+    c->already_sent = strcmp(PQgetvalue(r, 0, 0), "sent") == 0;
+    PQclear(r);
+    return OP_OK;
+}
+
+static op_status notify_mark_sent(worker_msg *m, void *arg)
+{
+    (void)arg;
+    const char *params[] = {m->ev->order_id, m->ev->type};
+    return db_command(m->db, "update notifications set status = 'sent', sent_at = now(), "
+                             "attempts = attempts + 1 where order_id = $1::uuid and event_type = $2",
+                      2, params);
+}
+
+static op_status notify_noop(worker_msg *m, void *arg)
+{
+    (void)m;
+    (void)arg;
+    return OP_OK;
+}
+
+static void notify_hmac_hex(const char *secret, const char *body, char out[65])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body, strlen(body), mac,
+         &len);
+    for (unsigned i = 0; i < len && i < 32; i++)
+        sprintf(out + 2 * i, "%02x", mac[i]);
+    out[64] = '\0';
+}
+
+static op_status notify_webhook(notify_ctx *ctx, worker_msg *m, const char *url, const char *body,
+                                const char *delivery)
+{
+    char sig[65], sig_hdr[100], del_hdr[200];
+    notify_hmac_hex(ctx->secret, body, sig);
+    snprintf(sig_hdr, sizeof sig_hdr, "X-Orderpipe-Signature: sha256=%s", sig);
+    snprintf(del_hdr, sizeof del_hdr, "X-Orderpipe-Delivery: %s", delivery);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, sig_hdr);
+    h = curl_slist_append(h, del_hdr);
+    CURL *c = ctx->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ctx->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, NULL);
+    FILE *devnull = fopen("/dev/null", "w");
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (devnull)
+        fclose(devnull);
+    curl_slist_free_all(h);
+    if (rc != CURLE_OK) {
+        snprintf(m->error, sizeof m->error, "webhook %s: %s", url, curl_easy_strerror(rc));
+        return OP_ERR_TRANSIENT;
+    }
+    if (status < 200 || status >= 300) {
+        snprintf(m->error, sizeof m->error, "webhook %s answered %ld", url, status);
+        return OP_ERR_TRANSIENT;
+    }
+    return OP_OK;
+}
+
+static op_status notify_log(notify_ctx *ctx, worker_msg *m, const char *line)
+{
+    int fd = open(ctx->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(m->error, sizeof m->error, "cannot open %s", ctx->log_file);
+        return OP_ERR_TRANSIENT;
+    }
+    size_t len = strlen(line);
+    char *buf = malloc(len + 1);
+    memcpy(buf, line, len);
+    buf[len] = '\n';
+    ssize_t w = write(fd, buf, len + 1); /* one write: lines from several processes never mix */
+    free(buf);
+    close(fd);
+    if (w != (ssize_t)len + 1) {
+        snprintf(m->error, sizeof m->error, "cannot write %s", ctx->log_file);
+        return OP_ERR_TRANSIENT;
+    }
+    return OP_OK;
+}
+
+static op_status notify_on_event(worker_msg *m, void *arg)
+{
+    notify_ctx *ctx = arg;
+    json_t *data = m->ev->data;
+    notify_claim claim = {m->ev->order_id, m->ev->type,
+                          ctx->channel == CHANNEL_LOG ? "log" : "webhook", false};
+    op_status st = db_transaction(m->db, notify_claim_row, &claim, 0);
+    if (st != OP_OK)
+        return st;
+    if (claim.already_sent) {
+        log_info(&m->log, "%s already notified", m->ev->type);
+        st = worker_txn(m, notify_noop, NULL);
+        return st == OP_DUPLICATE ? OP_OK : st;
+    }
+    char delivery[120];
+    snprintf(delivery, sizeof delivery, "%s/%s", m->ev->order_id, m->ev->type);
+    json_t *note = json_pack("{ss ss ss sO}", "delivery_id", delivery, "order_id", m->ev->order_id,
+                             "event", m->ev->type, "data", data);
+    char *body = json_dumps(note, JSON_COMPACT);
+    json_decref(note);
+    if (ctx->channel == CHANNEL_LOG) {
+        st = notify_log(ctx, m, body);
+    } else {
+        const char *url = json_string_value(json_object_get(json_object_get(data, "notify"), "webhook_url"));
+        st = notify_webhook(ctx, m, url ? url : ctx->webhook_url, body, delivery);
+    }
+    free(body);
+    if (st != OP_OK)
+        return st;
+    st = worker_txn(m, notify_mark_sent, NULL);
+    return st == OP_DUPLICATE ? OP_OK : st;
+}
+
+static const worker_route notify_routes[] = {
+    {.type = "order.confirmed", .handle_raw = notify_on_event},
+    {.type = "order.cancelled", .handle_raw = notify_on_event},
+    {.type = NULL},
+};
+
+int main(int argc, char **argv)
+{
+    static notify_ctx ctx;
+    const char *channel = config_env_str("NOTIFY_CHANNEL", "log");
+    ctx.log_file = config_env_str("NOTIFY_LOG_FILE", "notifications.log");
+    ctx.webhook_url = config_env_str("NOTIFY_WEBHOOK_URL", NULL);
+    ctx.secret = config_env_str("NOTIFY_WEBHOOK_SECRET", NULL);
+    if (config_env_long("NOTIFY_TIMEOUT_MS", 5000, 10, 600000, &ctx.timeout_ms) != 0)
+        return 2;
+    if (strcmp(channel, "log") == 0) {
+        ctx.channel = CHANNEL_LOG;
+    } else if (strcmp(channel, "webhook") == 0) {
+        if (!ctx.webhook_url || !ctx.secret) {
+            fprintf(stderr, "NOTIFY_CHANNEL=webhook needs NOTIFY_WEBHOOK_URL and NOTIFY_WEBHOOK_SECRET\n");
+            return 2;
+        }
+        ctx.channel = CHANNEL_WEBHOOK;
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        ctx.curl = curl_easy_init();
+    } else {
+        fprintf(stderr, "NOTIFY_CHANNEL must be 'log' or 'webhook'\n");
+        return 2;
+    }
+    worker_spec spec = {
+        .name = "notification",
+        .program = "orderpipe-notification",
+        .summary = "Tells the customer once that an order was confirmed or cancelled.",
+        .routes = notify_routes,
+        .arg = &ctx,
+        .help_extra = "  NOTIFY_CHANNEL        log (default) or webhook\n"
+                      "  NOTIFY_LOG_FILE       where the log channel appends (notifications.log)\n"
+                      "  NOTIFY_WEBHOOK_URL    default webhook (an order's notify.webhook_url wins)\n"
+                      "  NOTIFY_WEBHOOK_SECRET HMAC-SHA256 key of X-Orderpipe-Signature\n"
+                      "  NOTIFY_TIMEOUT_MS     webhook timeout (5000)\n",
+    };
+    int rc = worker_main(&spec, argc, argv);
+    if (ctx.curl)
+        curl_easy_cleanup(ctx.curl);
+    return rc;
+}

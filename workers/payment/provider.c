@@ -1,0 +1,195 @@
+/* provider: sim and http payment providers (see provider.h). */
+#include "provider.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { PROVIDER_SIM, PROVIDER_HTTP } provider_kind;
+
+struct provider {
+    provider_kind kind;
+    char *url;
+    long timeout_ms;
+    CURL *curl;
+};
+
+provider *provider_new(const char *kind, const char *url, long timeout_ms)
+{
+    provider *p = calloc(1, sizeof *p);
+    if (strcmp(kind, "sim") == 0) {
+        p->kind = PROVIDER_SIM;
+        return p;
+    }
+    if (strcmp(kind, "http") == 0 && url && *url) {
+        p->kind = PROVIDER_HTTP;
+        p->url = strdup(url);
+        p->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        p->curl = curl_easy_init();
+        return p;
+    }
+    free(p);
+    return NULL;
+}
+
+void provider_free(provider *p)
+{
+    if (!p)
+        return;
+    if (p->curl)
+        curl_easy_cleanup(p->curl);
+    free(p->url);
+    free(p);
+}
+
+/* --- sim ----------------------------------------------------------------------------------- */
+
+static provider_result sim_charge(db *d, const provider_charge_req *q, char *ref, char *err,
+                                  size_t n)
+{
+    if (strcmp(q->token, "tok_decline") == 0) {
+        snprintf(err, n, "card declined");
+        return PROVIDER_DECLINED;
+    }
+    if (strcmp(q->token, "tok_flaky") == 0 && q->attempt <= 2) {
+        snprintf(err, n, "provider temporarily unavailable (flaky token, attempt %d)", q->attempt);
+        return PROVIDER_TRANSIENT;
+    }
+    char amount[32];
+    snprintf(amount, sizeof amount, "%lld", q->amount);
+    const char *params[] = {q->key, q->order_id, amount};
+    op_status st;
+    PGresult *r = db_exec_prepared(d, "sim_charge",
+                                   "insert into sim_provider_ledger(key, order_id, kind, amount) "
+                                   "values ($1, $2::uuid, 'charge', $3::bigint) on conflict do nothing",
+                                   3, params, &st);
+    if (!r) {
+        snprintf(err, n, "provider books unavailable: %s", db_last_error(d));
+        return PROVIDER_TRANSIENT;
+    }
+    PQclear(r);
+    snprintf(ref, n, "sim-%s", q->key);
+    return PROVIDER_OK;
+}
+
+static provider_result sim_refund(db *d, const char *charge_key, const char *order_id,
+                                  long long *refunded, char *err, size_t n)
+{
+    const char *params[] = {charge_key, order_id};
+    op_status st;
+    PGresult *r = db_exec_prepared(
+        d, "sim_refund",
+        "with ins as (insert into sim_provider_ledger(key, order_id, kind, amount) "
+        "  select 'refund:' || $1, $2::uuid, 'refund', amount from sim_provider_ledger "
+        "  where key = $1 and kind = 'charge' on conflict do nothing) "
+        "select coalesce((select amount from sim_provider_ledger where key = 'refund:' || $1), "
+        "  (select amount from sim_provider_ledger where key = $1 and kind = 'charge'), 0)",
+        2, params, &st);
+    if (!r) {
+        snprintf(err, n, "provider books unavailable: %s", db_last_error(d));
+        return PROVIDER_TRANSIENT;
+    }
+    *refunded = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return PROVIDER_OK;
+}
+
+/* --- http ---------------------------------------------------------------------------------- */
+
+typedef struct http_body {
+    char *p;
+    size_t len;
+} http_body;
+
+static size_t http_collect(char *data, size_t size, size_t nmemb, void *arg)
+{
+    http_body *b = arg;
+    size_t n = size * nmemb;
+    if (b->len + n > 65536)
+        return 0;
+    b->p = realloc(b->p, b->len + n + 1);
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return n;
+}
+
+static provider_result http_post(provider *p, const char *path, const char *key, json_t *req,
+                                 json_t **resp, char *err, size_t n)
+{
+    char url[1024], hdr[300];
+    snprintf(url, sizeof url, "%s%s", p->url, path);
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
+    char *body = json_dumps(req, JSON_COMPACT);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, hdr);
+    http_body out = {0};
+    CURL *c = p->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, p->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, p->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    free(body);
+    *resp = out.p ? json_loads(out.p, 0, NULL) : NULL;
+    free(out.p);
+    if (rc != CURLE_OK) {
+        snprintf(err, n, "provider %s: %s", path, curl_easy_strerror(rc));
+        return PROVIDER_TRANSIENT;
+    }
+    if (status >= 200 && status < 300)
+        return PROVIDER_OK;
+    const char *msg = json_string_value(json_object_get(*resp, "message"));
+    snprintf(err, n, "provider %s answered %ld%s%s", path, status, msg ? ": " : "", msg ? msg : "");
+    return status == 402 ? PROVIDER_DECLINED : PROVIDER_TRANSIENT;
+}
+
+provider_result provider_charge(provider *p, db *d, const provider_charge_req *q, char *ref,
+                                char *err, size_t n)
+{
+    ref[0] = err[0] = '\0';
+    if (p->kind == PROVIDER_SIM)
+        return sim_charge(d, q, ref, err, n);
+    json_t *req = json_pack("{ss sI ss ss}", "order_id", q->order_id, "amount",
+                            (json_int_t)q->amount, "currency", q->currency, "token", q->token);
+    json_t *resp = NULL;
+    provider_result r = http_post(p, "/charges", q->key, req, &resp, err, n);
+    if (r == PROVIDER_OK) {
+        const char *id = json_string_value(json_object_get(resp, "id"));
+        snprintf(ref, n, "%s", id ? id : q->key);
+    }
+    json_decref(req);
+    json_decref(resp);
+    return r;
+}
+
+provider_result provider_refund(provider *p, db *d, const char *charge_key, const char *order_id,
+                                long long amount, long long *refunded, char *err, size_t n)
+{
+    err[0] = '\0';
+    *refunded = 0;
+    if (p->kind == PROVIDER_SIM)
+        return sim_refund(d, charge_key, order_id, refunded, err, n);
+    char key[200];
+    snprintf(key, sizeof key, "refund:%s", charge_key);
+    json_t *req = json_pack("{ss ss sI}", "charge_key", charge_key, "order_id", order_id,
+                            "amount", (json_int_t)amount);
+    json_t *resp = NULL;
+    provider_result r = http_post(p, "/refunds", key, req, &resp, err, n);
+    if (r == PROVIDER_OK)
+        *refunded = (long long)json_integer_value(json_object_get(resp, "amount"));
+    json_decref(req);
+    json_decref(resp);
+    return r;
+}

@@ -1,0 +1,43 @@
+/* provider: the payment provider behind the payment worker.
+ *   sim   in-process (default): tok_decline is declined, tok_flaky fails transiently on its first
+ *         two attempts, anything else succeeds; its books are the table sim_provider_ledger,
+ *         written outside any transaction of ours, as a remote provider's would be.
+ *   http  POST $PAYMENT_URL/charges and /refunds, JSON, with an Idempotency-Key header; 2xx
+ *         success, 402 declined, anything else (409, 5xx, timeout) transient.
+ * Both are idempotent per key: a repeated charge answers as the first one did and charges once.
+ */
+#ifndef ORDERPIPE_PROVIDER_H
+#define ORDERPIPE_PROVIDER_H
+
+#include <stddef.h>
+
+#include "db.h"
+
+typedef enum { PROVIDER_OK, PROVIDER_DECLINED, PROVIDER_TRANSIENT } provider_result;
+
+typedef struct provider provider;
+
+/* kind: "sim" or "http"; url and timeout_ms for http. NULL on a bad configuration. */
+provider *provider_new(const char *kind, const char *url, long timeout_ms);
+void provider_free(provider *p);
+
+typedef struct provider_charge_req {
+    const char *key;        /* idempotency key */
+    const char *order_id;
+    long long amount;
+    const char *currency;
+    const char *token;
+    int attempt;            /* 1, 2, ... (the sim's flaky token needs it) */
+} provider_charge_req;
+
+/* On PROVIDER_OK ref (size n) gets the provider's reference; err (size n) says why otherwise.
+ * d is the sim's connection to its books (outside any transaction). */
+provider_result provider_charge(provider *p, db *d, const provider_charge_req *req, char *ref,
+                                char *err, size_t n);
+
+/* Refunds whatever was charged under charge_key; *refunded gets the amount (0 if nothing was
+ * charged). */
+provider_result provider_refund(provider *p, db *d, const char *charge_key, const char *order_id,
+                                long long amount, long long *refunded, char *err, size_t n);
+
+#endif
