@@ -14,6 +14,8 @@ seed() {
   sql "insert into payments(order_id, amount, currency, status, charge_key)
        values ('00000000-0000-4000-8000-000000000001', 200, 'EUR', 'succeeded', 'k1'),
               ('00000000-0000-4000-8000-000000000002', 100, 'EUR', 'declined', 'k2')"
+  sql "insert into sim_provider_ledger(key, order_id, kind, amount)
+       values ('00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000001', 'charge', 200)"
   sql "insert into notifications(order_id, event_type, channel, status)
        values ('00000000-0000-4000-8000-000000000001', 'order.confirmed', 'log', 'sent'),
               ('00000000-0000-4000-8000-000000000002', 'order.cancelled', 'log', 'sent')"
@@ -46,6 +48,11 @@ sql "update inventory set sold = 2, available = 8 where sku = 'A'"
 sql "update payments set refunded_amount = 200 where order_id = '00000000-0000-4000-8000-000000000001'"
 check "a confirmed order refunded violates 4" violates 4
 sql "update payments set refunded_amount = 0 where order_id = '00000000-0000-4000-8000-000000000001'"
+
+sql "insert into sim_provider_ledger(key, order_id, kind, amount)
+     values ('x2', '00000000-0000-4000-8000-000000000002', 'charge', 100)"
+check "a cancelled order charged and never refunded at the provider violates 4" violates 4
+sql "delete from sim_provider_ledger where key = 'x2'"
 
 sql "delete from notifications where order_id = '00000000-0000-4000-8000-000000000002'"
 check "a terminal order without notification violates 5" violates 5

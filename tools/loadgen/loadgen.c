@@ -365,7 +365,7 @@ int main(int argc, char **argv)
     json_t *status = json_object();
     for (int s = 0; s < 600; s++)
         if (lg.status_count[s]) {
-            char k[8];
+            char k[16];
             snprintf(k, sizeof k, "%d", s);
             json_object_set_new(status, k, json_integer(lg.status_count[s]));
         }
