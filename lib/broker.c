@@ -347,6 +347,19 @@ static op_status broker_declare_queue(broker *b, const char *name, amqp_table_t 
     return OP_OK;
 }
 
+op_status broker_declare_quorum_queue(broker *b, const char *name)
+{
+    if (!broker_is_open(b)) {
+        broker_set_error(b, "not connected");
+        return OP_ERR_TRANSIENT;
+    }
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-queue-type"),
+                            .value = {.kind = AMQP_FIELD_KIND_UTF8,
+                                      .value.bytes = amqp_cstring_bytes("quorum")}};
+    amqp_table_t args = {.num_entries = 1, .entries = &e};
+    return broker_declare_queue(b, name, args);
+}
+
 op_status broker_declare_topology(broker *b)
 {
     if (!broker_is_open(b)) {

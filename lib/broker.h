@@ -110,6 +110,9 @@ op_status broker_ack(broker *b, uint64_t tag, bool multiple);
 /* basic.reject; with requeue false the message is dropped or dead-lettered by its queue. */
 op_status broker_reject(broker *b, uint64_t tag, bool requeue);
 
+/* Declares a durable quorum queue bound to nothing (benchmarks, tools). */
+op_status broker_declare_quorum_queue(broker *b, const char *name);
+
 /* Number of messages ready in a queue (passive declare), or -1 on error. */
 long broker_queue_depth(broker *b, const char *queue);
 

@@ -1,0 +1,150 @@
+/* orderpipe-amqp-probe: small broker tasks for tests, benchmarks and operators.
+ *
+ *   declare                          declare the pipeline's topology
+ *   publish KEY BODY [--exchange E] [--message-id ID] [--header K=V ...]
+ *                                    publish one persistent message, exit 0 once confirmed
+ *   publish-rate N [--size B]        the broker's raw publish-with-confirm rate on a quorum queue
+ *   consume-rate N                   the broker's raw consume+ack rate on that queue
+ * The rates print one JSON line; they are the references the benchmarks compare against.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker.h"
+#include "config.h"
+#include "log.h"
+
+#define PROBE_QUEUE "orderpipe.probe"
+#define PROBE_WINDOW 256
+
+static double probe_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void probe_usage(FILE *out)
+{
+    fprintf(out, "usage: orderpipe-amqp-probe declare | publish KEY BODY [--exchange E] "
+                 "[--message-id ID] [--header K=V]... | publish-rate N [--size B] | consume-rate N\n"
+                 "Uses AMQP_URL. The rates use the quorum queue " PROBE_QUEUE ".\n");
+}
+
+static int probe_publish_rate(broker *b, long n, long size)
+{
+    char *body = malloc((size_t)size + 1);
+    memset(body, 'x', (size_t)size);
+    body[size] = '\0';
+    /* Pipelined like the outbox relay: a window of publishes, then wait for their confirms. */
+    double t0 = probe_now();
+    for (long i = 0; i < n; i++) {
+        broker_message m = {.exchange = "", .routing_key = PROBE_QUEUE, .body = body, .len = (size_t)size};
+        if (broker_publish(b, &m, NULL) != OP_OK) {
+            fprintf(stderr, "probe: %s\n", broker_last_error(b));
+            free(body);
+            return 1;
+        }
+        if ((i + 1) % PROBE_WINDOW == 0 && broker_wait_confirms(b, 30000) != OP_OK) {
+            fprintf(stderr, "probe: %s\n", broker_last_error(b));
+            free(body);
+            return 1;
+        }
+    }
+    if (broker_wait_confirms(b, 30000) != OP_OK) {
+        fprintf(stderr, "probe: %s\n", broker_last_error(b));
+        free(body);
+        return 1;
+    }
+    double secs = probe_now() - t0;
+    printf("{\"published\":%ld,\"size\":%ld,\"window\":%d,\"seconds\":%.3f,\"rate\":%.1f}\n", n, size,
+           PROBE_WINDOW, secs, (double)n / secs);
+    free(body);
+    return 0;
+}
+
+static int probe_consume_rate(broker *b, long n)
+{
+    if (broker_consume(b, PROBE_QUEUE, 1000) != OP_OK) {
+        fprintf(stderr, "probe: %s\n", broker_last_error(b));
+        return 1;
+    }
+    double t0 = probe_now();
+    long got = 0;
+    broker_delivery d;
+    while (got < n && broker_next(b, 2000, &d) == OP_OK) {
+        got++;
+        if (got % 100 == 0 || got == n)
+            broker_ack(b, d.tag, true);
+        broker_delivery_free(&d);
+    }
+    double secs = probe_now() - t0;
+    printf("{\"consumed\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", got, secs, (double)got / secs);
+    return got == n ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("orderpipe-amqp-probe");
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        probe_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *url = config_env_str("AMQP_URL", NULL);
+    if (!url) {
+        fprintf(stderr, "probe: AMQP_URL is required\n");
+        return 2;
+    }
+    const char *cmd = argv[1];
+    broker *b;
+    broker_options o = {.urls = url, .name = "orderpipe-amqp-probe", .confirms = strcmp(cmd, "consume-rate") != 0};
+    if (broker_connect(&b, &o) != OP_OK) {
+        fprintf(stderr, "probe: %s\n", b ? broker_last_error(b) : "bad AMQP_URL");
+        broker_close(b);
+        return 1;
+    }
+    int rc = 2;
+    if (strcmp(cmd, "declare") == 0) {
+        rc = broker_declare_topology(b) == OP_OK ? 0 : 1;
+    } else if (strcmp(cmd, "publish") == 0 && argc >= 4) {
+        const char *exchange = NULL, *message_id = NULL;
+        json_t *headers = json_object();
+        static const struct option opts[] = {
+            {"exchange", 1, NULL, 'e'}, {"message-id", 1, NULL, 'm'}, {"header", 1, NULL, 'H'}, {NULL, 0, NULL, 0}};
+        int c;
+        optind = 4;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+            if (c == 'e') exchange = optarg;
+            else if (c == 'm') message_id = optarg;
+            else if (c == 'H' && strchr(optarg, '=')) {
+                char *eq = strchr(optarg, '=');
+                *eq = '\0';
+                json_object_set_new(headers, optarg, json_string(eq + 1));
+            }
+        }
+        broker_message m = {.exchange = exchange, .routing_key = argv[2], .body = argv[3],
+                            .len = strlen(argv[3]), .message_id = message_id, .type = argv[2],
+                            .headers = headers};
+        rc = (broker_publish(b, &m, NULL) == OP_OK && broker_wait_confirms(b, 10000) == OP_OK) ? 0 : 1;
+        if (rc)
+            fprintf(stderr, "probe: %s\n", broker_last_error(b));
+        json_decref(headers);
+    } else if (strcmp(cmd, "publish-rate") == 0 && argc >= 3) {
+        long n, size = 300;
+        if (config_parse_long(argv[2], 1, 100000000, &n) == 0 &&
+            (argc < 5 || strcmp(argv[3], "--size") != 0 || config_parse_long(argv[4], 1, 1 << 20, &size) == 0)) {
+            rc = broker_declare_quorum_queue(b, PROBE_QUEUE) == OP_OK ? probe_publish_rate(b, n, size) : 1;
+        }
+    } else if (strcmp(cmd, "consume-rate") == 0 && argc >= 3) {
+        long n;
+        if (config_parse_long(argv[2], 1, 100000000, &n) == 0)
+            rc = probe_consume_rate(b, n);
+    }
+    if (rc == 2)
+        probe_usage(stderr);
+    broker_close(b);
+    return rc;
+}
