@@ -32,9 +32,10 @@ mgmt() { # METHOD PATH [BODY]
   curl -fsS -m 10 -X "$1" -H 'content-type: application/json' ${3:+-d "$3"} "$RABBITMQ_MGMT_URL/api$2"
 }
 
-# Messages in a queue of this test's vhost (ready + unacked), via the management API.
+# Messages ready in a queue of this test's vhost, asked of the broker itself (the management
+# API's figures lag by seconds).
 queue_messages() {
-  mgmt GET "/queues/$RABBITMQ_VHOST/$1" 2>/dev/null | jq -r '.messages // 0'
+  "$ROOT/bin/orderpipe-amqp-probe" depth "$1" 2>/dev/null || echo -1
 }
 
 # Takes up to N messages off a queue and prints them as a JSON array (payload, properties).
@@ -44,11 +45,12 @@ queue_get() { # QUEUE N
 }
 
 # Starts a program in the background with its stderr in $TEST_TMP/NAME.log; stopped at exit.
+# Its pid is left in $bg_pid (call it directly, not in $(...), or the test forgets the process).
 start_bg() { # NAME command...
   local name=$1; shift
   "$@" > "$TEST_TMP/$name.out" 2> "$TEST_TMP/$name.log" &
+  bg_pid=$!
   _test_pids+=($!)
-  echo $!
 }
 
 stop_all() {

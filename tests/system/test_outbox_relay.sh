@@ -26,8 +26,8 @@ drain_queue() { # -> every message of the notification queue, as "aggregate seq 
 unmarked() { sql "select count(*) from outbox where published_at is null"; }
 
 # --- two relays, writers running concurrently ---
-start_bg relay1 "$RELAY" --batch 100 >/dev/null
-start_bg relay2 "$RELAY" --batch 100 >/dev/null
+start_bg relay1 "$RELAY" --batch 100
+start_bg relay2 "$RELAY" --batch 100
 for w in 0 1 2 3 4; do (for k in 0 1 2 3 4; do write_rows $((w * 100 + k * 20)) 20 10; done) & done
 wait_writers() { [ "$(sql "select count(*) from outbox")" -ge 5000 ]; }
 wait_for 60 wait_writers
@@ -68,7 +68,7 @@ sql "delete from outbox" >/dev/null
 
 # --- SIGKILL at a random moment while publishing 20,000 rows ---
 write_rows 3000 2000 10
-pid=$(start_bg killed "$RELAY" --batch 50)
+start_bg killed "$RELAY" --batch 50; pid=$bg_pid
 sleep 0.$((RANDOM % 5 + 2))
 kill -KILL "$pid"
 "$RELAY" --once 2>/dev/null

@@ -1,6 +1,7 @@
 /* orderpipe-amqp-probe: small broker tasks for tests, benchmarks and operators.
  *
  *   declare                          declare the pipeline's topology
+ *   depth QUEUE                      messages ready in QUEUE
  *   publish KEY BODY [--exchange E] [--message-id ID] [--header K=V ...]
  *                                    publish one persistent message, exit 0 once confirmed
  *   publish-rate N [--size B]        the broker's raw publish-with-confirm rate on a quorum queue
@@ -29,7 +30,7 @@ static double probe_now(void)
 
 static void probe_usage(FILE *out)
 {
-    fprintf(out, "usage: orderpipe-amqp-probe declare | publish KEY BODY [--exchange E] "
+    fprintf(out, "usage: orderpipe-amqp-probe declare | depth QUEUE | publish KEY BODY [--exchange E] "
                  "[--message-id ID] [--header K=V]... | publish-rate N [--size B] | consume-rate N\n"
                  "Uses AMQP_URL. The rates use the quorum queue " PROBE_QUEUE ".\n");
 }
@@ -132,6 +133,11 @@ int main(int argc, char **argv)
         if (rc)
             fprintf(stderr, "probe: %s\n", broker_last_error(b));
         json_decref(headers);
+    } else if (strcmp(cmd, "depth") == 0 && argc >= 3) {
+        long depth = broker_queue_depth(b, argv[2]);
+        if (depth >= 0)
+            printf("%ld\n", depth);
+        rc = depth >= 0 ? 0 : 1;
     } else if (strcmp(cmd, "publish-rate") == 0 && argc >= 3) {
         long n, size = 300;
         if (config_parse_long(argv[2], 1, 100000000, &n) == 0 &&
