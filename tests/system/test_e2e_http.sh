@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# End to end against outside services (issue 4): PAYMENT_PROVIDER=http against the fake provider,
+# which first stalls (answers after the worker's timeout, having booked the charge), then fails a
+# share of calls, then recovers; and NOTIFY_CHANNEL=webhook against a receiver that is down for
+# the first seconds of the run. Then every invariant of DESIGN.md §3, read from the provider's
+# own books, and exactly one signed webhook delivery per terminal order.
+source "$(dirname "$0")/lib.sh"
+ORDERS=${E2E_HTTP_ORDERS:-1200}
+HOT_STOCK=60
+
+base=$((40000 + RANDOM % 5000))
+intake_port=$base provider_port=$((base + 1)) hook_port=$((base + 2))
+export ORDERPIPE_RUN_DIR=$TEST_TMP/run
+export INTAKE_LISTEN=127.0.0.1:$intake_port INTAKE_URL=http://127.0.0.1:$intake_port
+export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000 INTAKE_RATE_GLOBAL=100000
+export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$provider_port PAYMENT_TIMEOUT_MS=400
+export NOTIFY_CHANNEL=webhook NOTIFY_WEBHOOK_URL=http://127.0.0.1:$hook_port/hooks/orders
+export NOTIFY_WEBHOOK_SECRET=test-secret-$RANDOM NOTIFY_TIMEOUT_MS=1000
+
+for i in $(seq -f '%04g' 1 30); do "$ROOT/scripts/stock" set "SKU-$i" 500 >/dev/null; done
+"$ROOT/scripts/stock" set HOT-1 $HOT_STOCK >/dev/null
+"$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+
+start_bg provider fake-provider "127.0.0.1:$provider_port" "$TEST_TMP/ledger.jsonl"
+control() { curl -fsS -m 5 -X POST "$PAYMENT_URL/_control?$1" >/dev/null; }
+check "the fake provider is up" wait_for 10 control "stall_ms=1500"
+
+trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
+check "pipeline starts with two processes of each worker" \
+  "$ROOT/scripts/pipeline" up reservation=2 payment=2 notification=2 compensation=2
+
+# Orders flow for about eight seconds while the faults come and go.
+start_bg load orderpipe-loadgen --orders "$ORDERS" --rate 150 --connections 16 --skus 30 \
+  --mix ok=70,oos=5,decline=8,flaky=5,hot=10,dup=2 \
+  --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem"
+load_pid=$bg_pid
+sleep 3
+control "stall_ms=0&fail_percent=30"
+sleep 3
+control "stall_ms=0&fail_percent=0"
+start_bg receiver webhook-receiver "127.0.0.1:$hook_port" "$NOTIFY_WEBHOOK_SECRET" "$TEST_TMP/hooks.jsonl"
+wait "$load_pid"
+cat "$TEST_TMP/load.out"
+check_eq "every order is accepted (202)" "$ORDERS" "$(jq .accepted "$TEST_TMP/load.out")"
+
+want=$(sort -u "$TEST_TMP/accepted" | wc -l)
+terminal() { [ "$(sql "select count(*) from orders where status in ('confirmed','cancelled')")" -ge "$want" ]; }
+check "all $want distinct orders reach a terminal state" wait_for 240 terminal
+notified() { [ "$(sql "select count(*) from notifications where sent_at is not null")" -ge "$want" ]; }
+check "every terminal order is notified" wait_for 120 notified
+idle() { [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ]; }
+wait_for 30 idle
+
+check "stalled charges were retried" grep -q "timed out\|Timeout" "$ORDERPIPE_RUN_DIR"/logs/payment.*.log
+check "failed provider calls were retried" grep -q "answered 500" "$ORDERPIPE_RUN_DIR"/logs/payment.*.log
+check "webhooks to the receiver while it was down were retried" \
+  grep -q "Couldn't connect\|Connection refused\|connect" "$ORDERPIPE_RUN_DIR"/logs/notification.*.log
+check "some orders were declined by the provider" \
+  test "$(sql "select count(*) from orders where cancel_reason = 'payment_declined'")" -gt 0
+
+# The provider's books stand in for the sim ledger, so invariant 4 is checked against them.
+sql "truncate sim_provider_ledger"
+jq -r '[.key, .order_id, .kind, .amount] | @csv' "$TEST_TMP/ledger.jsonl" > "$TEST_TMP/ledger.csv"
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" \
+  -c "\\copy sim_provider_ledger(key, order_id, kind, amount) from '$TEST_TMP/ledger.csv' csv"
+check_eq "the provider booked one charge per charged order" \
+  "$(sql "select count(*) from payments where status = 'succeeded' or refunded_amount > 0")" \
+  "$(sql "select count(*) from sim_provider_ledger where kind = 'charge'")"
+"$ROOT/scripts/check-invariants" --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem" > "$TEST_TMP/inv.txt"
+rc=$?
+cat "$TEST_TMP/inv.txt"
+check "every invariant of DESIGN.md §3 holds against the provider's books" test $rc = 0
+
+terminal_orders=$(sql "select count(*) from orders where status in ('confirmed','cancelled')")
+check_eq "one signed webhook delivery per terminal order" "$terminal_orders" \
+  "$(jq -r .delivery "$TEST_TMP/hooks.jsonl" | sort -u | wc -l)"
+check_eq "no delivery arrived twice" "$(wc -l < "$TEST_TMP/hooks.jsonl")" \
+  "$(jq -r .delivery "$TEST_TMP/hooks.jsonl" | sort -u | wc -l)"
+check_eq "an unsigned webhook is refused by the receiver" 401 \
+  "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{}' "$NOTIFY_WEBHOOK_URL")"
+"$ROOT/scripts/pipeline" status
+test_done
