@@ -195,6 +195,10 @@ check_eq "rendered DOM has four class=\"chart\" wrappers" 4 "$(grep -o 'class="c
 check "rendered DOM has an <svg> in each chart" \
   test "$(grep -o '<svg' "$TEST_TMP/dom.html" | wc -l)" -ge 4
 check "rendered DOM has the chart bars' labels" grep -q 'out_of_stock' "$TEST_TMP/dom.html"
+check "html for an empty window still has its four charts (saying there is no data)" \
+  bash -c "'$REPORT' --format html --from 2030-01-01 > '$TEST_TMP/empty.html' &&
+           [ \$(grep -o 'class=\"chart\"' '$TEST_TMP/empty.html' | wc -l) = 4 ] &&
+           grep -q 'No data for this period' '$TEST_TMP/empty.html'"
 
 # --- errors -------------------------------------------------------------------------------------
 "$REPORT" --format xml > "$TEST_TMP/bad.out" 2> "$TEST_TMP/bad.err"
