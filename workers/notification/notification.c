@@ -153,7 +153,7 @@ static op_status notify_on_event(worker_msg *m, void *arg)
     if (claim.already_sent) {
         log_info(&m->log, "%s already notified", m->ev->type);
         st = worker_txn(m, notify_noop, NULL);
-        return st == OP_DUPLICATE ? OP_OK : st;
+        return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
     }
     char delivery[120];
     snprintf(delivery, sizeof delivery, "%s/%s", m->ev->order_id, m->ev->type);
@@ -171,7 +171,7 @@ static op_status notify_on_event(worker_msg *m, void *arg)
     if (st != OP_OK)
         return st;
     st = worker_txn(m, notify_mark_sent, NULL);
-    return st == OP_DUPLICATE ? OP_OK : st;
+    return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
 }
 
 static const worker_route notify_routes[] = {

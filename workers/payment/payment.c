@@ -131,7 +131,7 @@ static op_status payment_on_reserved(worker_msg *m, void *arg)
     if (!a.charge) {
         log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
         st = worker_txn(m, payment_noop, NULL);
-        return st == OP_DUPLICATE ? OP_OK : st;
+        return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
     }
     char ref[128], err[256];
     provider_charge_req req = {.key = m->ev->order_id, .order_id = m->ev->order_id,
@@ -144,7 +144,7 @@ static op_status payment_on_reserved(worker_msg *m, void *arg)
     }
     payment_outcome out = {res, ref, err, a.amount, a.currency};
     st = worker_txn(m, payment_record_outcome, &out);
-    return st == OP_DUPLICATE ? OP_OK : st;
+    return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
 }
 
 typedef struct payment_refund {
@@ -177,7 +177,7 @@ static op_status payment_on_refund(worker_msg *m, void *arg)
     log_info(&m->log, "refunded %lld", refunded);
     payment_refund r = {refunded};
     op_status st = worker_txn(m, payment_record_refund, &r);
-    return st == OP_DUPLICATE ? OP_OK : st;
+    return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
 }
 
 static const worker_route payment_routes[] = {
