@@ -40,6 +40,7 @@ struct worker {
     jsonschema_registry *schemas;
     worker_metrics *metrics;
     struct timespec next_tick;
+    time_t last_backlog;
     unsigned seed;
 };
 
@@ -137,6 +138,22 @@ static int worker_parse_config(worker *w, int argc, char **argv)
 
 /* --- connections --------------------------------------------------------------------------- */
 
+/* Health and reconnects for /healthz and /metrics; the outbox backlog at most once a second. */
+static void worker_report(worker *w)
+{
+    bool broker_ok = broker_is_open(w->consumer) && broker_is_open(w->publisher);
+    worker_metrics_set_health(w->metrics, broker_ok, db_is_open(w->db),
+                              broker_reconnect_count(w->consumer) + broker_reconnect_count(w->publisher),
+                              db_reconnect_count(w->db));
+    time_t now = time(NULL);
+    long rows;
+    double age;
+    if (now != w->last_backlog && db_is_open(w->db) && outbox_backlog(w->db, &rows, &age) == OP_OK) {
+        w->last_backlog = now;
+        worker_metrics_set_backlog(w->metrics, rows, age);
+    }
+}
+
 /* Blocks (with backoff, until stopped) until the consumer, the publisher and the database are
  * all up, the topology declared and the queue consumed. */
 static op_status worker_ensure_connected(worker *w)
@@ -168,6 +185,7 @@ static op_status worker_ensure_connected(worker *w)
                          broker_current_node(w->consumer));
             }
         }
+        worker_report(w);
         if (ok)
             return OP_OK;
         if (worker_stop_requested)

@@ -54,11 +54,14 @@ op_status worker_metrics_start(worker_metrics **out, const char *listen, const c
                                "Outbox rows not yet published.", NULL);
     m->backlog_age = metrics_gauge(m->reg, "orderpipe_outbox_oldest_age_seconds",
                                    "Age of the oldest unpublished outbox row.", NULL);
-    m->reconnects = metrics_gauge(m->reg, "orderpipe_reconnects",
-                                  "Reconnects since start, by server (broker, database).", "server");
+    m->reconnects = metrics_counter(m->reg, "orderpipe_reconnects_total",
+                                    "Reconnects to a server (broker, database) since start.", "server");
     m->up = metrics_gauge(m->reg, "orderpipe_worker_info", "The worker this process runs.", "worker");
     const char *w[] = {worker_name};
     metrics_set(m->up, w, 1);
+    const char *b[] = {"broker"}, *d[] = {"database"};
+    metrics_add(m->reconnects, b, 0);
+    metrics_add(m->reconnects, d, 0);
     atomic_store(&m->broker_ok, false);
     atomic_store(&m->db_ok, false);
     if (admin_http_start(&m->http, listen, m->reg, worker_metrics_health, m) != OP_OK)
@@ -109,6 +112,7 @@ void worker_metrics_set_health(worker_metrics *m, bool broker_ok, bool db_ok,
     atomic_store(&m->broker_ok, broker_ok);
     atomic_store(&m->db_ok, db_ok);
     const char *b[] = {"broker"}, *d[] = {"database"};
-    metrics_set(m->reconnects, b, (double)broker_reconnects);
-    metrics_set(m->reconnects, d, (double)db_reconnects);
+    /* The counts are totals since start; the counter takes what is new. */
+    metrics_add(m->reconnects, b, (double)broker_reconnects - metrics_value(m->reconnects, b));
+    metrics_add(m->reconnects, d, (double)db_reconnects - metrics_value(m->reconnects, d));
 }

@@ -102,8 +102,11 @@ static void intake_metrics_init(intake *in)
                                    "Publishes waiting for their confirm.", NULL);
     in->m.rate_limited = metrics_counter(in->m.reg, "orderpipe_rate_limited_total",
                                          "Requests refused with 429, by client.", "client");
-    in->m.reconnects = metrics_gauge(in->m.reg, "orderpipe_reconnects",
-                                     "Reconnects since start, by server.", "server");
+    in->m.reconnects = metrics_counter(in->m.reg, "orderpipe_reconnects_total",
+                                       "Reconnects to a server (broker, database) since start.", "server");
+    const char *b[] = {"broker"}, *d[] = {"database"};
+    metrics_add(in->m.reconnects, b, 0);
+    metrics_add(in->m.reconnects, d, 0);
 }
 
 /* SIGTERM/SIGINT: stop accepting, answer what is in flight (their confirms, bounded by the

@@ -31,8 +31,10 @@ void intake_orders_get(intake *in, struct evhttp_request *req, const char *order
                            NULL, route);
         return;
     }
-    if (!db_is_open(in->db) && db_reconnect(in->db) == OP_OK)
+    if (!db_is_open(in->db) && db_reconnect(in->db) == OP_OK) {
         db_command(in->db, "set statement_timeout = 200", 0, NULL);
+        metrics_add(in->m.reconnects, (const char *const[]){"database"}, 1);
+    }
     intake_client *c = intake_auth_client(in, evhttp_find_header(evhttp_request_get_input_headers(req),
                                                                  "Authorization"));
     const char *params[] = {order_id, c ? c->id : ""};

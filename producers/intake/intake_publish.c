@@ -25,6 +25,13 @@ struct intake_pending {
     struct intake_pending *next;
 };
 
+/* The route of the request a publish answers, for orderpipe_http_requests_total. */
+static const char *intake_pending_route(const intake_pending *p)
+{
+    const char *uri = evhttp_request_get_uri(p->req);
+    return uri && strstr(uri, "/cancel") ? "post_cancel" : "post_order";
+}
+
 static void intake_pending_answer(intake *in, intake_pending *p, bool ok, const char *why)
 {
     uint64_t now = intake_now_ms();
@@ -32,11 +39,11 @@ static void intake_pending_answer(intake *in, intake_pending *p, bool ok, const 
     metrics_observe(in->m.publish_latency, ok_labels, (double)(now - p->sent_ms) / 1000.0);
     if (ok) {
         json_t *body = json_pack("{ss ss}", "order_id", p->order_id, "status", "accepted");
-        intake_reply_json(in, p->req, p->success_status, body, "publish");
+        intake_reply_json(in, p->req, p->success_status, body, intake_pending_route(p));
         json_decref(body);
     } else {
         log_warn(&(log_ctx){.order_id = p->order_id}, "not accepted: %s", why);
-        intake_reply_error(in, p->req, 503, "broker_unavailable", why, NULL, "publish");
+        intake_reply_error(in, p->req, 503, "broker_unavailable", why, NULL, intake_pending_route(p));
     }
     in->inflight--;
     metrics_set(in->m.inflight, NULL, (double)in->inflight);
@@ -108,7 +115,7 @@ static void intake_try_reconnect(intake *in)
         log_info(NULL, "connected to the broker at %s", broker_current_node(in->broker));
         in->backoff_attempt = 0;
         const char *labels[] = {"broker"};
-        metrics_set(in->m.reconnects, labels, (double)broker_reconnect_count(in->broker));
+        metrics_add(in->m.reconnects, labels, 1);
         intake_watch_broker(in);
         return;
     }
