@@ -391,7 +391,7 @@ op_status broker_declare_topology(broker *b)
         for (int tier = 0; tier < TOPOLOGY_RETRY_TIERS; tier++) {
             amqp_table_entry_t e[3] = {
                 {.key = amqp_cstring_bytes("x-message-ttl"),
-                 .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = topology_retry_delay_ms[tier]}},
+                 .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = topology_retry_delay_ms(tier)}},
                 {.key = amqp_cstring_bytes("x-dead-letter-exchange"),
                  .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("")}},
                 {.key = amqp_cstring_bytes("x-dead-letter-routing-key"),

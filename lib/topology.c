@@ -1,7 +1,9 @@
 /* topology: the routing table of the saga (see topology.h and DESIGN.md §1). */
 #include "topology.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const topology_queue topology_queues[] = {
@@ -12,7 +14,34 @@ const topology_queue topology_queues[] = {
     {NULL, {NULL}},
 };
 
-const int topology_retry_delay_ms[TOPOLOGY_RETRY_TIERS] = {1000, 5000, 30000, 120000};
+static const int topology_default_delay_ms[TOPOLOGY_RETRY_TIERS] = {1000, 5000, 30000, 120000};
+
+int topology_retry_delay_ms(int tier)
+{
+    /* Read once: the delays are a property of the deployment's queues, not of one message. */
+    static int delays[TOPOLOGY_RETRY_TIERS];
+    static bool loaded;
+    if (!loaded) {
+        memcpy(delays, topology_default_delay_ms, sizeof delays);
+        const char *spec = getenv("ORDERPIPE_RETRY_DELAYS");
+        int parsed[TOPOLOGY_RETRY_TIERS], n = 0;
+        for (const char *p = spec; p && *p && n < TOPOLOGY_RETRY_TIERS; n++) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > 86400000 || (*end && *end != ','))
+                break;
+            parsed[n] = (int)v;
+            p = *end ? end + 1 : end;
+        }
+        if (n == TOPOLOGY_RETRY_TIERS)
+            memcpy(delays, parsed, sizeof delays);
+        else if (spec && *spec)
+            fprintf(stderr, "ORDERPIPE_RETRY_DELAYS must be %d comma-separated milliseconds; "
+                            "using the defaults\n", TOPOLOGY_RETRY_TIERS);
+        loaded = true;
+    }
+    return delays[tier];
+}
 
 const topology_queue *topology_find(const char *name)
 {

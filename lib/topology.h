@@ -23,8 +23,10 @@ typedef struct topology_queue {
 /* The work queues, NULL-name terminated. */
 extern const topology_queue topology_queues[];
 
-/* Delay of retry tier i (0-based) in milliseconds; tiers grow 1 s, 5 s, 30 s, 120 s. */
-extern const int topology_retry_delay_ms[TOPOLOGY_RETRY_TIERS];
+/* Delay of retry tier i (0-based) in milliseconds; tiers grow 1 s, 5 s, 30 s, 120 s, unless the
+ * environment sets ORDERPIPE_RETRY_DELAYS ("1000,5000,30000,120000"). Every program of one
+ * deployment must agree: the delays are the TTLs the retry queues are declared with. */
+int topology_retry_delay_ms(int tier);
 
 /* The queue entry for `name`, or NULL. */
 const topology_queue *topology_find(const char *name);

@@ -305,7 +305,7 @@ static op_status worker_retry(worker *w, const broker_delivery *d, int attempt, 
         return st;
     }
     log_warn(lc, "attempt %d failed, retrying through %s in %d ms: %s", attempt, queue,
-             topology_retry_delay_ms[attempt - 1], error);
+             topology_retry_delay_ms(attempt - 1), error);
     worker_metrics_retried(w->metrics);
     return broker_ack(w->consumer, d->tag, false);
 }

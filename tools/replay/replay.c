@@ -3,6 +3,7 @@
  *   list    [--queue Q]                         one line per dead letter: queue, order, reason, age
  *   show    MESSAGE_ID                          headers and body of one dead letter
  *   requeue [--queue Q] [--order ID] [--reason R] [--dry-run] [--limit N] [--rate R]
+ *   redrive ORDER_ID                            restart a stalled order from its recorded state
  *
  * A scan consumes a DLQ without acking and closes the channel at the end, so every message it
  * does not move goes back to the queue. A moved message is published to its original queue with
@@ -21,13 +22,15 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "redrive.h"
 #include "topology.h"
 
-typedef enum { REPLAY_LIST, REPLAY_SHOW, REPLAY_REQUEUE } replay_command;
+typedef enum { REPLAY_LIST, REPLAY_SHOW, REPLAY_REQUEUE, REPLAY_REDRIVE } replay_command;
 
 typedef struct replay_config {
     replay_command command;
     const char *amqp_url;
+    const char *database_url; /* redrive */
     const char *queue;      /* NULL: every work queue's DLQ */
     const char *order_id;
     const char *reason;
@@ -213,17 +216,22 @@ static void replay_usage(FILE *out)
             "usage: orderpipe-replay list [--queue Q] [--order ID] [--reason R]\n"
             "       orderpipe-replay show MESSAGE_ID [--queue Q]\n"
             "       orderpipe-replay requeue [--queue Q] [--order ID] [--reason R] [--dry-run]\n"
-            "                                [--limit N] [--rate R]\n\n"
+            "                                [--limit N] [--rate R]\n"
+            "       orderpipe-replay redrive ORDER_ID\n\n"
             "Lists, shows and requeues dead-lettered messages (<queue>.dlq) of the work queues.\n"
             "requeue sends each matching message back to its original queue, confirmed before\n"
             "its dead letter is removed; --limit caps how many (a batch), --rate paces them\n"
-            "(messages/s). Re-running after an interruption continues where it stopped.\n\n"
-            "  --amqp-url URLS   AMQP URLs [AMQP_URL]\n");
+            "(messages/s). Re-running after an interruption continues where it stopped.\n"
+            "redrive restarts a stalled order (reserved or paid) from its recorded state by\n"
+            "re-emitting its last event through the outbox; terminal orders are left alone.\n\n"
+            "  --amqp-url URLS   AMQP URLs [AMQP_URL]\n"
+            "  DATABASE_URL      PostgreSQL connection string (redrive)\n");
 }
 
 static int replay_parse(replay_config *c, int argc, char **argv)
 {
     c->amqp_url = config_env_str("AMQP_URL", NULL);
+    c->database_url = config_env_str("DATABASE_URL", NULL);
     if (argc < 2) {
         replay_usage(stderr);
         return 2;
@@ -235,6 +243,7 @@ static int replay_parse(replay_config *c, int argc, char **argv)
     if (strcmp(argv[1], "list") == 0) c->command = REPLAY_LIST;
     else if (strcmp(argv[1], "show") == 0) c->command = REPLAY_SHOW;
     else if (strcmp(argv[1], "requeue") == 0) c->command = REPLAY_REQUEUE;
+    else if (strcmp(argv[1], "redrive") == 0) c->command = REPLAY_REDRIVE;
     else {
         fprintf(stderr, "replay: unknown command '%s'\n", argv[1]);
         replay_usage(stderr);
@@ -265,12 +274,17 @@ static int replay_parse(replay_config *c, int argc, char **argv)
         default: replay_usage(stderr); return 2;
         }
     }
-    if (c->command == REPLAY_SHOW) {
+    if (c->command == REPLAY_SHOW || c->command == REPLAY_REDRIVE) {
         if (optind >= argc) {
-            fprintf(stderr, "replay: show needs a MESSAGE_ID\n");
+            fprintf(stderr, "replay: %s needs %s\n", argv[1],
+                    c->command == REPLAY_SHOW ? "a MESSAGE_ID" : "an ORDER_ID");
             return 2;
         }
         c->message_id = argv[optind++];
+    }
+    if (c->command == REPLAY_REDRIVE && !c->database_url) {
+        fprintf(stderr, "replay: redrive needs DATABASE_URL\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "replay: unexpected argument '%s'\n", argv[optind]);
@@ -294,6 +308,8 @@ int main(int argc, char **argv)
     int rc = replay_parse(&c, argc, argv);
     if (rc)
         return rc == 1 ? 0 : rc;
+    if (c.command == REPLAY_REDRIVE)
+        return redrive_order(c.amqp_url, c.database_url, c.message_id);
     if (c.command == REPLAY_LIST)
         printf("%-18s %-36s %-36s %-18s %3s %8s  %s\n", "queue", "message_id", "order_id",
                "reason", "att", "age", "last error");
