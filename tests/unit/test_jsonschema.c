@@ -85,6 +85,37 @@ static void test_refused_schemas(void **state)
     jsonschema_free(s);
 }
 
+/* Found by tests/fuzz/fuzz_jsonschema: glibc's regcomp copies the operand of every + and {m,n},
+ * so nested repetitions took gigabytes, and + nested over empty-matching operands (or stacked
+ * quantifiers) never finished compiling; such patterns are refused now. */
+static void test_regex_blowup_refused(void **state)
+{
+    (void)state;
+    char pat[256] = "{\"pattern\":\"^\\\\te";
+    size_t n = strlen(pat);
+    for (int i = 0; i < 120; i++)
+        pat[n++] = '+';
+    strcpy(pat + n, "-time\"}");
+    assert_null(compile(pat));
+    assert_null(compile("{\"pattern\":\"((a{99}){99}){99}\"}"));
+    assert_null(compile("{\"pattern\":\"(((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+\"}"));
+    assert_null(compile("{\"pattern\":\"[a-z]{1,100000}\"}"));
+    assert_null(compile("{\"pattern\":\"^\\\\{+*+++++++me\"}")); /* stacked: never finished */
+    assert_null(compile("{\"pattern\":\"^a*++\"}"));
+    assert_null(compile("{\"pattern\":\"^(((a*)+)+)+\"}"));
+    assert_null(compile("{\"pattern\":\"^((((a?){2,}){2,}){2,}){2,}\"}"));
+    const char *fine[] = {"{\"pattern\":\"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$\"}",
+                          "{\"pattern\":\"(a{64}){64}\"}", "{\"pattern\":\"^(a+b?)*[)(]{2,}$\"}",
+                          "{\"pattern\":\"a)b+\"}", "{\"pattern\":\"^((a*)+)+$\"}",
+                          "{\"pattern\":\"^a+?b*?c??d{2}?e{1,}?[+*]{1}\\\\{x$\"}", NULL};
+    for (int i = 0; fine[i]; i++) {
+        jsonschema *s = compile(fine[i]);
+        if (!s)
+            fail_msg("%s should compile", fine[i]);
+        jsonschema_free(s);
+    }
+}
+
 static void test_project_schemas(void **state)
 {
     (void)state;
@@ -124,6 +155,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths_and_keywords),
         cmocka_unit_test(test_refused_schemas),
+        cmocka_unit_test(test_regex_blowup_refused),
         cmocka_unit_test(test_project_schemas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
