@@ -130,7 +130,8 @@ for m in "${WORKERS[@]}"; do
   check "$m: outbox rows published" has_family $m orderpipe_outbox_published_total counter
   check "$m: outbox backlog" has_family $m orderpipe_outbox_backlog_rows gauge
   check "$m: outbox backlog age" has_family $m orderpipe_outbox_oldest_age_seconds gauge
-  check_eq "$m: the backlog is empty once settled" 0 "$(metric $m orderpipe_outbox_backlog_rows)"
+  backlog_empty() { scrape "$1" && [ "$(metric "$1" orderpipe_outbox_backlog_rows)" = 0 ]; }
+  check "$m: the backlog gauge comes down to 0 once settled (refreshed each second)" wait_for 10 backlog_empty $m
   check "$m: database reconnects" grep -q '^orderpipe_reconnects_total{server="database"} ' "$TEST_TMP/$m.metrics"
   check "$m: its worker name" grep -q "^orderpipe_worker_info{worker=\"$m\"} 1" "$TEST_TMP/$m.metrics"
 done
@@ -145,4 +146,22 @@ dup_seen() { scrape payment && positive "$(metric payment orderpipe_inbox_duplic
 check "payment counts the redelivery as an inbox duplicate" wait_for 10 dup_seen
 check "and as handled with outcome duplicate" positive \
   "$(metric payment 'orderpipe_messages_handled_total\{type="stock.reserved",outcome="duplicate"\}')"
+# A database reconnect is counted: the reservation worker's connection is killed under it.
+sql "select pg_terminate_backend(pid) from pg_stat_activity
+     where datname = current_database() and application_name like 'orderpipe-reservation%'" >/dev/null
+db_reconnected() {
+  scrape reservation && positive "$(metric reservation 'orderpipe_reconnects_total\{server="database"\}')"
+}
+check "reservation counts its database reconnect" wait_for 20 db_reconnected
+healthy() { [ "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://${addr[reservation]}/healthz")" = 200 ]; }
+check "and is healthy again" wait_for 10 healthy
+promtool check metrics < "$TEST_TMP/reservation.metrics" > "$TEST_TMP/reservation.promtool" 2>&1
+check "its /metrics still passes promtool cleanly" test $? = 0 -a ! -s "$TEST_TMP/reservation.promtool"
+
+# docs/operations.md "Metrics" documents every family the programs serve.
+families=$(cat "$TEST_TMP"/*.metrics | sed -n 's/^# TYPE \([^ ]*\) .*/\1/p' | sort -u)
+check "the programs serve some families" test "$(wc -l <<< "$families")" -ge 15
+undocumented=$(for f in $families; do grep -q "\`$f\`" "$ROOT/docs/operations.md" || echo "$f"; done | tr '\n' ' ')
+check_eq "docs/operations.md documents every metric family" "" "$undocumented"
+
 test_done
