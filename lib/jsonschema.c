@@ -2,6 +2,7 @@
 #include "jsonschema.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <regex.h>
 #include <stdbool.h>
@@ -113,8 +114,10 @@ static char *jsonschema_translate_regex(const char *src)
  * exponentially with + nested over operands that can match the empty string ("^(((((a*)+)+)+)+)+",
  * or stacked quantifiers "^a*+++++", which ECMA 262 does not allow anyway, never finish). This
  * walks an ECMA pattern estimating its expanded size (saturating just above JSONSCHEMA_REGEX_MAX)
- * and the nesting of such repetitions; the pattern is refused when either is too large. */
-#define JSONSCHEMA_REGEX_MAX 4096
+ * and the nesting of such repetitions; the pattern is refused when either is too large. Memory
+ * grows with the square of the expanded size when operands may be empty ("(a?){4000}" takes
+ * 130 MB), hence a limit far above what schemas need (tens) but far below that. */
+#define JSONSCHEMA_REGEX_MAX 1024
 #define JSONSCHEMA_REGEX_MAX_NULLABLE_REPEAT 2
 
 typedef struct jsonschema_regex_scan {
@@ -301,7 +304,7 @@ static int jsonschema_nonneg(json_t *v, const char *key, long *out, char *err, s
         snprintf(err, errlen, "'%s' must be a non-negative integer", key);
         return -1;
     }
-    *out = (long)d;
+    *out = d >= (double)LONG_MAX ? LONG_MAX : (long)d; /* a bound beyond long is no bound */
     return 0;
 }
 

@@ -104,8 +104,10 @@ static void test_regex_blowup_refused(void **state)
     assert_null(compile("{\"pattern\":\"^a*++\"}"));
     assert_null(compile("{\"pattern\":\"^(((a*)+)+)+\"}"));
     assert_null(compile("{\"pattern\":\"^((((a?){2,}){2,}){2,}){2,}\"}"));
+    assert_null(compile("{\"pattern\":\"(a?){4000}\"}")); /* 130 MB: quadratic */
+    assert_null(compile("{\"pattern\":\"((a|b?){64}){64}\"}")); /* 530 MB */
     const char *fine[] = {"{\"pattern\":\"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$\"}",
-                          "{\"pattern\":\"(a{64}){64}\"}", "{\"pattern\":\"^(a+b?)*[)(]{2,}$\"}",
+                          "{\"pattern\":\"(a{30}){30}\"}", "{\"pattern\":\"^(a+b?)*[)(]{2,}$\"}",
                           "{\"pattern\":\"a)b+\"}", "{\"pattern\":\"^((a*)+)+$\"}",
                           "{\"pattern\":\"^a+?b*?c??d{2}?e{1,}?[+*]{1}\\\\{x$\"}", NULL};
     for (int i = 0; fine[i]; i++) {
@@ -114,6 +116,19 @@ static void test_regex_blowup_refused(void **state)
             fail_msg("%s should compile", fine[i]);
         jsonschema_free(s);
     }
+}
+
+/* Found by tests/fuzz/fuzz_jsonschema (UBSan): a length or count bound beyond the range of long
+ * was converted to long, which is undefined; such a bound now means "no bound". */
+static void test_huge_bounds(void **state)
+{
+    (void)state;
+    jsonschema *s = compile("{\"minLength\":1e300,\"maxItems\":1e19,\"maxProperties\":9.3e18}");
+    assert_non_null(s);
+    expect(s, "\"x\"", false, "$", "minLength");
+    expect(s, "[1,2,3]", true, NULL, NULL);
+    expect(s, "{\"a\":1}", true, NULL, NULL);
+    jsonschema_free(s);
 }
 
 static void test_project_schemas(void **state)
@@ -156,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_paths_and_keywords),
         cmocka_unit_test(test_refused_schemas),
         cmocka_unit_test(test_regex_blowup_refused),
+        cmocka_unit_test(test_huge_bounds),
         cmocka_unit_test(test_project_schemas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
