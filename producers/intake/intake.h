@@ -5,6 +5,7 @@
  *                     answered when their publisher confirm arrives
  *   intake_http.c     routes, limits, validation and the JSON error bodies
  *   intake_orders.c   GET /v1/orders/{id} from PostgreSQL
+ *   intake_backpressure.c  429s while the work queues or the outbox are past their bounds
  */
 #ifndef ORDERPIPE_INTAKE_H
 #define ORDERPIPE_INTAKE_H
@@ -33,6 +34,9 @@ typedef struct intake_config {
     long timeout_s;
     long confirm_timeout_ms;
     double rate_per_client, burst_per_client, rate_global, burst_global;
+    long max_queue_depth;          /* ready messages in the work queues; 0: no bound */
+    long max_outbox_rows;          /* unpublished outbox rows; 0: no bound */
+    long backpressure_interval_ms;
 } intake_config;
 
 typedef struct intake_client {
@@ -43,10 +47,12 @@ typedef struct intake_client {
 } intake_client;
 
 typedef struct intake_pending intake_pending;
+typedef struct intake_backpressure intake_backpressure;
 
 typedef struct intake_metrics {
     metrics_registry *reg;
     metrics_family *requests, *publish_latency, *inflight, *rate_limited, *reconnects;
+    metrics_family *backpressure_refused;
 } intake_metrics;
 
 typedef struct intake {
@@ -71,6 +77,7 @@ typedef struct intake {
     void **conn_set;           /* open connections we have seen (for the connection limit) */
     size_t conn_cap;
     bool draining;
+    intake_backpressure *backpressure; /* NULL when no bound is set */
     intake_metrics m;
 } intake;
 
@@ -99,6 +106,11 @@ void intake_reply_error(intake *in, struct evhttp_request *req, int status, cons
                         const char *message, const char *field, const char *route);
 uint64_t intake_now_ms(void);
 
+/* intake_backpressure.c: the watcher thread (started only when a bound is set) and its verdict.
+ * _active fills the last sampled figures. */
+int intake_backpressure_start(intake *in);
+void intake_backpressure_stop(intake *in);
+bool intake_backpressure_active(const intake *in, long *queued, long *backlog);
 /* intake_orders.c */
 void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id);
 

@@ -189,6 +189,17 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
                            "the broker is unavailable; nothing was accepted, retry later", NULL, route);
         return;
     }
+    long queued, backlog;
+    if (intake_backpressure_active(in, &queued, &backlog)) {
+        free(body);
+        char msg[200];
+        snprintf(msg, sizeof msg, "the pipeline is behind (%ld messages queued, %ld events "
+                                  "unpublished); nothing was accepted, retry later", queued, backlog);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        metrics_add(in->m.backpressure_refused, NULL, 1);
+        intake_reply_error(in, req, 429, "overloaded", msg, NULL, route);
+        return;
+    }
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     const char *key = evhttp_find_header(h, "Idempotency-Key");
     const char *tp_in = evhttp_find_header(h, "traceparent");

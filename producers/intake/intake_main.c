@@ -28,7 +28,10 @@ static void intake_usage(FILE *out)
             "limits (environment only): INTAKE_MAX_BODY (bytes, 65536), INTAKE_MAX_HEADERS (8192),\n"
             "INTAKE_MAX_CONNECTIONS (1024), INTAKE_TIMEOUT (s, 10), INTAKE_CONFIRM_TIMEOUT_MS\n"
             "(5000), INTAKE_RATE_PER_CLIENT / INTAKE_BURST_PER_CLIENT (orders/s, 1000 / 2000),\n"
-            "INTAKE_RATE_GLOBAL / INTAKE_BURST_GLOBAL (20000 / 40000). Logs: JSON lines on stderr.\n");
+            "INTAKE_RATE_GLOBAL / INTAKE_BURST_GLOBAL (20000 / 40000).\n"
+            "backpressure (environment only): INTAKE_MAX_QUEUE_DEPTH (ready messages in the work\n"
+            "queues, 200000; 0 = off), INTAKE_MAX_OUTBOX_ROWS (unpublished outbox rows, 100000;\n"
+            "0 = off), INTAKE_BACKPRESSURE_INTERVAL_MS (500). Logs: JSON lines on stderr.\n");
 }
 
 static int intake_env_rate(const char *name, long def, double *out)
@@ -57,7 +60,11 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         intake_env_rate("INTAKE_RATE_PER_CLIENT", 1000, &c->rate_per_client) ||
         intake_env_rate("INTAKE_BURST_PER_CLIENT", 2000, &c->burst_per_client) ||
         intake_env_rate("INTAKE_RATE_GLOBAL", 20000, &c->rate_global) ||
-        intake_env_rate("INTAKE_BURST_GLOBAL", 40000, &c->burst_global))
+        intake_env_rate("INTAKE_BURST_GLOBAL", 40000, &c->burst_global) ||
+        config_env_long("INTAKE_MAX_QUEUE_DEPTH", 200000, 0, 1L << 40, &c->max_queue_depth) ||
+        config_env_long("INTAKE_MAX_OUTBOX_ROWS", 100000, 0, 1L << 40, &c->max_outbox_rows) ||
+        config_env_long("INTAKE_BACKPRESSURE_INTERVAL_MS", 500, 10, 60000,
+                        &c->backpressure_interval_ms))
         return 2;
     static const struct option opts[] = {
         {"listen", 1, NULL, 'l'}, {"amqp-url", 1, NULL, 'a'}, {"database-url", 1, NULL, 'd'},
@@ -104,6 +111,10 @@ static void intake_metrics_init(intake *in)
                                          "Requests refused with 429, by client.", "client");
     in->m.reconnects = metrics_counter(in->m.reg, "orderpipe_reconnects_total",
                                        "Reconnects to a server (broker, database) since start.", "server");
+    in->m.backpressure_refused = metrics_counter(
+        in->m.reg, "orderpipe_intake_backpressure_refused_total",
+        "Orders refused with 429 because the work queues or the outbox were past their bounds.", NULL);
+    metrics_add(in->m.backpressure_refused, NULL, 0);
     const char *b[] = {"broker"}, *d[] = {"database"};
     metrics_add(in->m.reconnects, b, 0);
     metrics_add(in->m.reconnects, d, 0);
@@ -165,7 +176,8 @@ int main(int argc, char **argv)
         log_warn(NULL, "database unreachable at start; order lookups retry on demand");
 
     in.base = event_base_new();
-    if (intake_publish_start(&in) != 0 || intake_http_start(&in) != 0)
+    if (intake_publish_start(&in) != 0 || intake_backpressure_start(&in) != 0 ||
+        intake_http_start(&in) != 0)
         return 1;
     in.sigterm = evsignal_new(in.base, SIGTERM, intake_on_signal, &in);
     in.sigint = evsignal_new(in.base, SIGINT, intake_on_signal, &in);
@@ -175,6 +187,7 @@ int main(int argc, char **argv)
     event_base_dispatch(in.base);
 
     log_info(NULL, "stopped; %ld publishes were still unconfirmed", in.inflight);
+    intake_backpressure_stop(&in);
     intake_publish_stop(&in);
     event_free(in.sigterm);
     event_free(in.sigint);

@@ -65,3 +65,14 @@ test_done() {
   [ "$_test_failures" -eq 0 ]
 }
 trap stop_all EXIT
+
+# True once the pipeline is idle: no unpublished outbox row, no unsent notification, and every
+# queue but the dead-letter queues empty (retry tiers included: a message waiting there is work).
+pipeline_idle() {
+  [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ] || return 1
+  [ "$(sql "select count(*) from notifications where sent_at is null")" = 0 ] || return 1
+  local q
+  for q in $(mgmt GET "/queues/$RABBITMQ_VHOST?columns=name" | jq -r '.[].name | select(endswith(".dlq") | not)'); do
+    [ "$(queue_messages "$q")" = 0 ] || return 1
+  done
+}

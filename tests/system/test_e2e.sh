@@ -34,8 +34,7 @@ want=$(sort -u "$TEST_TMP/accepted" | wc -l)
 terminal() { [ "$(sql "select count(*) from orders where status in ('confirmed','cancelled')")" -ge "$want" ]; }
 check "all $want distinct orders reach a terminal state" wait_for 240 terminal
 sleep 2
-idle() { [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ]; }
-wait_for 30 idle
+check "the pipeline goes idle, retry queues included" wait_for 60 pipeline_idle
 
 check_eq "duplicate Idempotency-Keys made no extra order" "$want" "$(sql "select count(*) from orders")"
 check_eq "the flash sale sold exactly the scarce stock" "$HOT_STOCK" "$(sql "select sold from inventory where sku = 'HOT-1'")"

@@ -133,6 +133,7 @@ check_eq "and reaches compensation as order.cancel_requested" order.cancel_reque
 stop_all
 export INTAKE_RATE_PER_CLIENT=1 INTAKE_BURST_PER_CLIENT=5
 start_bg intake2 "$ROOT/bin/orderpipe-intake"
+intake2_pid=$bg_pid
 wait_for 10 up
 codes=""
 for i in $(seq 1 8); do codes="$codes $(req POST /v1/orders "$GOOD" "${A[@]}" | cut -d' ' -f1)"; done
@@ -148,9 +149,10 @@ check "metrics count the 429s by client" grep -q 'orderpipe_rate_limited_total{c
 "$ROOT/bin/orderpipe-loadgen" --url "$U" --api-key "$K2" --orders 50 --connections 4 > /dev/null &
 lg=$!
 sleep 0.05
-pkill -TERM -f "orderpipe-intake" ; wait "$lg"
-stopped() { ! pgrep -f "$ROOT/bin/orderpipe-intake" >/dev/null; }
+kill -TERM "$intake2_pid"; wait "$lg"
+stopped() { ! kill -0 "$intake2_pid" 2>/dev/null; }
 check "SIGTERM stops the intake" wait_for 10 stopped
+wait "$intake2_pid"; check_eq "and it exits 0" 0 "$?"
 check "it drained and logged its stop" grep -q '"msg":"stopped; 0 publishes were still unconfirmed"' "$TEST_TMP/intake2.log"
 _test_pids=()
 

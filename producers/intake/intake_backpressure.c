@@ -1,0 +1,125 @@
+/* intake_backpressure: slows new orders with 429 when the pipeline falls behind (DESIGN.md §1).
+ *
+ * A watcher thread with its own broker and database connections samples, every interval, the
+ * ready messages of the work queues and the unpublished outbox rows; the event loop only reads
+ * the verdict, so a slow or unreachable server never stalls request handling. Hysteresis: the
+ * intake refuses once a figure passes its bound and admits again below 80 % of it, so it does not
+ * flap around the bound. A watcher that cannot measure keeps its last verdict. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "intake.h"
+#include "log.h"
+#include "outbox.h"
+#include "topology.h"
+
+struct intake_backpressure {
+    const intake_config *cfg;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_bool overloaded;
+    atomic_long queued;   /* ready messages in the work queues at the last sample */
+    atomic_long backlog;  /* unpublished outbox rows at the last sample */
+};
+
+static bool backpressure_over(long value, long bound, bool was_over)
+{
+    if (bound <= 0 || value < 0)
+        return false;
+    return was_over ? value * 5 >= bound * 4 : value > bound;
+}
+
+static void backpressure_sample(intake_backpressure *bp, broker *b, db *d)
+{
+    long queued = -1, rows = -1;
+    if (b && bp->cfg->max_queue_depth > 0) {
+        if (!broker_is_open(b))
+            broker_reconnect(b);
+        queued = 0;
+        for (const topology_queue *q = topology_queues; q->name && queued >= 0; q++) {
+            long n = broker_queue_depth(b, q->name);
+            queued = n < 0 ? -1 : queued + n;
+        }
+    }
+    if (d && bp->cfg->max_outbox_rows > 0) {
+        double age;
+        if (outbox_backlog(d, &rows, &age) != OP_OK)
+            rows = -1;
+    }
+    if (queued >= 0)
+        atomic_store(&bp->queued, queued);
+    if (rows >= 0)
+        atomic_store(&bp->backlog, rows);
+    bool was = atomic_load(&bp->overloaded);
+    bool now = backpressure_over(atomic_load(&bp->queued), bp->cfg->max_queue_depth, was) ||
+               backpressure_over(atomic_load(&bp->backlog), bp->cfg->max_outbox_rows, was);
+    if (now != was) {
+        atomic_store(&bp->overloaded, now);
+        if (now)
+            log_warn(NULL, "backpressure on: %ld messages queued, %ld outbox rows unpublished",
+                     atomic_load(&bp->queued), atomic_load(&bp->backlog));
+        else
+            log_info(NULL, "backpressure off");
+    }
+}
+
+static void *backpressure_main(void *arg)
+{
+    intake_backpressure *bp = arg;
+    broker *b = NULL;
+    db *d = NULL;
+    if (bp->cfg->max_queue_depth > 0) {
+        broker_options bo = {.urls = bp->cfg->amqp_url, .name = "orderpipe-intake-backpressure"};
+        broker_connect(&b, &bo);
+    }
+    if (bp->cfg->max_outbox_rows > 0 && bp->cfg->database_url)
+        db_connect(&d, bp->cfg->database_url, "orderpipe-intake-backpressure");
+    long interval = bp->cfg->backpressure_interval_ms;
+    while (!atomic_load(&bp->stop)) {
+        backpressure_sample(bp, b, d);
+        struct timespec ts = {interval / 1000, (interval % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    broker_close(b);
+    db_close(d);
+    return NULL;
+}
+
+int intake_backpressure_start(intake *in)
+{
+    if (in->cfg.max_queue_depth <= 0 && in->cfg.max_outbox_rows <= 0)
+        return 0;
+    intake_backpressure *bp = calloc(1, sizeof *bp);
+    if (!bp)
+        return -1;
+    bp->cfg = &in->cfg;
+    if (pthread_create(&bp->thread, NULL, backpressure_main, bp) != 0) {
+        free(bp);
+        return -1;
+    }
+    in->backpressure = bp;
+    return 0;
+}
+
+void intake_backpressure_stop(intake *in)
+{
+    intake_backpressure *bp = in->backpressure;
+    if (!bp)
+        return;
+    atomic_store(&bp->stop, true);
+    pthread_join(bp->thread, NULL);
+    free(bp);
+    in->backpressure = NULL;
+}
+
+bool intake_backpressure_active(const intake *in, long *queued, long *backlog)
+{
+    const intake_backpressure *bp = in->backpressure;
+    if (!bp)
+        return false;
+    *queued = atomic_load(&bp->queued);
+    *backlog = atomic_load(&bp->backlog);
+    return atomic_load(&bp->overloaded);
+}
