@@ -387,17 +387,28 @@ op_status broker_declare_topology(broker *b)
         }
         char name[128];
         /* Retry tiers wait out their TTL, then dead-letter straight back to the work queue
-         * through the default exchange, so a retry reaches only the consumer that failed. */
+         * through the default exchange, so a retry reaches only the consumer that failed. They
+         * are quorum queues like the rest, so a waiting retry survives a node's loss and the
+         * topology can be declared while any majority of a cluster is up; dead-lettering is
+         * at-least-once (which needs overflow reject-publish): a retry is never dropped on its
+         * way back. */
         for (int tier = 0; tier < TOPOLOGY_RETRY_TIERS; tier++) {
-            amqp_table_entry_t e[3] = {
+            amqp_table_entry_t e[6] = {
+                quorum_e,
                 {.key = amqp_cstring_bytes("x-message-ttl"),
                  .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = topology_retry_delay_ms(tier)}},
                 {.key = amqp_cstring_bytes("x-dead-letter-exchange"),
                  .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("")}},
                 {.key = amqp_cstring_bytes("x-dead-letter-routing-key"),
                  .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(q->name)}},
+                {.key = amqp_cstring_bytes("x-dead-letter-strategy"),
+                 .value = {.kind = AMQP_FIELD_KIND_UTF8,
+                           .value.bytes = amqp_cstring_bytes("at-least-once")}},
+                {.key = amqp_cstring_bytes("x-overflow"),
+                 .value = {.kind = AMQP_FIELD_KIND_UTF8,
+                           .value.bytes = amqp_cstring_bytes("reject-publish")}},
             };
-            amqp_table_t args = {.num_entries = 3, .entries = e};
+            amqp_table_t args = {.num_entries = 6, .entries = e};
             if (broker_declare_queue(b, topology_retry_queue(q->name, tier, name, sizeof name),
                                      args) != OP_OK)
                 return OP_ERR_TRANSIENT;

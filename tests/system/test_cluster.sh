@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A 3-node RabbitMQ cluster (issue 5): with AMQP_URL listing every node, stop the node the
+# programs are connected to while orders flow. The quorum queues keep their messages on the other
+# two, the programs fail over to them, and nothing accepted is lost.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/chaos.sh"
+ORDERS=${CLUSTER_ORDERS:-2000} RATE=${CLUSTER_RATE:-150}
+
+chaos_stack_up --rabbit-nodes 3
+check "AMQP_URL lists the three nodes" test "$(tr ',' '\n' <<< "$AMQP_URL" | wc -l)" = 3
+chaos_pipeline_up 1
+members=$(mgmt GET "/queues/%2F/reservation" | jq '.members | length')
+check_eq "the work queues are quorum queues on all three nodes" 3 "$members"
+chaos_load "$ORDERS" "$RATE"
+sleep $((ORDERS / RATE / 3))
+echo "# t=${SECONDS}s stopping RabbitMQ node 1"
+"$STACK" stop-rabbit 1 >/dev/null 2>&1
+# The management API of node 1 is gone with it; ask node 2's.
+export RABBITMQ_MGMT_URL=${RABBITMQ_MGMT_URL%:*}:$((ORDERPIPE_AMQP_PORT + 11))
+chaos_settle_and_check "node 1 stopped"
+check "the intake failed over" grep -qi "reconnect\|unreachable" "$ORDERPIPE_RUN_DIR"/logs/intake.1.log
+check "the workers failed over" grep -qi "reconnect\|unreachable\|lost" "$ORDERPIPE_RUN_DIR"/logs/reservation.1.log
+connected_elsewhere() {
+  mgmt GET "/connections" | jq -e --arg p "$ORDERPIPE_AMQP_PORT" '[.[] | select(.node != "orderpipe1_\($p)@localhost")] | length > 0' >/dev/null
+}
+check "clients are connected to the surviving nodes" connected_elsewhere
+test_done
