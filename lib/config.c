@@ -42,6 +42,10 @@ int config_parse_duration_ms(const char *text, long *out_ms)
         mult = 1000;
     else if (strcmp(end, "m") == 0)
         mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else if (strcmp(end, "d") == 0)
+        mult = 86400000;
     else
         return -1;
     if (v > __LONG_MAX__ / mult)

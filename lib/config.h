@@ -13,8 +13,8 @@ const char *config_env_str(const char *name, const char *def);
 /* Parses `text` as a base-10 integer in [min, max]. Returns 0, or -1 (out untouched). */
 int config_parse_long(const char *text, long min, long max, long *out);
 
-/* Parses `text` as a number of milliseconds or seconds with unit suffix (ms, s, m) into ms.
- * A bare number is milliseconds. Returns 0, or -1. */
+/* Parses a duration with unit suffix (ms, s, m, h, d) into ms: "250", "250ms", "3s", "2m", "2h",
+ * "7d". A bare number is milliseconds. Returns 0, or -1 when malformed or negative. */
 int config_parse_duration_ms(const char *text, long *out_ms);
 
 /* Reads integer variable `name` into *out (default `def` when unset). On a bad value prints

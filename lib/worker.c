@@ -28,6 +28,8 @@ typedef struct worker_config {
     long prefetch;
     long batch;
     long idle_wait_ms;
+    long inbox_retention_s;  /* inbox rows older than this are pruned */
+    long outbox_retention_s; /* published outbox rows older than this are pruned */
 } worker_config;
 
 struct worker {
@@ -41,6 +43,7 @@ struct worker {
     worker_metrics *metrics;
     struct timespec next_tick;
     time_t last_backlog;
+    time_t next_prune;
     unsigned seed;
 };
 
@@ -73,6 +76,8 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
             "  --schemas DIR         JSON Schemas of the events [ORDERPIPE_SCHEMA_DIR]\n"
             "  --help                this text\n"
+            "  INBOX_RETENTION / OUTBOX_RETENTION  how long handled message ids and published\n"
+            "                        events are kept (default 7d / 1d); pruned in small batches\n"
             "%s%s"
             "\nLogs are JSON lines on stderr (LOG_LEVEL=debug|info|warn|error). SIGTERM drains.\n",
             spec->program, spec->summary, spec->name, spec->name, spec->name,
@@ -89,6 +94,15 @@ static int worker_parse_config(worker *w, int argc, char **argv)
     if (config_env_long("WORKER_PREFETCH", 64, 1, 65535, &c->prefetch) != 0 ||
         config_env_long("WORKER_BATCH", 32, 1, 10000, &c->batch) != 0)
         return 2;
+    long inbox_ms, outbox_ms;
+    if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||
+        config_parse_duration_ms(config_env_str("OUTBOX_RETENTION", "1d"), &outbox_ms) != 0 ||
+        inbox_ms < 1000 || outbox_ms < 1000) {
+        fprintf(stderr, "INBOX_RETENTION / OUTBOX_RETENTION must be durations of 1s or more\n");
+        return 2;
+    }
+    c->inbox_retention_s = inbox_ms / 1000;
+    c->outbox_retention_s = outbox_ms / 1000;
     c->idle_wait_ms = 200;
 
     static const struct option opts[] = {
@@ -614,6 +628,29 @@ static bool worker_tick_due(worker *w)
     return true;
 }
 
+/* Once a minute, a few small deletes of what is past its retention: short transactions that
+ * never hold the hot rows long, whichever of the worker processes gets there. */
+static void worker_prune(worker *w)
+{
+    time_t now = time(NULL);
+    if (now < w->next_prune || !db_is_open(w->db))
+        return;
+    w->next_prune = now + 60 + (time_t)(rand_r(&w->seed) % 30);
+    long inbox = 0, outbox = 0, n;
+    for (int i = 0; i < 10; i++) {
+        if (inbox_prune(w->db, w->cfg.inbox_retention_s, 1000, &n) != OP_OK || n == 0)
+            break;
+        inbox += n;
+    }
+    for (int i = 0; i < 10; i++) {
+        if (outbox_prune(w->db, w->cfg.outbox_retention_s, 1000, &n) != OP_OK || n == 0)
+            break;
+        outbox += n;
+    }
+    if (inbox || outbox)
+        log_info(NULL, "pruned %ld inbox and %ld outbox rows past retention", inbox, outbox);
+}
+
 static void worker_loop(worker *w)
 {
     while (!worker_stop_requested) {
@@ -626,6 +663,7 @@ static void worker_loop(worker *w)
                 log_warn(NULL, "periodic work failed: %s", db_last_error(w->db));
             worker_flush_outbox(w);
         }
+        worker_prune(w);
     }
 }
 

@@ -35,7 +35,11 @@ static void test_parse_duration(void **state)
     assert_int_equal(ms, 3000);
     assert_int_equal(config_parse_duration_ms("2m", &ms), 0);
     assert_int_equal(ms, 120000);
-    assert_int_equal(config_parse_duration_ms("2h", &ms), -1);
+    assert_int_equal(config_parse_duration_ms("2h", &ms), 0);
+    assert_int_equal(ms, 7200000);
+    assert_int_equal(config_parse_duration_ms("7d", &ms), 0);
+    assert_int_equal(ms, 604800000);
+    assert_int_equal(config_parse_duration_ms("2w", &ms), -1);
     assert_int_equal(config_parse_duration_ms("-5s", &ms), -1);
     assert_int_equal(config_parse_duration_ms("s", &ms), -1);
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Database roles (issue 5): every program connects as its own role (sql/040_roles.sql) with only
+# the privileges its work needs. The whole saga runs under those roles, and each role is refused
+# what is not its job.
+source "$(dirname "$0")/lib.sh"
+as_role() { # ROLE SQL -> exit status of running SQL as ROLE
+  local url
+  url=$(sed -E "s#^(postgres(ql)?://)[^@/]+@#\\1$1@#" <<< "$DATABASE_URL")
+  psql -X -q -tA -v ON_ERROR_STOP=1 "$url" -c "$2" > "$TEST_TMP/role.out" 2>&1
+}
+refused() { # ROLE SQL
+  ! as_role "$1" "$2" && grep -Eq "permission denied|must be owner" "$TEST_TMP/role.out"
+}
+for r in intake reservation payment notification compensation relay replay; do
+  check "role orderpipe_$r exists and can log in" as_role "orderpipe_$r" "select 1"
+  check "orderpipe_$r cannot delete orders" refused "orderpipe_$r" "delete from orders"
+  check "orderpipe_$r cannot truncate the stock" refused "orderpipe_$r" "truncate inventory"
+  check "orderpipe_$r cannot change the schema" refused "orderpipe_$r" "alter table orders add column x int"
+  check "orderpipe_$r cannot create tables" refused "orderpipe_$r" "create table t_$r (x int)"
+done
+check "notification cannot touch stock" refused orderpipe_notification "update inventory set available = available"
+check "payment cannot touch stock" refused orderpipe_payment "update inventory set available = available"
+check "reservation cannot touch payments" refused orderpipe_reservation "update payments set attempts = attempts"
+check "reservation cannot write the provider's books" refused orderpipe_reservation "insert into sim_provider_ledger values ('k', gen_random_uuid(), 'charge', 1)"
+check "the intake cannot write orders" refused orderpipe_intake "insert into orders(id) values (gen_random_uuid())"
+check "the intake reads orders" as_role orderpipe_intake "select count(*) from orders"
+check "the relay cannot read orders" refused orderpipe_relay "select count(*) from orders"
+check "notification cannot change orders" refused orderpipe_notification "update orders set status = status"
+check "compensation cannot create orders" refused orderpipe_compensation "insert into orders(id) values (gen_random_uuid())"
+
+# The saga runs end to end under these roles.
+port=$((40000 + RANDOM % 5000))
+export ORDERPIPE_RUN_DIR=$TEST_TMP/run NOTIFY_LOG_FILE=$TEST_TMP/notes.log
+export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
+export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000
+for i in $(seq -f '%04g' 1 10); do "$ROOT/scripts/stock" set "SKU-$i" 1000 >/dev/null; done
+"$ROOT/scripts/stock" set HOT-1 20 >/dev/null
+"$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
+check "the pipeline starts" "$ROOT/scripts/pipeline" up
+db=$(sql "select current_database()")
+roles() { sql "select string_agg(distinct usename, ',' order by usename) from pg_stat_activity where datname = '$db' and usename like 'orderpipe_%'"; }
+connected() { [ "$(roles)" = "orderpipe_compensation,orderpipe_intake,orderpipe_notification,orderpipe_payment,orderpipe_reservation" ]; }
+check "each program is connected as its own role" wait_for 10 connected
+orderpipe-loadgen --orders 300 --connections 8 --skus 10 --mix ok=70,oos=5,decline=10,flaky=5,hot=10 \
+  --accepted "$TEST_TMP/accepted" > "$TEST_TMP/load.json"
+want=$(sort -u "$TEST_TMP/accepted" | wc -l)
+terminal() { [ "$(sql "select count(*) from orders where status in ('confirmed','cancelled')")" -ge "$want" ]; }
+check "all $want orders reach a terminal state under the roles" wait_for 120 terminal
+check "the pipeline goes idle" wait_for 60 pipeline_idle
+check "no program hit a permission error" bash -c "! grep -l 'permission denied' '$ORDERPIPE_RUN_DIR'/logs/*.log"
+"$ROOT/scripts/check-invariants" --accepted "$TEST_TMP/accepted" > "$TEST_TMP/inv.txt"
+rc=$?; cat "$TEST_TMP/inv.txt"
+check "every invariant holds" test $rc = 0
+test_done
