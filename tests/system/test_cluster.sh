@@ -18,8 +18,8 @@ echo "# t=${SECONDS}s stopping RabbitMQ node 1"
 # The management API of node 1 is gone with it; ask node 2's.
 export RABBITMQ_MGMT_URL=${RABBITMQ_MGMT_URL%:*}:$((ORDERPIPE_AMQP_PORT + 11))
 chaos_settle_and_check "node 1 stopped"
-check "the intake failed over" grep -qi "reconnect\|unreachable" "$ORDERPIPE_RUN_DIR"/logs/intake.1.log
-check "the workers failed over" grep -qi "reconnect\|unreachable\|lost" "$ORDERPIPE_RUN_DIR"/logs/reservation.1.log
+check "the intake lost node 1 and carried on" grep -qi "connection lost\|reconnect\|unreachable" "$ORDERPIPE_RUN_DIR"/logs/intake.1.log
+check "the workers lost node 1 and carried on" grep -qi "closed the connection\|reconnect\|unreachable\|lost" "$ORDERPIPE_RUN_DIR"/logs/reservation.1.log
 connected_elsewhere() {
   mgmt GET "/connections" | jq -e --arg p "$ORDERPIPE_AMQP_PORT" '[.[] | select(.node != "orderpipe1_\($p)@localhost")] | length > 0' >/dev/null
 }
