@@ -479,6 +479,20 @@ static void worker_run_batch(worker *w, worker_item **items, int n)
     if (n == 0)
         return;
     worker_batch b = {w, items, n};
+    if (w->spec->before_batch) {
+        worker_msg *msgs[n];
+        for (int i = 0; i < n; i++)
+            msgs[i] = &items[i]->m;
+        if (w->spec->before_batch(w, w->db, msgs, n, w->spec->arg) != OP_OK) {
+            for (int i = 0; i < n; i++) {
+                items[i]->st = OP_ERR_TRANSIENT;
+                if (!items[i]->m.error[0])
+                    snprintf(items[i]->m.error, sizeof items[i]->m.error, "%s",
+                             db_last_error(w->db));
+            }
+            return;
+        }
+    }
     for (;;) {
         op_status st = db_transaction(w->db, worker_batch_body, &b, 0);
         if (st == OP_OK)
@@ -560,6 +574,8 @@ static int worker_handle_batch(worker *w)
             worker_run_raw(w, it);
         if (it->route)
             worker_settle(w, it);
+        if (it->m.state && w->spec->free_state)
+            w->spec->free_state(it->m.state);
         cloudevent_view_free(&it->ev);
         broker_delivery_free(&it->d);
     }

@@ -33,6 +33,8 @@ typedef struct worker_msg {
     int attempt;                /* 1 on first delivery, +1 per retry */
     log_ctx log;                /* order id, message id, traceparent for log lines */
     char error[256];            /* a handler that fails says why here (goes to DLQ headers) */
+    void *state;                /* set by the spec's before_batch for the handler; freed with
+                                   the spec's free_state after the message is settled */
 } worker_msg;
 
 /* Handles one event. Called inside the transaction that also records the inbox row: return OP_OK
@@ -67,6 +69,13 @@ typedef struct worker_spec {
      * the locks the batch needs in one global order (e.g. inventory rows sorted by SKU), so
      * concurrent batches never deadlock. */
     op_status (*prepare_batch)(worker *w, db *d, const cloudevent_view *const *evs, int n, void *arg);
+    /* Optional: called before the batch transaction, outside any transaction, with the batch's
+     * messages (transactional routes only), for work that must not hold a transaction open,
+     * such as calling a payment provider: it does that work for the whole batch at once and
+     * leaves each message's result in m->state for its handler. A non-OP_OK status fails the
+     * whole batch transiently (retried through the tiers). */
+    op_status (*before_batch)(worker *w, db *d, worker_msg *const *msgs, int n, void *arg);
+    void (*free_state)(void *state);
     /* Optional: extra --help text and start-up, called after connecting, before consuming. */
     const char *help_extra;
     op_status (*start)(worker *w, db *d, void *arg);

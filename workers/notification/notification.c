@@ -65,13 +65,6 @@ static op_status notify_mark_sent(worker_msg *m, void *arg)
                       2, params);
 }
 
-static op_status notify_noop(worker_msg *m, void *arg)
-{
-    (void)m;
-    (void)arg;
-    return OP_OK;
-}
-
 static void notify_hmac_hex(const char *secret, const char *body, char out[65])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
@@ -83,8 +76,8 @@ static void notify_hmac_hex(const char *secret, const char *body, char out[65])
     out[64] = '\0';
 }
 
-static op_status notify_webhook(notify_ctx *ctx, worker_msg *m, const char *url, const char *body,
-                                const char *delivery)
+static op_status notify_webhook(notify_ctx *ctx, const char *url, const char *body,
+                                const char *delivery, char *err, size_t errlen)
 {
     char sig[65], sig_hdr[100], del_hdr[200];
     notify_hmac_hex(ctx->secret, body, sig);
@@ -110,73 +103,140 @@ static op_status notify_webhook(notify_ctx *ctx, worker_msg *m, const char *url,
         fclose(devnull);
     curl_slist_free_all(h);
     if (rc != CURLE_OK) {
-        snprintf(m->error, sizeof m->error, "webhook %s: %s", url, curl_easy_strerror(rc));
+        snprintf(err, errlen, "webhook %s: %s", url, curl_easy_strerror(rc));
         return OP_ERR_TRANSIENT;
     }
     if (status < 200 || status >= 300) {
-        snprintf(m->error, sizeof m->error, "webhook %s answered %ld", url, status);
+        snprintf(err, errlen, "webhook %s answered %ld", url, status);
         return OP_ERR_TRANSIENT;
     }
     return OP_OK;
 }
 
-static op_status notify_log(notify_ctx *ctx, worker_msg *m, const char *line)
+/* Appends the batch's lines to the log file in one write: lines from several processes never
+ * mix, and the batch costs one system call. */
+static op_status notify_log_lines(notify_ctx *ctx, const char *text, size_t len, char *err,
+                                  size_t errlen)
 {
     int fd = open(ctx->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(m->error, sizeof m->error, "cannot open %s", ctx->log_file);
+        snprintf(err, errlen, "cannot open %s", ctx->log_file);
         return OP_ERR_TRANSIENT;
     }
-    size_t len = strlen(line);
-    char *buf = malloc(len + 1);
-    memcpy(buf, line, len);
-    buf[len] = '\n';
-    ssize_t w = write(fd, buf, len + 1); /* one write: lines from several processes never mix */
-    free(buf);
+    ssize_t w = write(fd, text, len);
     close(fd);
-    if (w != (ssize_t)len + 1) {
-        snprintf(m->error, sizeof m->error, "cannot write %s", ctx->log_file);
+    if (w != (ssize_t)len) {
+        snprintf(err, errlen, "cannot write %s", ctx->log_file);
         return OP_ERR_TRANSIENT;
     }
     return OP_OK;
 }
 
+/* What before_batch did for one message, for its handler. */
+typedef struct notify_state {
+    bool already_sent;
+    op_status sent;
+    char error[256];
+} notify_state;
+
+static void notify_free_state(void *state) { free(state); }
+
+typedef struct notify_claims {
+    notify_ctx *ctx;
+    worker_msg *const *msgs;
+    int n;
+} notify_claims;
+
+/* One transaction for the batch: claims every (order, event) not yet sent. */
+static op_status notify_claim_batch(db *d, void *arg)
+{
+    notify_claims *b = arg;
+    for (int i = 0; i < b->n; i++) {
+        notify_state *s = b->msgs[i]->state;
+        notify_claim claim = {b->msgs[i]->ev->order_id, b->msgs[i]->ev->type,
+                              b->ctx->channel == CHANNEL_LOG ? "log" : "webhook", false};
+        op_status st = notify_claim_row(d, &claim);
+        if (st != OP_OK)
+            return st;
+        s->already_sent = claim.already_sent;
+    }
+    return OP_OK;
+}
+
+/* Outside any transaction: claim the batch (one commit), then send what is not sent yet. */
+static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, int n, void *arg)
+{
+    (void)w;
+    notify_ctx *ctx = arg;
+    for (int i = 0; i < n; i++)
+        if (!(msgs[i]->state = calloc(1, sizeof(notify_state))))
+            return OP_ERR_TRANSIENT;
+    notify_claims b = {ctx, msgs, n};
+    op_status st = db_transaction(d, notify_claim_batch, &b, 0);
+    if (st != OP_OK)
+        return st;
+    size_t cap = 0, len = 0;
+    char *lines = NULL;
+    for (int i = 0; i < n; i++) {
+        notify_state *s = msgs[i]->state;
+        if (s->already_sent)
+            continue;
+        const cloudevent_view *ev = msgs[i]->ev;
+        char delivery[120];
+        snprintf(delivery, sizeof delivery, "%s/%s", ev->order_id, ev->type);
+        json_t *note = json_pack("{ss ss ss sO}", "delivery_id", delivery, "order_id",
+                                 ev->order_id, "event", ev->type, "data", ev->data);
+        char *body = json_dumps(note, JSON_COMPACT);
+        json_decref(note);
+        if (ctx->channel == CHANNEL_LOG) {
+            size_t bl = strlen(body);
+            if (len + bl + 1 > cap) {
+                cap = (len + bl + 1) * 2;
+                lines = realloc(lines, cap);
+            }
+            memcpy(lines + len, body, bl);
+            len += bl;
+            lines[len++] = '\n';
+        } else {
+            const char *url =
+                json_string_value(json_object_get(json_object_get(ev->data, "notify"), "webhook_url"));
+            s->sent = notify_webhook(ctx, url ? url : ctx->webhook_url, body, delivery, s->error,
+                                     sizeof s->error);
+        }
+        free(body);
+    }
+    if (ctx->channel == CHANNEL_LOG && len > 0) {
+        char err[256];
+        st = notify_log_lines(ctx, lines, len, err, sizeof err);
+        for (int i = 0; i < n && st != OP_OK; i++) {
+            notify_state *s = msgs[i]->state;
+            s->sent = st;
+            snprintf(s->error, sizeof s->error, "%s", err);
+        }
+    }
+    free(lines);
+    return OP_OK;
+}
+
+/* In the batch transaction: mark the notification sent (or leave it for a retry). */
 static op_status notify_on_event(worker_msg *m, void *arg)
 {
-    notify_ctx *ctx = arg;
-    json_t *data = m->ev->data;
-    notify_claim claim = {m->ev->order_id, m->ev->type,
-                          ctx->channel == CHANNEL_LOG ? "log" : "webhook", false};
-    op_status st = db_transaction(m->db, notify_claim_row, &claim, 0);
-    if (st != OP_OK)
-        return st;
-    if (claim.already_sent) {
+    (void)arg;
+    notify_state *s = m->state;
+    if (s->already_sent) {
         log_info(&m->log, "%s already notified", m->ev->type);
-        st = worker_txn(m, notify_noop, NULL);
-        return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
+        return OP_OK;
     }
-    char delivery[120];
-    snprintf(delivery, sizeof delivery, "%s/%s", m->ev->order_id, m->ev->type);
-    json_t *note = json_pack("{ss ss ss sO}", "delivery_id", delivery, "order_id", m->ev->order_id,
-                             "event", m->ev->type, "data", data);
-    char *body = json_dumps(note, JSON_COMPACT);
-    json_decref(note);
-    if (ctx->channel == CHANNEL_LOG) {
-        st = notify_log(ctx, m, body);
-    } else {
-        const char *url = json_string_value(json_object_get(json_object_get(data, "notify"), "webhook_url"));
-        st = notify_webhook(ctx, m, url ? url : ctx->webhook_url, body, delivery);
+    if (s->sent != OP_OK) {
+        snprintf(m->error, sizeof m->error, "%s", s->error);
+        return s->sent;
     }
-    free(body);
-    if (st != OP_OK)
-        return st;
-    st = worker_txn(m, notify_mark_sent, NULL);
-    return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
+    return notify_mark_sent(m, NULL);
 }
 
 static const worker_route notify_routes[] = {
-    {.type = "order.confirmed", .handle_raw = notify_on_event},
-    {.type = "order.cancelled", .handle_raw = notify_on_event},
+    {.type = "order.confirmed", .handle = notify_on_event},
+    {.type = "order.cancelled", .handle = notify_on_event},
     {.type = NULL},
 };
 
@@ -209,6 +269,8 @@ int main(int argc, char **argv)
         .summary = "Tells the customer once that an order was confirmed or cancelled.",
         .routes = notify_routes,
         .arg = &ctx,
+        .before_batch = notify_before_batch,
+        .free_state = notify_free_state,
         .help_extra = "  NOTIFY_CHANNEL        log (default) or webhook\n"
                       "  NOTIFY_LOG_FILE       where the log channel appends (notifications.log)\n"
                       "  NOTIFY_WEBHOOK_URL    default webhook (an order's notify.webhook_url wins)\n"

@@ -114,37 +114,101 @@ static op_status payment_record_outcome(worker_msg *m, void *arg)
     return st;
 }
 
-static op_status payment_noop(worker_msg *m, void *arg)
+/* What before_batch learned for one stock.reserved message, for its handler. */
+typedef struct payment_state {
+    bool charge;              /* the order awaited a charge and the provider was called */
+    provider_result result;
+    long long amount;
+    char currency[4];
+    char token[132];
+    int attempt;
+    char ref[128];
+    char error[256];
+} payment_state;
+
+static void payment_free_state(void *state) { free(state); }
+
+typedef struct payment_attempts {
+    worker_msg *const *msgs;
+    int n;
+} payment_attempts;
+
+/* One transaction for the batch: records an attempt for every order that awaits its charge. */
+static op_status payment_record_attempts(db *d, void *arg)
 {
-    (void)m;
-    (void)arg;
+    payment_attempts *b = arg;
+    for (int i = 0; i < b->n; i++) {
+        payment_state *s = b->msgs[i]->state;
+        if (!s)
+            continue;
+        payment_attempt a = {.order_id = b->msgs[i]->ev->order_id};
+        op_status st = payment_record_attempt(d, &a);
+        if (st != OP_OK)
+            return st;
+        *s = (payment_state){.charge = a.charge, .amount = a.amount, .attempt = a.attempts};
+        snprintf(s->currency, sizeof s->currency, "%s", a.currency);
+        snprintf(s->token, sizeof s->token, "%s", a.token);
+    }
     return OP_OK;
 }
 
-static op_status payment_on_reserved(worker_msg *m, void *arg)
+/* Outside any transaction of ours: record the batch's attempts (one commit), then charge each
+ * order that awaits it. The provider is never called inside a transaction; the sim provider
+ * books the batch's charges in one transaction of its own books. */
+static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs, int n, void *arg)
 {
+    (void)w;
     payment_ctx *ctx = arg;
-    payment_attempt a = {.order_id = m->ev->order_id};
-    op_status st = db_transaction(m->db, payment_record_attempt, &a, 0);
+    int charges = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(msgs[i]->ev->type, "stock.reserved") == 0 &&
+            (msgs[i]->state = calloc(1, sizeof(payment_state))))
+            charges++;
+    if (charges == 0)
+        return OP_OK;
+    payment_attempts b = {msgs, n};
+    op_status st = db_transaction(d, payment_record_attempts, &b, 0);
     if (st != OP_OK)
         return st;
-    if (!a.charge) {
-        log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
-        st = worker_txn(m, payment_noop, NULL);
-        return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
+    if (provider_batch_begin(ctx->provider, d) != OP_OK)
+        return OP_ERR_TRANSIENT;
+    for (int i = 0; i < n; i++) {
+        payment_state *s = msgs[i]->state;
+        if (!s || !s->charge)
+            continue;
+        provider_charge_req req = {.key = msgs[i]->ev->order_id, .order_id = msgs[i]->ev->order_id,
+                                   .amount = s->amount, .currency = s->currency, .token = s->token,
+                                   .attempt = s->attempt};
+        s->result = provider_charge(ctx->provider, d, &req, s->ref, s->error, sizeof s->error);
     }
-    char ref[128], err[256];
-    provider_charge_req req = {.key = m->ev->order_id, .order_id = m->ev->order_id,
-                               .amount = a.amount, .currency = a.currency, .token = a.token,
-                               .attempt = a.attempts};
-    provider_result res = provider_charge(ctx->provider, m->db, &req, ref, err, sizeof err);
-    if (res == PROVIDER_TRANSIENT) {
-        snprintf(m->error, sizeof m->error, "%s", err);
+    if (provider_batch_end(ctx->provider, d) != OP_OK) {
+        /* The books of the batch did not commit: nothing was charged; every charge retries. */
+        for (int i = 0; i < n; i++) {
+            payment_state *s = msgs[i]->state;
+            if (s && s->charge) {
+                s->result = PROVIDER_TRANSIENT;
+                snprintf(s->error, sizeof s->error, "provider books unavailable: %s", db_last_error(d));
+            }
+        }
+    }
+    return OP_OK;
+}
+
+/* In the batch transaction: the provider's answer, the order's state and the event. */
+static op_status payment_on_reserved(worker_msg *m, void *arg)
+{
+    (void)arg;
+    payment_state *s = m->state;
+    if (!s || !s->charge) {
+        log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
+        return OP_OK;
+    }
+    if (s->result == PROVIDER_TRANSIENT) {
+        snprintf(m->error, sizeof m->error, "%s", s->error);
         return OP_ERR_TRANSIENT;
     }
-    payment_outcome out = {res, ref, err, a.amount, a.currency};
-    st = worker_txn(m, payment_record_outcome, &out);
-    return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
+    payment_outcome out = {s->result, s->ref, s->error, s->amount, s->currency};
+    return payment_record_outcome(m, &out);
 }
 
 typedef struct payment_refund {
@@ -181,7 +245,7 @@ static op_status payment_on_refund(worker_msg *m, void *arg)
 }
 
 static const worker_route payment_routes[] = {
-    {.type = "stock.reserved", .handle_raw = payment_on_reserved},
+    {.type = "stock.reserved", .handle = payment_on_reserved},
     {.type = "payment.refund_requested", .handle_raw = payment_on_refund},
     {.type = NULL},
 };
@@ -204,6 +268,8 @@ int main(int argc, char **argv)
         .summary = "Charges reserved orders exactly once through the payment provider; refunds on request.",
         .routes = payment_routes,
         .arg = &ctx,
+        .before_batch = payment_before_batch,
+        .free_state = payment_free_state,
         .help_extra = "  PAYMENT_PROVIDER      sim (default) or http\n"
                       "  PAYMENT_URL           base URL of the http provider\n"
                       "  PAYMENT_TIMEOUT_MS    provider call timeout (5000)\n",

@@ -2,6 +2,7 @@
 #include "provider.h"
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ struct provider {
     char *url;
     long timeout_ms;
     CURL *curl;
+    bool batch_failed; /* a sim booking of the open batch failed: the batch must not commit */
 };
 
 provider *provider_new(const char *kind, const char *url, long timeout_ms)
@@ -47,8 +49,8 @@ void provider_free(provider *p)
 
 /* --- sim ----------------------------------------------------------------------------------- */
 
-static provider_result sim_charge(db *d, const provider_charge_req *q, char *ref, char *err,
-                                  size_t n)
+static provider_result sim_charge(provider *p, db *d, const provider_charge_req *q, char *ref,
+                                  char *err, size_t n)
 {
     if (strcmp(q->token, "tok_decline") == 0) {
         snprintf(err, n, "card declined");
@@ -68,6 +70,7 @@ static provider_result sim_charge(db *d, const provider_charge_req *q, char *ref
                                    3, params, &st);
     if (!r) {
         snprintf(err, n, "provider books unavailable: %s", db_last_error(d));
+        p->batch_failed = true;
         return PROVIDER_TRANSIENT;
     }
     PQclear(r);
@@ -155,12 +158,34 @@ static provider_result http_post(provider *p, const char *path, const char *key,
     return status == 402 ? PROVIDER_DECLINED : PROVIDER_TRANSIENT;
 }
 
+op_status provider_batch_begin(provider *p, db *d)
+{
+    p->batch_failed = false;
+    return p->kind == PROVIDER_SIM ? db_command(d, "begin", 0, NULL) : OP_OK;
+}
+
+op_status provider_batch_end(provider *p, db *d)
+{
+    if (p->kind != PROVIDER_SIM)
+        return OP_OK;
+    /* COMMIT of a transaction with a failed statement only rolls back, so look first. */
+    if (p->batch_failed) {
+        if (db_is_open(d))
+            db_command(d, "rollback", 0, NULL);
+        return OP_ERR_TRANSIENT;
+    }
+    op_status st = db_command(d, "commit", 0, NULL);
+    if (st != OP_OK && db_is_open(d))
+        db_command(d, "rollback", 0, NULL);
+    return st;
+}
+
 provider_result provider_charge(provider *p, db *d, const provider_charge_req *q, char *ref,
                                 char *err, size_t n)
 {
     ref[0] = err[0] = '\0';
     if (p->kind == PROVIDER_SIM)
-        return sim_charge(d, q, ref, err, n);
+        return sim_charge(p, d, q, ref, err, n);
     json_t *req = json_pack("{ss sI ss ss}", "order_id", q->order_id, "amount",
                             (json_int_t)q->amount, "currency", q->currency, "token", q->token);
     json_t *resp = NULL;
