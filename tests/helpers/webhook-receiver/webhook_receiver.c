@@ -96,6 +96,7 @@ int main(int argc, char **argv)
         perror(argv[3]);
         return 1;
     }
+    signal(SIGPIPE, SIG_IGN); /* a sender that timed out must not kill us when we answer */
     wr.base = event_base_new();
     struct evhttp *http = evhttp_new(wr.base);
     evhttp_set_gencb(http, on_request, NULL);
