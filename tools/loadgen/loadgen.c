@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +318,7 @@ static int loadgen_parse(loadgen_config *c, int argc, char **argv)
 int main(int argc, char **argv)
 {
     loadgen lg = {0};
+    signal(SIGPIPE, SIG_IGN); /* a connection the server closed is counted, not fatal */
     int rc = loadgen_parse(&lg.cfg, argc, argv);
     if (rc)
         return rc == 1 ? 0 : rc;
