@@ -7,7 +7,7 @@ chaos_stack_up() {
   export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$((45000 + RANDOM % 400))
   export ORDERPIPE_AMQP_PORT=$((46000 + RANDOM % 80 * 50)) ORDERPIPE_EPMD_PORT=$((47000 + RANDOM % 400))
   STACK="$ROOT/scripts/dev-stack"
-  trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" down >/dev/null 2>&1; stop_all' EXIT
+  trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1; stop_all' EXIT
   if ! "$STACK" up "$@" > "$TEST_TMP/stack.log" 2>&1; then
     cat "$TEST_TMP/stack.log"; not_ok "private stack starts"; exit 1
   fi

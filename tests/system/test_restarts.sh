@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$((45000 + RANDOM % 400))
 export ORDERPIPE_AMQP_PORT=$((46000 + RANDOM % 400 * 2)) ORDERPIPE_EPMD_PORT=$((47000 + RANDOM % 400))
 STACK="$ROOT/scripts/dev-stack"
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" down >/dev/null 2>&1' EXIT
+trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1' EXIT
 "$STACK" up > "$TEST_TMP/stack.log" 2>&1 || { cat "$TEST_TMP/stack.log"; not_ok "private stack starts"; exit 1; }
 ok "a private stack is up"
 eval "$("$STACK" env)"
