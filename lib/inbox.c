@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 op_status inbox_record(db *d, const char *consumer, const char *message_id)
 {
@@ -17,6 +18,37 @@ op_status inbox_record(db *d, const char *consumer, const char *message_id)
     bool inserted = atoi(PQcmdTuples(r)) == 1;
     PQclear(r);
     return inserted ? OP_OK : OP_DUPLICATE;
+}
+
+op_status inbox_record_in_savepoint(db *d, const char *savepoint, bool release_previous,
+                                    const char *consumer, const char *message_id)
+{
+    PGconn *c = db_conn(d);
+    if (!c)
+        return db_command(d, "select 1", 0, NULL); /* reports "not connected" */
+    char *con = PQescapeLiteral(c, consumer, strlen(consumer));
+    char *mid = PQescapeLiteral(c, message_id, strlen(message_id));
+    char *sp = PQescapeIdentifier(c, savepoint, strlen(savepoint));
+    op_status st = OP_ERR_PERMANENT;
+    if (con && mid && sp) {
+        /* Simple protocol: several statements, one round trip; the result is the last one's. */
+        size_t n = strlen(con) + strlen(mid) + 2 * strlen(sp) + 160;
+        char *sql = malloc(n);
+        snprintf(sql, n, "%s%s%ssavepoint %s; insert into inbox(consumer, message_id) "
+                         "values (%s, %s) on conflict do nothing",
+                 release_previous ? "release savepoint " : "", release_previous ? sp : "",
+                 release_previous ? "; " : "", sp, con, mid);
+        PGresult *r = db_exec(d, sql, 0, NULL, &st);
+        free(sql);
+        if (r) {
+            st = atoi(PQcmdTuples(r)) == 1 ? OP_OK : OP_DUPLICATE;
+            PQclear(r);
+        }
+    }
+    PQfreemem(con);
+    PQfreemem(mid);
+    PQfreemem(sp);
+    return st;
 }
 
 op_status inbox_prune(db *d, long retention_s, int batch, long *deleted)

@@ -449,25 +449,26 @@ static op_status worker_batch_body(db *d, void *arg)
         if (st != OP_OK)
             return st;
     }
+    /* The savepoint of a message is released together with the next message's opening (the
+     * commit releases the last): one round trip per message for its isolation and inbox row. */
     for (int i = 0; i < b->n; i++) {
         worker_item *it = b->items[i];
         it->m.error[0] = '\0';
-        op_status st = db_command(d, "savepoint worker_msg", 0, NULL);
-        if (st != OP_OK)
-            return st;
-        st = inbox_record(d, w->spec->name, it->ev.id);
-        if (st == OP_OK)
-            st = it->route->handle(&it->m, w->spec->arg);
-        it->st = st;
-        if (st == OP_OK) {
-            st = db_command(d, "release savepoint worker_msg", 0, NULL);
-        } else {
-            if (!db_is_open(d))
-                return OP_ERR_TRANSIENT;
-            st = db_command(d, "rollback to savepoint worker_msg", 0, NULL);
+        op_status st = inbox_record_in_savepoint(d, "worker_msg", i > 0, w->spec->name, it->ev.id);
+        if (st == OP_DUPLICATE) { /* handled before: nothing was done, nothing to undo */
+            it->st = st;
+            continue;
         }
         if (st != OP_OK)
             return st;
+        st = it->route->handle(&it->m, w->spec->arg);
+        it->st = st;
+        if (st != OP_OK) {
+            if (!db_is_open(d))
+                return OP_ERR_TRANSIENT;
+            if ((st = db_command(d, "rollback to savepoint worker_msg", 0, NULL)) != OP_OK)
+                return st;
+        }
     }
     return OP_OK;
 }

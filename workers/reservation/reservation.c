@@ -89,34 +89,51 @@ static op_status reservation_record(worker_msg *m, json_t *data, const char *lin
     return inserted ? OP_OK : OP_DUPLICATE;
 }
 
-/* Reserves every line or none. OP_OK reserved, OP_DUPLICATE short of stock (nothing changed). */
-static op_status reservation_reserve(worker_msg *m, const char *lines, long ttl_s)
+/* Reserves every line or none, in one statement: the batch already holds the SKU rows' locks
+ * (reservation_prepare), so checking every line and then updating cannot race. OP_OK reserved,
+ * with the reservations' expiry (RFC 3339) in expires_at; OP_DUPLICATE short of stock (nothing
+ * changed). */
+static op_status reservation_reserve(worker_msg *m, const char *lines, long ttl_s, char expires_at[32])
 {
-    op_status st = db_command(m->db, "savepoint reserve", 0, NULL);
-    if (st != OP_OK)
-        return st;
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", ttl_s);
     const char *params[] = {m->ev->order_id, lines, ttl};
+    op_status st;
     PGresult *r = db_exec_prepared(
         m->db, "reservation_reserve",
         "with want as (select sku, sum(quantity)::bigint as q "
         "  from json_to_recordset($2::json) as (sku text, quantity int) group by sku), "
+        "ok as (select count(*) = (select count(*) from want) as all_lines from want w "
+        "  join inventory i on i.sku = w.sku and i.available >= w.q), "
         "upd as (update inventory i set available = i.available - w.q, reserved = i.reserved + w.q, "
-        "  updated_at = now() from want w where i.sku = w.sku and i.available >= w.q "
+        "  updated_at = now() from want w, ok where ok.all_lines and i.sku = w.sku "
         "  returning i.sku, w.q), "
         "res as (insert into reservations(order_id, sku, quantity, expires_at) "
         "  select $1::uuid, sku, q, now() + make_interval(secs => $3::int) from upd) "
-        "select (select count(*) from want) = (select count(*) from upd)",
+        "select (select all_lines from ok), to_char((now() + make_interval(secs => $3::int)) "
+        "  at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
         3, params, &st);
     if (!r)
         return st;
     bool all = PQgetvalue(r, 0, 0)[0] == 't';
+    snprintf(expires_at, 32, "%s", PQgetvalue(r, 0, 1));
     PQclear(r);
-    if (all)
-        return db_command(m->db, "release savepoint reserve", 0, NULL);
-    st = db_command(m->db, "rollback to savepoint reserve", 0, NULL);
-    return st == OP_OK ? OP_DUPLICATE : st;
+    return all ? OP_OK : OP_DUPLICATE;
+}
+
+/* The order as reservation_record just wrote it (no need to read it back). */
+static void reservation_order_from_event(const cloudevent_view *ev, saga_order *o)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->id, sizeof o->id, "%s", ev->order_id);
+    o->state = ORDER_PENDING;
+    o->total = (long long)json_integer_value(json_object_get(ev->data, "total"));
+    snprintf(o->currency, sizeof o->currency, "%s",
+             json_string_value(json_object_get(ev->data, "currency")));
+    snprintf(o->customer_id, sizeof o->customer_id, "%s",
+             json_string_value(json_object_get(ev->data, "customer_id")));
+    json_t *notify = json_object_get(ev->data, "notify");
+    o->notify = notify ? json_incref(notify) : json_object();
 }
 
 static op_status reservation_on_placed(worker_msg *m, void *arg)
@@ -124,6 +141,7 @@ static op_status reservation_on_placed(worker_msg *m, void *arg)
     reservation_config *cfg = arg;
     json_t *data = m->ev->data;
     char *lines = json_dumps(json_object_get(data, "lines"), JSON_COMPACT);
+    char expires_at[32] = "";
     op_status st = reservation_record(m, data, lines);
     if (st == OP_DUPLICATE) {
         log_info(&m->log, "order already recorded; nothing to do");
@@ -131,34 +149,20 @@ static op_status reservation_on_placed(worker_msg *m, void *arg)
         return OP_OK;
     }
     if (st == OP_OK)
-        st = reservation_reserve(m, lines, cfg->ttl_s);
+        st = reservation_reserve(m, lines, cfg->ttl_s, expires_at);
     free(lines);
     if (st != OP_OK && st != OP_DUPLICATE)
         return st;
 
     saga_order o;
-    op_status got = saga_order_load(m->db, m->ev->order_id, &o);
-    if (got != OP_OK)
-        return got == OP_DUPLICATE ? OP_ERR_TRANSIENT : got;
+    reservation_order_from_event(m->ev, &o);
     if (st == OP_OK) {
         st = saga_move(m->db, &o, ORDER_RESERVED, NULL, cfg->ttl_s, &m->log);
-        if (st == OP_OK) {
-            json_t *ed = json_pack("{ss sI ss sO}", "order_id", o.id, "total", (json_int_t)o.total,
-                                   "currency", o.currency, "payment",
-                                   json_object_get(data, "payment"));
-            PGresult *e = db_exec_prepared(
-                m->db, "reservation_expiry",
-                "select to_char(max(expires_at) at time zone 'UTC', "
-                "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') from reservations where order_id = $1::uuid",
-                1, (const char *[]){o.id}, &st);
-            if (e) {
-                json_object_set_new(ed, "expires_at", json_string(PQgetvalue(e, 0, 0)));
-                PQclear(e);
-                st = worker_emit(m, "stock.reserved", o.id, ed);
-            } else {
-                json_decref(ed);
-            }
-        }
+        if (st == OP_OK)
+            st = worker_emit(m, "stock.reserved", o.id,
+                             json_pack("{ss sI ss sO ss}", "order_id", o.id, "total",
+                                       (json_int_t)o.total, "currency", o.currency, "payment",
+                                       json_object_get(data, "payment"), "expires_at", expires_at));
     } else {
         log_info(&m->log, "out of stock: order cancelled");
         st = saga_move(m->db, &o, ORDER_CANCELLED, "out_of_stock", 0, &m->log);
