@@ -54,9 +54,11 @@ chaos_kill_one() {
   local f=${victims[RANDOM % ${#victims[@]}]}
   pid=$(cat "$f" 2>/dev/null) || return 0
   name=$(basename "$f"); name=${name%%.*}
-  kill -KILL "$pid" 2>/dev/null && CHAOS_KILLS=$((CHAOS_KILLS + 1))
+  kill -KILL "$pid" 2>/dev/null || return 0
+  CHAOS_KILLS=$((CHAOS_KILLS + 1))
   echo "# t=${SECONDS}s SIGKILL $name pid $pid"
-  sleep 0.3
+  local i
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   "$ROOT/scripts/pipeline" scale "$name=$CHAOS_EACH" >/dev/null
 }
 
