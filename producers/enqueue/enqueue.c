@@ -81,11 +81,13 @@ int main(int argc, char **argv)
     const jsonschema *schema = jsonschema_registry_get(reg, "order.request");
     if (!schema) {
         fprintf(stderr, "orderpipe-enqueue: cannot load schemas from %s\n", cfg.schema_dir);
+        jsonschema_registry_free(reg);
         return 2;
     }
     FILE *in = cfg.input ? fopen(cfg.input, "r") : stdin;
     if (!in) {
         fprintf(stderr, "orderpipe-enqueue: cannot read %s\n", cfg.input);
+        jsonschema_registry_free(reg);
         return 2;
     }
     broker *b;
@@ -93,6 +95,9 @@ int main(int argc, char **argv)
     if (broker_connect(&b, &bo) != OP_OK || broker_declare_topology(b) != OP_OK) {
         fprintf(stderr, "orderpipe-enqueue: broker: %s\n", b ? broker_last_error(b) : "bad AMQP_URL");
         broker_close(b);
+        if (in != stdin)
+            fclose(in);
+        jsonschema_registry_free(reg);
         return 2;
     }
     json_t *rejected = json_array();

@@ -60,7 +60,7 @@ typedef struct intake {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *socket;
-    struct event *broker_event, *tick, *sigterm, *sigint;
+    struct event *broker_event, *tick, *sigterm, *sigint, *drain_check;
     broker *broker;
     int broker_fd;
     db *db;

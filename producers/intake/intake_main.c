@@ -141,9 +141,9 @@ static void intake_on_signal(evutil_socket_t fd, short what, void *arg)
     in->draining = true;
     log_info(NULL, "draining: %ld publishes in flight", in->inflight);
     intake_http_stop_accepting(in);
-    struct event *check = event_new(in->base, -1, EV_PERSIST, intake_on_drain_check, in);
+    in->drain_check = event_new(in->base, -1, EV_PERSIST, intake_on_drain_check, in);
     struct timeval tv = {0, 20000};
-    event_add(check, &tv);
+    event_add(in->drain_check, &tv);
     struct timeval limit = {(in->cfg.confirm_timeout_ms / 1000) + 1, 0};
     event_base_loopexit(in->base, &limit);
 }
@@ -191,6 +191,8 @@ int main(int argc, char **argv)
     intake_publish_stop(&in);
     event_free(in.sigterm);
     event_free(in.sigint);
+    if (in.drain_check)
+        event_free(in.drain_check);
     evhttp_free(in.http);
     event_base_free(in.base);
     db_close(in.db);

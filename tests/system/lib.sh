@@ -76,3 +76,19 @@ pipeline_idle() {
     [ "$(queue_messages "$q")" = 0 ] || return 1
   done
 }
+
+# free_base LOW HIGH STEP SPAN: a random port in [LOW, HIGH) on a multiple of STEP from LOW such
+# that it and the SPAN-1 ports after it are not listening, for servers a test starts itself.
+free_base() {
+  local low=$1 high=$2 step=$3 span=$4 try base p busy used
+  used=$(ss -Hltn 2>/dev/null | awk '{print $4}' | sed 's/.*://' | sort -u)
+  for try in $(seq 1 50); do
+    base=$((low + (RANDOM % ((high - low) / step)) * step))
+    busy=0
+    for p in $(seq "$base" $((base + span - 1))); do
+      if grep -qx "$p" <<< "$used"; then busy=1; break; fi
+    done
+    if [ $busy = 0 ]; then echo "$base"; return 0; fi
+  done
+  echo "$base"
+}
