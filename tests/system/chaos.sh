@@ -5,8 +5,8 @@
 # chaos_stack_up [--rabbit-nodes N]: a private dev stack on random ports; exports its env.
 chaos_stack_up() {
   # Disjoint ranges, free ports: PostgreSQL, epmd, RabbitMQ (3 nodes x amqp/mgmt/dist), intake.
-  export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 43000 44000 1 1)
-  export ORDERPIPE_EPMD_PORT=$(free_base 44000 45000 1 1) ORDERPIPE_AMQP_PORT=$(free_base 46000 50000 50 25)
+  export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 24000 25000 1 1)
+  export ORDERPIPE_EPMD_PORT=$(free_base 25000 26000 1 1) ORDERPIPE_AMQP_PORT=$(free_base 26000 30000 50 25)
   STACK="$ROOT/scripts/dev-stack"
   trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1; stop_all' EXIT
   if ! "$STACK" up "$@" > "$TEST_TMP/stack.log" 2>&1; then
@@ -15,7 +15,7 @@ chaos_stack_up() {
   ok "a private stack is up ($*)"
   eval "$("$STACK" env)"
   export RABBITMQ_VHOST=%2F ORDERPIPE_RUN_DIR=$TEST_TMP/run NOTIFY_LOG_FILE=$TEST_TMP/notes.log
-  local port; port=$(free_base 45000 46000 2 2)
+  local port; port=$(free_base 30000 32000 2 2)
   export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
   export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000 INTAKE_RATE_GLOBAL=100000
   export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$((port + 1)) PAYMENT_TIMEOUT_MS=500

@@ -3,7 +3,7 @@
 # the intake answers new orders 429 with Retry-After and a JSON reason, accepts nothing it cannot
 # confirm, and admits orders again once the backlog drains.
 source "$(dirname "$0")/lib.sh"
-port=$((40000 + RANDOM % 5000))
+port=$(free_base 20000 24000 4 4)
 export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
 export INTAKE_MAX_QUEUE_DEPTH=100 INTAKE_MAX_OUTBOX_ROWS=50 INTAKE_BACKPRESSURE_INTERVAL_MS=50
 export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000

@@ -29,7 +29,7 @@ check "notification cannot change orders" refused orderpipe_notification "update
 check "compensation cannot create orders" refused orderpipe_compensation "insert into orders(id) values (gen_random_uuid())"
 
 # The saga runs end to end under these roles.
-port=$((40000 + RANDOM % 5000))
+port=$(free_base 20000 24000 4 4)
 export ORDERPIPE_RUN_DIR=$TEST_TMP/run NOTIFY_LOG_FILE=$TEST_TMP/notes.log
 export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
 export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000

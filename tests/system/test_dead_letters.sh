@@ -5,7 +5,7 @@
 # back, `requeue` completes the order, and a second requeue does nothing. `redrive` restarts an
 # order whose event was lost, and refuses terminal and unknown orders.
 source "$(dirname "$0")/lib.sh"
-base=$((40000 + RANDOM % 5000))
+base=$(free_base 20000 24000 4 4)
 export ORDERPIPE_RUN_DIR=$TEST_TMP/run
 export INTAKE_LISTEN=127.0.0.1:$base INTAKE_URL=http://127.0.0.1:$base
 export ORDERPIPE_RETRY_DELAYS=100,200,300,400

@@ -8,7 +8,7 @@ ORDERS=${E2E_ORDERS:-2000}
 HOT_STOCK=100
 
 export ORDERPIPE_RUN_DIR=$TEST_TMP/run
-port=$((40000 + RANDOM % 5000))
+port=$(free_base 20000 24000 4 4)
 export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
 export RESERVATION_TTL=${RESERVATION_TTL:-60s}
 export NOTIFY_LOG_FILE=$TEST_TMP/notifications.log

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 ORDERS=${E2E_HTTP_ORDERS:-1200}
 HOT_STOCK=60
 
-base=$((40000 + RANDOM % 5000))
+base=$(free_base 20000 24000 4 4)
 intake_port=$base provider_port=$((base + 1)) hook_port=$((base + 2))
 export ORDERPIPE_RUN_DIR=$TEST_TMP/run
 export INTAKE_LISTEN=127.0.0.1:$intake_port INTAKE_URL=http://127.0.0.1:$intake_port

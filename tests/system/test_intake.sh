@@ -3,7 +3,7 @@
 # exactly one order.placed CloudEvent; 40+ malformed requests -> the right 4xx with a JSON reason
 # and nothing published; idempotency; rate limits per client; GET once recorded; SIGTERM drain.
 source "$(dirname "$0")/lib.sh"
-port=$((41000 + RANDOM % 4000))
+port=$(free_base 20000 24000 4 4)
 U=http://127.0.0.1:$port
 K1=key-one-0123456789abcdef
 K2=key-two-0123456789abcdef

@@ -13,7 +13,7 @@ if ! command -v promtool >/dev/null; then
 fi
 
 export ORDERPIPE_RUN_DIR=$TEST_TMP/run
-port=$((45000 + RANDOM % 5000))
+port=$(free_base 20000 24000 4 4)
 export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
 export NOTIFY_LOG_FILE=$TEST_TMP/notifications.log
 K=metrics-key-0123456789abcdef

@@ -4,15 +4,15 @@
 # nothing; once it is back, orders are accepted again without restarting anything; the workers
 # reconnect by themselves after a RabbitMQ and a PostgreSQL restart; every invariant holds.
 source "$(dirname "$0")/lib.sh"
-export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 43000 44000 1 1)
-export ORDERPIPE_EPMD_PORT=$(free_base 44000 45000 1 1) ORDERPIPE_AMQP_PORT=$(free_base 46000 50000 50 25)
+export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 24000 25000 1 1)
+export ORDERPIPE_EPMD_PORT=$(free_base 25000 26000 1 1) ORDERPIPE_AMQP_PORT=$(free_base 26000 30000 50 25)
 STACK="$ROOT/scripts/dev-stack"
 trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1' EXIT
 "$STACK" up > "$TEST_TMP/stack.log" 2>&1 || { cat "$TEST_TMP/stack.log"; not_ok "private stack starts"; exit 1; }
 ok "a private stack is up"
 eval "$("$STACK" env)"
 export RABBITMQ_VHOST=%2F ORDERPIPE_RUN_DIR=$TEST_TMP/run NOTIFY_LOG_FILE=$TEST_TMP/notes.log
-port=$(free_base 45000 46000 2 2)
+port=$(free_base 30000 32000 2 2)
 export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
 "$ROOT/scripts/stock" set SKU-0001 100000 >/dev/null
 "$ROOT/scripts/pipeline" up >/dev/null || { not_ok "pipeline starts"; exit 1; }
