@@ -32,7 +32,7 @@ typedef struct replay_config {
     const char *amqp_url;
     const char *database_url; /* redrive */
     const char *queue;      /* NULL: every work queue's DLQ */
-    const char *order_id;
+    const char *order_id;   /* --order filter; the order to redrive */
     const char *reason;
     const char *message_id; /* show */
     bool dry_run;
@@ -280,7 +280,10 @@ static int replay_parse(replay_config *c, int argc, char **argv)
                     c->command == REPLAY_SHOW ? "a MESSAGE_ID" : "an ORDER_ID");
             return 2;
         }
-        c->message_id = argv[optind++];
+        if (c->command == REPLAY_SHOW)
+            c->message_id = argv[optind++];
+        else
+            c->order_id = argv[optind++];
     }
     if (c->command == REPLAY_REDRIVE && !c->database_url) {
         fprintf(stderr, "replay: redrive needs DATABASE_URL\n");
@@ -309,7 +312,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : rc;
     if (c.command == REPLAY_REDRIVE)
-        return redrive_order(c.amqp_url, c.database_url, c.message_id);
+        return redrive_order(c.amqp_url, c.database_url, c.order_id);
     if (c.command == REPLAY_LIST)
         printf("%-18s %-36s %-36s %-18s %3s %8s  %s\n", "queue", "message_id", "order_id",
                "reason", "att", "age", "last error");

@@ -159,12 +159,16 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
 {
     (void)w;
     payment_ctx *ctx = arg;
-    int charges = 0;
-    for (int i = 0; i < n; i++)
-        if (strcmp(msgs[i]->ev->type, "stock.reserved") == 0 &&
-            (msgs[i]->state = calloc(1, sizeof(payment_state))))
-            charges++;
-    if (charges == 0)
+    int reserved = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(msgs[i]->ev->type, "stock.reserved") != 0)
+            continue;
+        /* Without its state the handler would take the order for settled: fail the batch. */
+        if (!(msgs[i]->state = calloc(1, sizeof(payment_state))))
+            return OP_ERR_TRANSIENT;
+        reserved++;
+    }
+    if (reserved == 0)
         return OP_OK;
     payment_attempts b = {msgs, n};
     op_status st = db_transaction(d, payment_record_attempts, &b, 0);
