@@ -26,10 +26,7 @@ chaos_stack_up() {
 # chaos_pipeline_up WORKERS_EACH: stock, the fake provider and the pipeline.
 chaos_pipeline_up() {
   CHAOS_EACH=$1
-  local i
-  for i in $(seq -f '%04g' 1 40); do "$ROOT/scripts/stock" set "SKU-$i" 100000 >/dev/null; done
-  "$ROOT/scripts/stock" set HOT-1 200 >/dev/null
-  "$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+  seed_stock 40 100000 200
   start_bg provider fake-provider "${PAYMENT_URL#http://}" "$TEST_TMP/ledger.jsonl"
   provider_up() { curl -fsS -X POST "$PAYMENT_URL/_control" >/dev/null 2>&1; }
   wait_for 10 provider_up

@@ -92,3 +92,25 @@ free_base() {
   done
   echo "$base"
 }
+
+# pipeline_env: the environment scripts/pipeline runs this test's programs in — state under
+# $TEST_TMP/run, notifications logged to $TEST_TMP/notifications.log, the intake on a free port
+# ($intake_port; the 3 ports after it are free too, for the test's own helpers) and no rate limit
+# in the way unless the test set one.
+pipeline_env() {
+  intake_port=$(free_base 20000 24000 4 4)
+  export ORDERPIPE_RUN_DIR=$TEST_TMP/run NOTIFY_LOG_FILE=$TEST_TMP/notifications.log
+  export INTAKE_LISTEN=127.0.0.1:$intake_port INTAKE_URL=http://127.0.0.1:$intake_port
+  export INTAKE_RATE_PER_CLIENT=${INTAKE_RATE_PER_CLIENT:-100000}
+  export INTAKE_BURST_PER_CLIENT=${INTAKE_BURST_PER_CLIENT:-100000}
+  export INTAKE_RATE_GLOBAL=${INTAKE_RATE_GLOBAL:-100000}
+}
+
+# seed_stock SKUS QTY HOT: the catalogue the load generator's --mix expects — SKU-0001 ..
+# SKU-<SKUS> with QTY each, the flash-sale SKU HOT-1 with HOT, and SKU-OOS with none.
+seed_stock() {
+  local i
+  for i in $(seq -f '%04g' 1 "$1"); do "$ROOT/scripts/stock" set "SKU-$i" "$2" >/dev/null; done
+  "$ROOT/scripts/stock" set HOT-1 "$3" >/dev/null
+  "$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+}

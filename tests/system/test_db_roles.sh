@@ -29,13 +29,8 @@ check "notification cannot change orders" refused orderpipe_notification "update
 check "compensation cannot create orders" refused orderpipe_compensation "insert into orders(id) values (gen_random_uuid())"
 
 # The saga runs end to end under these roles.
-port=$(free_base 20000 24000 4 4)
-export ORDERPIPE_RUN_DIR=$TEST_TMP/run NOTIFY_LOG_FILE=$TEST_TMP/notes.log
-export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
-export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000
-for i in $(seq -f '%04g' 1 10); do "$ROOT/scripts/stock" set "SKU-$i" 1000 >/dev/null; done
-"$ROOT/scripts/stock" set HOT-1 20 >/dev/null
-"$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+pipeline_env
+seed_stock 10 1000 20
 trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
 check "the pipeline starts" "$ROOT/scripts/pipeline" up
 db=$(sql "select current_database()")

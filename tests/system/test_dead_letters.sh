@@ -5,12 +5,11 @@
 # back, `requeue` completes the order, and a second requeue does nothing. `redrive` restarts an
 # order whose event was lost, and refuses terminal and unknown orders.
 source "$(dirname "$0")/lib.sh"
-base=$(free_base 20000 24000 4 4)
-export ORDERPIPE_RUN_DIR=$TEST_TMP/run
-export INTAKE_LISTEN=127.0.0.1:$base INTAKE_URL=http://127.0.0.1:$base
+pipeline_env
+base=$intake_port
 export ORDERPIPE_RETRY_DELAYS=100,200,300,400
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$((base + 1)) PAYMENT_TIMEOUT_MS=300
-export RESERVATION_TTL=300s NOTIFY_LOG_FILE=$TEST_TMP/notifications.log
+export RESERVATION_TTL=300s
 P=$ROOT/scripts/pipeline R=$ROOT/scripts/replay
 trap '"$P" down >/dev/null 2>&1' EXIT
 "$ROOT/scripts/stock" set SKU-A 10 >/dev/null

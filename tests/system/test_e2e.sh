@@ -7,18 +7,9 @@ source "$(dirname "$0")/lib.sh"
 ORDERS=${E2E_ORDERS:-2000}
 HOT_STOCK=100
 
-export ORDERPIPE_RUN_DIR=$TEST_TMP/run
-port=$(free_base 20000 24000 4 4)
-export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
+pipeline_env
 export RESERVATION_TTL=${RESERVATION_TTL:-60s}
-export NOTIFY_LOG_FILE=$TEST_TMP/notifications.log
-# The test sends as fast as it can: no rate limit stands in the way.
-export INTAKE_RATE_PER_CLIENT=${INTAKE_RATE_PER_CLIENT:-100000} INTAKE_BURST_PER_CLIENT=${INTAKE_BURST_PER_CLIENT:-100000}
-export INTAKE_RATE_GLOBAL=${INTAKE_RATE_GLOBAL:-100000}
-
-for i in $(seq -f '%04g' 1 50); do "$ROOT/scripts/stock" set "SKU-$i" 500 >/dev/null; done
-"$ROOT/scripts/stock" set HOT-1 $HOT_STOCK >/dev/null
-"$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+seed_stock 50 500 $HOT_STOCK
 
 trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
 check "pipeline starts with two processes of each worker" \

@@ -8,20 +8,15 @@ source "$(dirname "$0")/lib.sh"
 ORDERS=${E2E_HTTP_ORDERS:-1200}
 HOT_STOCK=60
 
-base=$(free_base 20000 24000 4 4)
-intake_port=$base provider_port=$((base + 1)) hook_port=$((base + 2))
-export ORDERPIPE_RUN_DIR=$TEST_TMP/run
-export INTAKE_LISTEN=127.0.0.1:$intake_port INTAKE_URL=http://127.0.0.1:$intake_port
-export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000 INTAKE_RATE_GLOBAL=100000
+pipeline_env
+provider_port=$((intake_port + 1)) hook_port=$((intake_port + 2))
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$provider_port PAYMENT_TIMEOUT_MS=400
 export NOTIFY_CHANNEL=webhook NOTIFY_WEBHOOK_URL=http://127.0.0.1:$hook_port/hooks/orders
 export NOTIFY_WEBHOOK_SECRET=test-secret-$RANDOM NOTIFY_TIMEOUT_MS=1000
 # Retries spread over 15 s: longer than the faults last, short enough to drain at the end.
 export ORDERPIPE_RETRY_DELAYS=1000,2000,4000,8000
 
-for i in $(seq -f '%04g' 1 30); do "$ROOT/scripts/stock" set "SKU-$i" 500 >/dev/null; done
-"$ROOT/scripts/stock" set HOT-1 $HOT_STOCK >/dev/null
-"$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+seed_stock 30 500 $HOT_STOCK
 
 start_bg provider fake-provider "127.0.0.1:$provider_port" "$TEST_TMP/ledger.jsonl"
 control() { curl -fsS -m 5 -X POST "$PAYMENT_URL/_control?$1" >/dev/null; }

@@ -5,10 +5,7 @@
 # orders, stock, payments, the provider's books, notifications, outbox and transitions are the
 # same before and after, and each worker says it ignored the repeat.
 source "$(dirname "$0")/lib.sh"
-port=$(free_base 20000 24000 4 4)
-export ORDERPIPE_RUN_DIR=$TEST_TMP/run
-export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
-export NOTIFY_LOG_FILE=$TEST_TMP/notifications.log
+pipeline_env
 export RESERVATION_TTL=3s COMPENSATION_INTERVAL=200ms
 P=$ROOT/scripts/pipeline
 trap '"$P" down >/dev/null 2>&1' EXIT

@@ -15,18 +15,10 @@ HOT_STOCK=100
 PIPELINE="$ROOT/scripts/pipeline"
 t_start=$SECONDS
 
-export ORDERPIPE_RUN_DIR=$TEST_TMP/run
+pipeline_env
 RUN=$ORDERPIPE_RUN_DIR
-port=$(free_base 20000 24000 4 4)
-export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
 export RESERVATION_TTL=${RESERVATION_TTL:-120s}
-export NOTIFY_LOG_FILE=$TEST_TMP/notifications.log
-export INTAKE_RATE_PER_CLIENT=${INTAKE_RATE_PER_CLIENT:-100000} INTAKE_BURST_PER_CLIENT=${INTAKE_BURST_PER_CLIENT:-100000}
-export INTAKE_RATE_GLOBAL=${INTAKE_RATE_GLOBAL:-100000}
-
-for i in $(seq -f '%04g' 1 50); do "$ROOT/scripts/stock" set "SKU-$i" 2000 >/dev/null; done
-"$ROOT/scripts/stock" set HOT-1 $HOT_STOCK >/dev/null
-"$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
+seed_stock 50 2000 $HOT_STOCK
 
 trap 'stop_all; "$PIPELINE" down >/dev/null 2>&1' EXIT
 "$PIPELINE" up > "$TEST_TMP/up.txt" 2>&1
