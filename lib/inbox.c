@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 op_status inbox_record(db *d, const char *consumer, const char *message_id)
 {
     const char *params[] = {consumer, message_id};
@@ -48,6 +50,60 @@ op_status inbox_record_in_savepoint(db *d, const char *savepoint, bool release_p
     PQfreemem(con);
     PQfreemem(mid);
     PQfreemem(sp);
+    return st;
+}
+
+op_status inbox_record_many(db *d, const char *consumer, const char *const *message_ids, int n,
+                            bool *fresh)
+{
+    json_t *ids = json_array();
+    for (int i = 0; i < n; i++) {
+        fresh[i] = false;
+        json_array_append_new(ids, json_string(message_ids[i]));
+    }
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    if (!text)
+        return OP_ERR_TRANSIENT;
+    const char *params[] = {consumer, text};
+    op_status st;
+    PGresult *r = db_exec_prepared(d, "inbox_record_many",
+                                   "insert into inbox(consumer, message_id) "
+                                   "select $1, value from json_array_elements_text($2::json) "
+                                   "on conflict do nothing returning message_id",
+                                   2, params, &st);
+    free(text);
+    if (!r)
+        return st;
+    /* Each returned id makes the first of its messages fresh; a repeat within the batch stays a
+     * duplicate of it. */
+    for (int row = 0; row < PQntuples(r); row++) {
+        const char *id = PQgetvalue(r, row, 0);
+        for (int i = 0; i < n; i++) {
+            if (!fresh[i] && strcmp(message_ids[i], id) == 0) {
+                fresh[i] = true;
+                break;
+            }
+        }
+    }
+    PQclear(r);
+    return OP_OK;
+}
+
+op_status inbox_forget_many(db *d, const char *consumer, const char *const *message_ids, int n)
+{
+    json_t *ids = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(ids, json_string(message_ids[i]));
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    if (!text)
+        return OP_ERR_TRANSIENT;
+    const char *params[] = {consumer, text};
+    op_status st = db_command(d, "delete from inbox where consumer = $1 and message_id in "
+                                 "(select value from json_array_elements_text($2::json))",
+                              2, params);
+    free(text);
     return st;
 }
 

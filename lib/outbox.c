@@ -17,27 +17,53 @@ struct outbox_relay {
     relay_crash crash; /* test hook, see outbox.h */
 };
 
-op_status outbox_write(db *d, const char *routing_key, json_t *event, json_t *headers)
+json_t *outbox_row(const char *routing_key, json_t *event, json_t *headers)
 {
     const char *id = json_string_value(json_object_get(event, "id"));
     const char *order = json_string_value(json_object_get(event, "orderid"));
     if (!id || !order)
-        return OP_ERR_PERMANENT;
+        return NULL;
     char *payload = json_dumps(event, JSON_COMPACT);
-    char *hdrs = headers ? json_dumps(headers, JSON_COMPACT) : NULL;
-    if (!payload) {
-        free(hdrs);
-        return OP_ERR_TRANSIENT;
-    }
-    const char *params[] = {id, order, routing_key, payload, hdrs ? hdrs : "{}"};
-    op_status st;
-    PGresult *r = db_exec_prepared(d, "outbox_write",
-                                   "insert into outbox(message_id, aggregate_id, routing_key, "
-                                   "payload, headers) values ($1, $2, $3, $4, $5::jsonb)",
-                                   5, params, &st);
-    PQclear(r);
+    if (!payload)
+        return NULL;
+    json_t *row = json_pack("{ss ss ss ss so}", "id", id, "order", order, "key", routing_key,
+                            "payload", payload, "headers",
+                            headers ? json_incref(headers) : json_object());
     free(payload);
-    free(hdrs);
+    return row;
+}
+
+op_status outbox_write_rows(db *d, json_t *rows)
+{
+    if (json_array_size(rows) == 0)
+        return OP_OK;
+    char *text = json_dumps(rows, JSON_COMPACT);
+    if (!text)
+        return OP_ERR_TRANSIENT;
+    const char *params[] = {text};
+    op_status st;
+    /* Ordered by position so ids (the relay's publishing order) follow the order of emission. */
+    PGresult *r = db_exec_prepared(
+        d, "outbox_write_rows",
+        "insert into outbox(message_id, aggregate_id, routing_key, payload, headers) "
+        "select (x.r->>'id')::uuid, x.r->>'order', x.r->>'key', x.r->>'payload', "
+        "  (x.r->'headers')::jsonb "
+        "from json_array_elements($1::json) with ordinality as x(r, n) order by x.n",
+        1, params, &st);
+    PQclear(r);
+    free(text);
+    return st;
+}
+
+op_status outbox_write(db *d, const char *routing_key, json_t *event, json_t *headers)
+{
+    json_t *row = outbox_row(routing_key, event, headers);
+    if (!row)
+        return json_string_value(json_object_get(event, "id")) ? OP_ERR_TRANSIENT : OP_ERR_PERMANENT;
+    json_t *rows = json_array();
+    json_array_append_new(rows, row);
+    op_status st = outbox_write_rows(d, rows);
+    json_decref(rows);
     return st;
 }
 

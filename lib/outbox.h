@@ -23,6 +23,12 @@
  * traceparent. */
 op_status outbox_write(db *d, const char *routing_key, json_t *event, json_t *headers);
 
+/* The same in two steps, so a batch's events go in one statement: outbox_row makes the row
+ * (a new reference; NULL if the event lacks "id" or "orderid" or memory ran out; event and
+ * headers borrowed), outbox_write_rows inserts a JSON array of rows in array order. */
+json_t *outbox_row(const char *routing_key, json_t *event, json_t *headers);
+op_status outbox_write_rows(db *d, json_t *rows);
+
 typedef struct outbox_relay outbox_relay;
 
 /* `b` must have confirms enabled. batch: rows per claim (0: 200). */

@@ -3,6 +3,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,20 +341,43 @@ typedef struct worker_txn_call {
     void *arg;
 } worker_txn_call;
 
+/* Forgets what an earlier run of the message's transaction queued (the body may run again). */
+static void worker_msg_reset(worker_msg *m)
+{
+    m->error[0] = '\0';
+    m->outcome = OP_OK;
+    json_decref(m->emits);
+    m->emits = NULL;
+}
+
 static op_status worker_txn_body(db *d, void *arg)
 {
     worker_txn_call *c = arg;
+    worker_msg_reset(c->m);
     op_status st = inbox_record(d, c->m->w->spec->name, c->m->ev->id);
     if (st != OP_OK)
         return st; /* OP_DUPLICATE rolls back: the first delivery's effects stand alone */
-    c->m->error[0] = '\0';
-    return c->fn(c->m, c->arg);
+    st = c->fn(c->m, c->arg);
+    if (st == OP_OK && c->m->emits)
+        st = outbox_write_rows(d, c->m->emits);
+    return st;
 }
 
 op_status worker_txn(worker_msg *m, worker_handler_fn fn, void *arg)
 {
     worker_txn_call c = {m, fn, arg};
     return db_transaction(m->db, worker_txn_body, &c, 0);
+}
+
+void worker_msg_fail(worker_msg *m, op_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->error, sizeof m->error, fmt, ap);
+    va_end(ap);
+    m->outcome = st == OP_OK ? OP_ERR_TRANSIENT : st;
+    json_decref(m->emits);
+    m->emits = NULL;
 }
 
 /* Envelope, type and schema checks; on failure fills err and returns the DLQ reason. */
@@ -433,14 +457,102 @@ typedef struct worker_batch {
     worker *w;
     worker_item **items;   /* the items handled in the shared transaction */
     int n;
+    bool one_by_one;       /* each message in its own savepoint, not set-based */
 } worker_batch;
 
-/* The body of a batch transaction: each message in its own savepoint, so one that fails rolls
- * back alone and the rest commit together (one fsync for the batch instead of one each). */
+/* Calls the item's handler, or its route's set handler with this one message. */
+static op_status worker_handle_one(worker *w, worker_item *it)
+{
+    worker_msg *one[] = {&it->m};
+    op_status st = it->route->handle ? it->route->handle(&it->m, w->spec->arg)
+                                     : it->route->handle_set(one, 1, w->spec->arg);
+    return st == OP_OK ? it->m.outcome : st;
+}
+
+/* The outbox rows of the batch's handled messages, in one statement before the commit. */
+static op_status worker_write_emits(db *d, worker_batch *b)
+{
+    json_t *rows = json_array();
+    for (int i = 0; i < b->n; i++)
+        if (b->items[i]->st == OP_OK && b->items[i]->m.emits)
+            json_array_extend(rows, b->items[i]->m.emits);
+    op_status st = outbox_write_rows(d, rows);
+    json_decref(rows);
+    return st;
+}
+
+/* Each message in its own savepoint, so one that fails rolls back alone and the rest commit
+ * together. The savepoint of a message is released together with the next message's opening
+ * (the commit releases the last): one round trip per message for its isolation and inbox row. */
+static op_status worker_batch_one_by_one(db *d, worker_batch *b)
+{
+    worker *w = b->w;
+    for (int i = 0; i < b->n; i++) {
+        worker_item *it = b->items[i];
+        op_status st = inbox_record_in_savepoint(d, "worker_msg", i > 0, w->spec->name, it->ev.id);
+        if (st == OP_DUPLICATE) { /* handled before: nothing was done, nothing to undo */
+            it->st = st;
+            continue;
+        }
+        if (st != OP_OK)
+            return st;
+        it->st = st = worker_handle_one(w, it);
+        if (st != OP_OK) {
+            json_decref(it->m.emits);
+            it->m.emits = NULL;
+            if (!db_is_open(d))
+                return OP_ERR_TRANSIENT;
+            if ((st = db_command(d, "rollback to savepoint worker_msg", 0, NULL)) != OP_OK)
+                return st;
+        }
+    }
+    return worker_write_emits(d, b);
+}
+
+/* The whole batch set-based: the inbox rows in one statement, then each route's set handler once
+ * with its fresh messages. Fails as a whole if a handler fails; messages a handler gave up on
+ * (worker_msg_fail) lose their inbox rows again. */
+static op_status worker_batch_set(db *d, worker_batch *b)
+{
+    worker *w = b->w;
+    int n = b->n, nfailed = 0;
+    const char *ids[n], *failed[n];
+    bool fresh[n];
+    for (int i = 0; i < n; i++)
+        ids[i] = b->items[i]->ev.id;
+    op_status st = inbox_record_many(d, w->spec->name, ids, n, fresh);
+    if (st != OP_OK)
+        return st;
+    for (int i = 0; i < n; i++)
+        b->items[i]->st = fresh[i] ? OP_OK : OP_DUPLICATE;
+    for (const worker_route *r = w->spec->routes; r->type; r++) {
+        worker_msg *msgs[n];
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (fresh[i] && b->items[i]->route == r)
+                msgs[k++] = &b->items[i]->m;
+        if (k > 0 && (st = r->handle_set(msgs, k, w->spec->arg)) != OP_OK)
+            return st;
+    }
+    for (int i = 0; i < n; i++) {
+        worker_item *it = b->items[i];
+        if (fresh[i] && it->m.outcome != OP_OK) {
+            it->st = it->m.outcome;
+            failed[nfailed++] = ids[i];
+        }
+    }
+    if (nfailed > 0 && (st = inbox_forget_many(d, w->spec->name, failed, nfailed)) != OP_OK)
+        return st;
+    return worker_write_emits(d, b);
+}
+
+/* The body of a batch transaction (it may run again after a deadlock: it starts afresh). */
 static op_status worker_batch_body(db *d, void *arg)
 {
     worker_batch *b = arg;
     worker *w = b->w;
+    for (int i = 0; i < b->n; i++)
+        worker_msg_reset(&b->items[i]->m);
     if (w->spec->prepare_batch) {
         const cloudevent_view *evs[b->n];
         for (int i = 0; i < b->n; i++)
@@ -449,37 +561,20 @@ static op_status worker_batch_body(db *d, void *arg)
         if (st != OP_OK)
             return st;
     }
-    /* The savepoint of a message is released together with the next message's opening (the
-     * commit releases the last): one round trip per message for its isolation and inbox row. */
-    for (int i = 0; i < b->n; i++) {
-        worker_item *it = b->items[i];
-        it->m.error[0] = '\0';
-        op_status st = inbox_record_in_savepoint(d, "worker_msg", i > 0, w->spec->name, it->ev.id);
-        if (st == OP_DUPLICATE) { /* handled before: nothing was done, nothing to undo */
-            it->st = st;
-            continue;
-        }
-        if (st != OP_OK)
-            return st;
-        st = it->route->handle(&it->m, w->spec->arg);
-        it->st = st;
-        if (st != OP_OK) {
-            if (!db_is_open(d))
-                return OP_ERR_TRANSIENT;
-            if ((st = db_command(d, "rollback to savepoint worker_msg", 0, NULL)) != OP_OK)
-                return st;
-        }
-    }
-    return OP_OK;
+    return b->one_by_one ? worker_batch_one_by_one(d, b) : worker_batch_set(d, b);
 }
 
-/* Handles the transactional items of a batch in one transaction. Lost the database: wait for it
- * and run the batch again, without spending the messages' retry attempts on an outage. */
+/* Handles the transactional items of a batch in one transaction: set-based when every route
+ * has a set handler, else (or once that failed) one by one. Lost the database: wait for it and
+ * run the batch again, without spending the messages' retry attempts on an outage. */
 static void worker_run_batch(worker *w, worker_item **items, int n)
 {
     if (n == 0)
         return;
-    worker_batch b = {w, items, n};
+    worker_batch b = {w, items, n, false};
+    for (int i = 0; i < n; i++)
+        if (!items[i]->route->handle_set)
+            b.one_by_one = true;
     if (w->spec->before_batch) {
         worker_msg *msgs[n];
         for (int i = 0; i < n; i++)
@@ -502,6 +597,12 @@ static void worker_run_batch(worker *w, worker_item **items, int n)
             log_warn(NULL, "database connection lost while handling a batch; reconnecting");
             if (worker_ensure_connected(w) == OP_OK)
                 continue;
+        }
+        if (!b.one_by_one && db_is_open(w->db)) {
+            log_info(NULL, "a set-based batch of %d failed (%s: %s); handling them one by one", n,
+                     op_status_name(st), db_last_error(w->db));
+            b.one_by_one = true;
+            continue;
         }
         /* The batch as a whole failed (e.g. its commit): every message counts as failed
          * transiently and goes through the retry tiers. */
@@ -577,6 +678,7 @@ static int worker_handle_batch(worker *w)
             worker_settle(w, it);
         if (it->m.state && w->spec->free_state)
             w->spec->free_state(it->m.state);
+        json_decref(it->m.emits);
         cloudevent_view_free(&it->ev);
         broker_delivery_free(&it->d);
     }
@@ -587,24 +689,40 @@ static int worker_handle_batch(worker *w)
 
 /* --- emitting ------------------------------------------------------------------------------ */
 
-op_status worker_emit_free(worker *w, db *d, const char *type, const char *order_id, json_t *data,
-                           const char *traceparent)
+/* The outbox row of a new event (a new reference), or NULL when out of memory. */
+static json_t *worker_event_row(worker *w, const char *type, const char *order_id, json_t *data,
+                                const char *traceparent)
 {
     char tp[56];
     cloudevent_traceparent(traceparent, tp);
     json_t *ev = cloudevent_new(type, w->spec->program, order_id, data, tp);
     if (!ev)
-        return OP_ERR_TRANSIENT;
+        return NULL;
     json_t *headers = json_pack("{ss}", "traceparent", tp);
-    op_status st = outbox_write(d, type, ev, headers);
+    json_t *row = outbox_row(type, ev, headers);
     json_decref(headers);
     json_decref(ev);
+    return row;
+}
+
+op_status worker_emit_free(worker *w, db *d, const char *type, const char *order_id, json_t *data,
+                           const char *traceparent)
+{
+    json_t *rows = json_array(), *row = worker_event_row(w, type, order_id, data, traceparent);
+    op_status st = row && json_array_append_new(rows, row) == 0 ? outbox_write_rows(d, rows)
+                                                                : OP_ERR_TRANSIENT;
+    json_decref(rows);
     return st;
 }
 
 op_status worker_emit(worker_msg *m, const char *type, const char *order_id, json_t *data)
 {
-    return worker_emit_free(m->w, m->db, type, order_id, data, m->ev->traceparent);
+    json_t *row = worker_event_row(m->w, type, order_id, data, m->ev->traceparent);
+    if (!row)
+        return OP_ERR_TRANSIENT;
+    if (!m->emits)
+        m->emits = json_array();
+    return json_array_append_new(m->emits, row) == 0 ? OP_OK : OP_ERR_TRANSIENT;
 }
 
 /* --- the loop ------------------------------------------------------------------------------ */

@@ -35,6 +35,9 @@ typedef struct worker_msg {
     char error[256];            /* a handler that fails says why here (goes to DLQ headers) */
     void *state;                /* set by the spec's before_batch for the handler; freed with
                                    the spec's free_state after the message is settled */
+    op_status outcome;          /* OP_OK unless a set handler gave up on it (worker_msg_fail) */
+    json_t *emits;              /* outbox rows worker_emit queued: written with the message's
+                                   transaction, dropped if it rolls back (worker.c owns them) */
 } worker_msg;
 
 /* Handles one event. Called inside the transaction that also records the inbox row: return OP_OK
@@ -50,9 +53,19 @@ typedef op_status (*worker_handler_fn)(worker_msg *m, void *arg);
  * written with its effects. */
 typedef op_status (*worker_raw_handler_fn)(worker_msg *m, void *arg);
 
+/* Handles several messages of one route at once, set-based (a handful of statements for the
+ * batch instead of a few per message), inside the batch transaction after their inbox rows were
+ * recorded. Returns OP_OK when every message is handled, except those it marked with
+ * worker_msg_fail, on which it must have had no effect: their inbox rows are removed and they go
+ * to the retry tiers or the DLQ. Any other status rolls the batch back, and the worker then
+ * handles each message alone in its own savepoint by calling the handler with n = 1, so one bad
+ * message cannot sink the batch; that status is then the message's outcome. */
+typedef op_status (*worker_set_handler_fn)(worker_msg *const *msgs, int n, void *arg);
+
 typedef struct worker_route {
     const char *type;                /* event type = routing key, e.g. "order.placed" */
-    worker_handler_fn handle;        /* exactly one of handle / handle_raw */
+    worker_handler_fn handle;        /* exactly one of handle / handle_set / handle_raw */
+    worker_set_handler_fn handle_set;
     worker_raw_handler_fn handle_raw;
 } worker_route;
 
@@ -85,9 +98,15 @@ typedef struct worker_spec {
  * status for main (0 after a clean drain). */
 int worker_main(const worker_spec *spec, int argc, char **argv);
 
-/* Inside a handler: writes an outbox row for a new event `type` about the message's order, with
- * `data` (stolen) and the message's traceparent continued. */
+/* Inside a handler: queues an outbox row for a new event `type` about the message's order, with
+ * `data` (stolen) and the message's traceparent continued. The worker writes the rows of all the
+ * batch's messages in one statement before the commit, in the order they were emitted. */
 op_status worker_emit(worker_msg *m, const char *type, const char *order_id, json_t *data);
+
+/* Inside a set handler: m could not be handled (st: OP_ERR_TRANSIENT retries it, OP_ERR_PERMANENT
+ * dead-letters it), for the reason given printf-style. */
+void worker_msg_fail(worker_msg *m, op_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Outside a message (tick): the same, with an explicit traceparent (may be NULL). */
 op_status worker_emit_free(worker *w, db *d, const char *type, const char *order_id, json_t *data,
