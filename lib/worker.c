@@ -665,7 +665,7 @@ static int worker_handle_batch(worker *w)
             worker_metrics_handled(w->metrics, it->ev.root ? it->ev.type : "invalid",
                                    "dead_lettered", &it->t0);
             it->route = NULL;
-        } else if (it->route->handle) {
+        } else if (!it->route->handle_raw) {
             txn[ntxn++] = it;
         }
     }

@@ -30,39 +30,16 @@ typedef struct notify_ctx {
     CURL *curl;
 } notify_ctx;
 
-typedef struct notify_claim {
-    const char *order_id;
-    const char *event_type;
-    const char *channel;
-    bool already_sent;
-} notify_claim;
-
-static op_status notify_claim_row(db *d, void *arg)
+/* A JSON array of the messages' (order, event) pairs: [{"id": order id, "type": event}, ...]. */
+static char *notify_pairs_json(worker_msg *const *msgs, int n)
 {
-    notify_claim *c = arg;
-    const char *params[] = {c->order_id, c->event_type, c->channel};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        d, "notify_claim",
-        "with ins as (insert into notifications(order_id, event_type, channel, status) "
-        "  values ($1::uuid, $2, $3, 'pending') on conflict do nothing) "
-        "select coalesce((select status from notifications where order_id = $1::uuid "
-        "  and event_type = $2), 'pending')",
-        3, params, &st);
-    if (!r)
-        return st;
-    c->already_sent = strcmp(PQgetvalue(r, 0, 0), "sent") == 0;
-    PQclear(r);
-    return OP_OK;
-}
-
-static op_status notify_mark_sent(worker_msg *m, void *arg)
-{
-    (void)arg;
-    const char *params[] = {m->ev->order_id, m->ev->type};
-    return db_command(m->db, "update notifications set status = 'sent', sent_at = now(), "
-                             "attempts = attempts + 1 where order_id = $1::uuid and event_type = $2",
-                      2, params);
+    json_t *pairs = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(pairs, json_pack("{ss ss}", "id", msgs[i]->ev->order_id, "type",
+                                               msgs[i]->ev->type));
+    char *text = json_dumps(pairs, JSON_COMPACT);
+    json_decref(pairs);
+    return text;
 }
 
 static void notify_hmac_hex(const char *secret, const char *body, char out[65])
@@ -141,25 +118,39 @@ typedef struct notify_state {
 
 static void notify_free_state(void *state) { free(state); }
 
-typedef struct notify_claims {
-    notify_ctx *ctx;
-    worker_msg *const *msgs;
-    int n;
-} notify_claims;
-
-/* One transaction for the batch: claims every (order, event) not yet sent. */
-static op_status notify_claim_batch(db *d, void *arg)
+/* One statement for the batch: claims every (order, event) not claimed yet and learns which were
+ * sent already. A repeat of a pair within the batch counts as sent by its first message. */
+static op_status notify_claim_batch(db *d, notify_ctx *ctx, worker_msg *const *msgs, int n)
 {
-    notify_claims *b = arg;
-    for (int i = 0; i < b->n; i++) {
-        notify_state *s = b->msgs[i]->state;
-        notify_claim claim = {b->msgs[i]->ev->order_id, b->msgs[i]->ev->type,
-                              b->ctx->channel == CHANNEL_LOG ? "log" : "webhook", false};
-        op_status st = notify_claim_row(d, &claim);
-        if (st != OP_OK)
-            return st;
-        s->already_sent = claim.already_sent;
+    char *pairs = notify_pairs_json(msgs, n);
+    if (!pairs)
+        return OP_ERR_TRANSIENT;
+    const char *params[] = {pairs, ctx->channel == CHANNEL_LOG ? "log" : "webhook"};
+    op_status st;
+    PGresult *r = db_exec_prepared(
+        d, "notify_claim_batch",
+        "with x as (select t.k::int as k, (t.r->>'id')::uuid as id, t.r->>'type' as type "
+        "  from json_array_elements($1::json) with ordinality as t(r, k)), "
+        "ins as (insert into notifications(order_id, event_type, channel, status) "
+        "  select distinct id, type, $2, 'pending' from x on conflict do nothing) "
+        "select x.k, coalesce(n.status, 'pending') from x left join notifications n "
+        "  on n.order_id = x.id and n.event_type = x.type order by x.k",
+        2, params, &st);
+    free(pairs);
+    if (!r)
+        return st;
+    if (PQntuples(r) != n) {
+        PQclear(r);
+        return OP_ERR_TRANSIENT;
     }
+    for (int i = 0; i < n; i++) {
+        notify_state *s = msgs[i]->state;
+        s->already_sent = strcmp(PQgetvalue(r, i, 1), "sent") == 0;
+        for (int j = 0; j < i && !s->already_sent; j++)
+            s->already_sent = strcmp(msgs[j]->ev->order_id, msgs[i]->ev->order_id) == 0 &&
+                              strcmp(msgs[j]->ev->type, msgs[i]->ev->type) == 0;
+    }
+    PQclear(r);
     return OP_OK;
 }
 
@@ -171,8 +162,7 @@ static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, 
     for (int i = 0; i < n; i++)
         if (!(msgs[i]->state = calloc(1, sizeof(notify_state))))
             return OP_ERR_TRANSIENT;
-    notify_claims b = {ctx, msgs, n};
-    op_status st = db_transaction(d, notify_claim_batch, &b, 0);
+    op_status st = notify_claim_batch(d, ctx, msgs, n);
     if (st != OP_OK)
         return st;
     size_t cap = 0, len = 0;
@@ -218,25 +208,41 @@ static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, 
     return OP_OK;
 }
 
-/* In the batch transaction: mark the notification sent (or leave it for a retry). */
-static op_status notify_on_event(worker_msg *m, void *arg)
+/* In the batch transaction: marks the batch's sent notifications in one statement; one that
+ * could not be sent is left for a retry. */
+static op_status notify_on_events(worker_msg *const *msgs, int n, void *arg)
 {
     (void)arg;
-    notify_state *s = m->state;
-    if (s->already_sent) {
-        log_info(&m->log, "%s already notified", m->ev->type);
+    worker_msg *sent[n];
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        worker_msg *m = msgs[i];
+        notify_state *s = m->state;
+        if (s->already_sent)
+            log_info(&m->log, "%s already notified", m->ev->type);
+        else if (s->sent != OP_OK)
+            worker_msg_fail(m, s->sent, "%s", s->error);
+        else
+            sent[k++] = m;
+    }
+    if (k == 0)
         return OP_OK;
-    }
-    if (s->sent != OP_OK) {
-        snprintf(m->error, sizeof m->error, "%s", s->error);
-        return s->sent;
-    }
-    return notify_mark_sent(m, NULL);
+    char *pairs = notify_pairs_json(sent, k);
+    if (!pairs)
+        return OP_ERR_TRANSIENT;
+    const char *params[] = {pairs};
+    op_status st = db_command(msgs[0]->db,
+                              "update notifications n set status = 'sent', sent_at = now(), "
+                              "attempts = n.attempts + 1 from json_to_recordset($1::json) "
+                              "as x(id uuid, type text) where n.order_id = x.id and n.event_type = x.type",
+                              1, params);
+    free(pairs);
+    return st;
 }
 
 static const worker_route notify_routes[] = {
-    {.type = "order.confirmed", .handle = notify_on_event},
-    {.type = "order.cancelled", .handle = notify_on_event},
+    {.type = "order.confirmed", .handle_set = notify_on_events},
+    {.type = "order.cancelled", .handle_set = notify_on_events},
     {.type = NULL},
 };
 

@@ -10,109 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "provider.h"
-#include "saga.h"
 #include "worker.h"
 
 typedef struct payment_ctx {
     provider *provider;
 } payment_ctx;
-
-typedef struct payment_attempt {
-    const char *order_id;
-    bool charge;           /* out: the order awaits a charge */
-    int attempts;          /* out: attempts so far, this one included */
-    long long amount;      /* out */
-    char currency[4];      /* out */
-    char token[132];       /* out */
-} payment_attempt;
-
-/* Records the attempt if the order is reserved and not yet settled with the provider. */
-static op_status payment_record_attempt(db *d, void *arg)
-{
-    payment_attempt *a = arg;
-    a->charge = false;
-    const char *params[] = {a->order_id};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        d, "payment_attempt",
-        "with o as (select id, total, currency, payment_token from orders "
-        "  where id = $1::uuid and status = 'reserved' for update), "
-        "p as (insert into payments(order_id, amount, currency, status, charge_key, attempts) "
-        "  select id, total, currency, 'pending', id::text, 1 from o "
-        "  on conflict (order_id) do update set attempts = payments.attempts + 1, updated_at = now() "
-        "  where payments.status = 'pending' returning attempts) "
-        "select o.total, o.currency, o.payment_token, p.attempts from o, p",
-        1, params, &st);
-    if (!r)
-        return st;
-    if (PQntuples(r) == 1) {
-        a->charge = true;
-        a->amount = atoll(PQgetvalue(r, 0, 0));
-        snprintf(a->currency, sizeof a->currency, "%s", PQgetvalue(r, 0, 1));
-        snprintf(a->token, sizeof a->token, "%s", PQgetvalue(r, 0, 2));
-        a->attempts = atoi(PQgetvalue(r, 0, 3));
-    }
-    PQclear(r);
-    return OP_OK;
-}
-
-typedef struct payment_outcome {
-    provider_result result;
-    const char *ref;
-    const char *error;
-    long long amount;
-    const char *currency;
-} payment_outcome;
-
-/* The final transaction: the provider's answer, the order's state, the event. */
-static op_status payment_record_outcome(worker_msg *m, void *arg)
-{
-    payment_outcome *out = arg;
-    const char *id = m->ev->order_id;
-    if (out->result == PROVIDER_DECLINED) {
-        const char *params[] = {id, out->error};
-        op_status st = db_command(m->db, "update payments set status = 'declined', last_error = $2, "
-                                         "updated_at = now() where order_id = $1::uuid and status = 'pending'",
-                                  2, params);
-        if (st != OP_OK)
-            return st;
-        return worker_emit(m, "payment.failed", id,
-                           json_pack("{ss ss ss}", "order_id", id, "reason", "declined", "message",
-                                     out->error));
-    }
-    const char *params[] = {id, out->ref};
-    op_status st = db_command(m->db, "update payments set status = 'succeeded', provider_ref = $2, "
-                                     "updated_at = now() where order_id = $1::uuid and status = 'pending'",
-                              2, params);
-    if (st != OP_OK)
-        return st;
-    saga_order o;
-    st = saga_order_load(m->db, id, &o);
-    if (st != OP_OK)
-        return st == OP_DUPLICATE ? OP_ERR_PERMANENT : st;
-    if (o.state == ORDER_RESERVED) {
-        st = saga_move(m->db, &o, ORDER_PAID, NULL, 30, &m->log);
-        if (st == OP_OK)
-            st = worker_emit(m, "payment.succeeded", id,
-                             json_pack("{ss sI ss ss}", "order_id", id, "amount",
-                                       (json_int_t)out->amount, "currency", out->currency,
-                                       "provider_ref", out->ref));
-    } else {
-        /* Cancelled (expired) while we were charging: give the money back. */
-        log_warn(&m->log, "charged an order that is now %s: refunding", order_state_name(o.state));
-        st = db_command(m->db, "update payments set status = 'refund_pending' where order_id = $1::uuid",
-                        1, (const char *[]){id});
-        if (st == OP_OK)
-            st = worker_emit(m, "payment.refund_requested", id,
-                             json_pack("{ss sI ss}", "order_id", id, "amount",
-                                       (json_int_t)out->amount, "reason", "order_cancelled"));
-    }
-    saga_order_clear(&o);
-    return st;
-}
 
 /* What before_batch learned for one stock.reserved message, for its handler. */
 typedef struct payment_state {
@@ -128,27 +34,51 @@ typedef struct payment_state {
 
 static void payment_free_state(void *state) { free(state); }
 
-typedef struct payment_attempts {
-    worker_msg *const *msgs;
-    int n;
-} payment_attempts;
-
-/* One transaction for the batch: records an attempt for every order that awaits its charge. */
-static op_status payment_record_attempts(db *d, void *arg)
+/* One statement for the batch: records an attempt for every order that awaits its charge (still
+ * reserved, not settled with the provider) and fills in the state of its first message. */
+static op_status payment_record_attempts(db *d, worker_msg *const *msgs, int n)
 {
-    payment_attempts *b = arg;
-    for (int i = 0; i < b->n; i++) {
-        payment_state *s = b->msgs[i]->state;
-        if (!s)
-            continue;
-        payment_attempt a = {.order_id = b->msgs[i]->ev->order_id};
-        op_status st = payment_record_attempt(d, &a);
-        if (st != OP_OK)
-            return st;
-        *s = (payment_state){.charge = a.charge, .amount = a.amount, .attempt = a.attempts};
-        snprintf(s->currency, sizeof s->currency, "%s", a.currency);
-        snprintf(s->token, sizeof s->token, "%s", a.token);
+    size_t cap = (size_t)n * 40 + 3, len = 0;
+    char *ids = malloc(cap);
+    if (!ids)
+        return OP_ERR_TRANSIENT;
+    ids[len++] = '{';
+    for (int i = 0; i < n; i++)
+        if (msgs[i]->state)
+            len += (size_t)snprintf(ids + len, cap - len, "%s%s", len > 1 ? "," : "",
+                                    msgs[i]->ev->order_id);
+    ids[len++] = '}';
+    ids[len] = '\0';
+    const char *params[] = {ids};
+    op_status st;
+    PGresult *r = db_exec_prepared(
+        d, "payment_attempts",
+        "with o as (select id, total, currency, payment_token from orders "
+        "  where id = any($1::uuid[]) and status = 'reserved' order by id for update), "
+        "p as (insert into payments(order_id, amount, currency, status, charge_key, attempts) "
+        "  select id, total, currency, 'pending', id::text, 1 from o "
+        "  on conflict (order_id) do update set attempts = payments.attempts + 1, updated_at = now() "
+        "  where payments.status = 'pending' returning order_id, attempts) "
+        "select o.id::text, o.total, o.currency, o.payment_token, p.attempts "
+        "from o join p on p.order_id = o.id",
+        1, params, &st);
+    free(ids);
+    if (!r)
+        return st;
+    for (int row = 0; row < PQntuples(r); row++) {
+        for (int i = 0; i < n; i++) {
+            payment_state *s = msgs[i]->state;
+            if (!s || strcasecmp(msgs[i]->ev->order_id, PQgetvalue(r, row, 0)) != 0)
+                continue;
+            /* A repeat of the order in this batch finds nothing to charge. */
+            *s = (payment_state){.charge = true, .amount = atoll(PQgetvalue(r, row, 1)),
+                                 .attempt = atoi(PQgetvalue(r, row, 4))};
+            snprintf(s->currency, sizeof s->currency, "%s", PQgetvalue(r, row, 2));
+            snprintf(s->token, sizeof s->token, "%s", PQgetvalue(r, row, 3));
+            break;
+        }
     }
+    PQclear(r);
     return OP_OK;
 }
 
@@ -170,8 +100,7 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
     }
     if (reserved == 0)
         return OP_OK;
-    payment_attempts b = {msgs, n};
-    op_status st = db_transaction(d, payment_record_attempts, &b, 0);
+    op_status st = payment_record_attempts(d, msgs, n);
     if (st != OP_OK)
         return st;
     if (provider_batch_begin(ctx->provider, d) != OP_OK)
@@ -198,21 +127,71 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
     return OP_OK;
 }
 
-/* In the batch transaction: the provider's answer, the order's state and the event. */
-static op_status payment_on_reserved(worker_msg *m, void *arg)
+/* In the batch transaction: the provider's answers, the orders' states and the events, for the
+ * whole batch in one call (payment_settle, sql/050_batch_functions.sql). */
+static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
 {
     (void)arg;
-    payment_state *s = m->state;
-    if (!s || !s->charge) {
-        log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
+    json_t *outcomes = json_array();
+    worker_msg *settled[n];
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        worker_msg *m = msgs[i];
+        payment_state *s = m->state;
+        if (!s || !s->charge) {
+            log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
+        } else if (s->result == PROVIDER_TRANSIENT) {
+            worker_msg_fail(m, OP_ERR_TRANSIENT, "%s", s->error);
+        } else {
+            bool ok = s->result == PROVIDER_OK;
+            json_array_append_new(outcomes, json_pack("{ss ss ss ss}", "id", m->ev->order_id,
+                                                      "result", ok ? "ok" : "declined", "ref",
+                                                      s->ref, "error", s->error));
+            settled[k++] = m;
+        }
+    }
+    if (k == 0) {
+        json_decref(outcomes);
         return OP_OK;
     }
-    if (s->result == PROVIDER_TRANSIENT) {
-        snprintf(m->error, sizeof m->error, "%s", s->error);
+    char *text = json_dumps(outcomes, JSON_COMPACT);
+    json_decref(outcomes);
+    const char *params[] = {text};
+    op_status st;
+    PGresult *r = db_exec_prepared(msgs[0]->db, "payment_settle",
+                                   "select k, event, prior from payment_settle($1::json) order by k",
+                                   1, params, &st);
+    free(text);
+    if (!r)
+        return st;
+    if (PQntuples(r) != k) {
+        PQclear(r);
         return OP_ERR_TRANSIENT;
     }
-    payment_outcome out = {s->result, s->ref, s->error, s->amount, s->currency};
-    return payment_record_outcome(m, &out);
+    for (int i = 0; i < k && st == OP_OK; i++) {
+        worker_msg *m = settled[i];
+        payment_state *s = m->state;
+        const char *id = m->ev->order_id, *event = PQgetvalue(r, i, 1);
+        if (PQgetisnull(r, i, 1)) {
+            snprintf(m->error, sizeof m->error, "charged order %s does not exist", id);
+            st = OP_ERR_PERMANENT; /* cannot happen (payments references orders): batch fails */
+        } else if (strcmp(event, "payment.failed") == 0) {
+            st = worker_emit(m, event, id, json_pack("{ss ss ss}", "order_id", id, "reason",
+                                                     "declined", "message", s->error));
+        } else if (strcmp(event, "payment.succeeded") == 0) {
+            st = worker_emit(m, event, id, json_pack("{ss sI ss ss}", "order_id", id, "amount",
+                                                     (json_int_t)s->amount, "currency",
+                                                     s->currency, "provider_ref", s->ref));
+        } else {
+            /* Cancelled (expired) while we were charging: give the money back. */
+            log_warn(&m->log, "charged an order that is now %s: refunding", PQgetvalue(r, i, 2));
+            st = worker_emit(m, event, id, json_pack("{ss sI ss}", "order_id", id, "amount",
+                                                     (json_int_t)s->amount, "reason",
+                                                     "order_cancelled"));
+        }
+    }
+    PQclear(r);
+    return st;
 }
 
 typedef struct payment_refund {
@@ -249,7 +228,7 @@ static op_status payment_on_refund(worker_msg *m, void *arg)
 }
 
 static const worker_route payment_routes[] = {
-    {.type = "stock.reserved", .handle = payment_on_reserved},
+    {.type = "stock.reserved", .handle_set = payment_on_reserved},
     {.type = "payment.refund_requested", .handle_raw = payment_on_refund},
     {.type = NULL},
 };

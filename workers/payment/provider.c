@@ -15,7 +15,7 @@ struct provider {
     char *url;
     long timeout_ms;
     CURL *curl;
-    bool batch_failed; /* a sim booking of the open batch failed: the batch must not commit */
+    json_t *sim_charges; /* the sim's bookings of the open batch, written by provider_batch_end */
 };
 
 provider *provider_new(const char *kind, const char *url, long timeout_ms)
@@ -43,13 +43,14 @@ void provider_free(provider *p)
         return;
     if (p->curl)
         curl_easy_cleanup(p->curl);
+    json_decref(p->sim_charges);
     free(p->url);
     free(p);
 }
 
 /* --- sim ----------------------------------------------------------------------------------- */
 
-static provider_result sim_charge(provider *p, db *d, const provider_charge_req *q, char *ref,
+static provider_result sim_charge(provider *p, const provider_charge_req *q, char *ref,
                                   char *err, size_t n)
 {
     if (strcmp(q->token, "tok_decline") == 0) {
@@ -60,20 +61,14 @@ static provider_result sim_charge(provider *p, db *d, const provider_charge_req 
         snprintf(err, n, "provider temporarily unavailable (flaky token, attempt %d)", q->attempt);
         return PROVIDER_TRANSIENT;
     }
-    char amount[32];
-    snprintf(amount, sizeof amount, "%lld", q->amount);
-    const char *params[] = {q->key, q->order_id, amount};
-    op_status st;
-    PGresult *r = db_exec_prepared(d, "sim_charge",
-                                   "insert into sim_provider_ledger(key, order_id, kind, amount) "
-                                   "values ($1, $2::uuid, 'charge', $3::bigint) on conflict do nothing",
-                                   3, params, &st);
-    if (!r) {
-        snprintf(err, n, "provider books unavailable: %s", db_last_error(d));
-        p->batch_failed = true;
+    if (!p->sim_charges)
+        p->sim_charges = json_array();
+    if (json_array_append_new(p->sim_charges, json_pack("{ss ss sI}", "key", q->key, "order_id",
+                                                        q->order_id, "amount",
+                                                        (json_int_t)q->amount)) != 0) {
+        snprintf(err, n, "out of memory");
         return PROVIDER_TRANSIENT;
     }
-    PQclear(r);
     snprintf(ref, n, "sim-%s", q->key);
     return PROVIDER_OK;
 }
@@ -160,23 +155,28 @@ static provider_result http_post(provider *p, const char *path, const char *key,
 
 op_status provider_batch_begin(provider *p, db *d)
 {
-    p->batch_failed = false;
-    return p->kind == PROVIDER_SIM ? db_command(d, "begin", 0, NULL) : OP_OK;
+    (void)d;
+    json_decref(p->sim_charges);
+    p->sim_charges = NULL;
+    return OP_OK;
 }
 
 op_status provider_batch_end(provider *p, db *d)
 {
-    if (p->kind != PROVIDER_SIM)
+    if (p->kind != PROVIDER_SIM || json_array_size(p->sim_charges) == 0)
         return OP_OK;
-    /* COMMIT of a transaction with a failed statement only rolls back, so look first. */
-    if (p->batch_failed) {
-        if (db_is_open(d))
-            db_command(d, "rollback", 0, NULL);
+    /* One statement books the batch: all of its charges or none. */
+    char *rows = json_dumps(p->sim_charges, JSON_COMPACT);
+    json_decref(p->sim_charges);
+    p->sim_charges = NULL;
+    if (!rows)
         return OP_ERR_TRANSIENT;
-    }
-    op_status st = db_command(d, "commit", 0, NULL);
-    if (st != OP_OK && db_is_open(d))
-        db_command(d, "rollback", 0, NULL);
+    const char *params[] = {rows};
+    op_status st = db_command(d, "insert into sim_provider_ledger(key, order_id, kind, amount) "
+                                 "select key, order_id, 'charge', amount from json_to_recordset($1::json) "
+                                 "as (key text, order_id uuid, amount bigint) on conflict do nothing",
+                              1, params);
+    free(rows);
     return st;
 }
 
@@ -185,7 +185,7 @@ provider_result provider_charge(provider *p, db *d, const provider_charge_req *q
 {
     ref[0] = err[0] = '\0';
     if (p->kind == PROVIDER_SIM)
-        return sim_charge(p, d, q, ref, err, n);
+        return sim_charge(p, q, ref, err, n);
     json_t *req = json_pack("{ss sI ss ss}", "order_id", q->order_id, "amount",
                             (json_int_t)q->amount, "currency", q->currency, "token", q->token);
     json_t *resp = NULL;

@@ -35,9 +35,9 @@ typedef struct provider_charge_req {
 provider_result provider_charge(provider *p, db *d, const provider_charge_req *req, char *ref,
                                 char *err, size_t n);
 
-/* Around a batch of charges: the sim books them in one transaction of its books (committed by
- * _end, which fails if the books could not commit: then none of the batch was charged); no-ops
- * for http, whose calls stand alone. */
+/* Around a batch of charges: the sim books them in its books in one statement at _end, which
+ * fails if they could not be booked (then none of the batch was charged); no-ops for http, whose
+ * calls stand alone. */
 op_status provider_batch_begin(provider *p, db *d);
 op_status provider_batch_end(provider *p, db *d);
 /* Refunds whatever was charged under charge_key; *refunded gets the amount (0 if nothing was

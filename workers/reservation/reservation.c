@@ -4,7 +4,9 @@
  * Never oversells: each SKU's row is decremented only where `available >= quantity` (and the
  * table's CHECK is the backstop), in one transaction for all the order's lines. A batch first
  * locks every inventory row it will touch in SKU order (prepare_batch), so two batches never
- * deadlock, and a hot SKU costs one lock per batch rather than one per order.
+ * deadlock, and a hot SKU costs one lock per batch rather than one per order. The work of a
+ * batch is set-based (sql/050_batch_functions.sql): one call records and reserves all its placed
+ * orders, one confirms all its paid ones, so the locks are held for a few round trips.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,80 +50,7 @@ static op_status reservation_prepare(worker *w, db *d, const cloudevent_view *co
     return st;
 }
 
-/* Inserts the order, its lines and its first transition. OP_DUPLICATE if already recorded. */
-static op_status reservation_record(worker_msg *m, json_t *data, const char *lines)
-{
-    char total[32], *notify = json_dumps(json_object_get(data, "notify"), JSON_COMPACT);
-    snprintf(total, sizeof total, "%lld", (long long)json_integer_value(json_object_get(data, "total")));
-    const char *params[] = {
-        m->ev->order_id,
-        json_string_value(json_object_get(data, "client_id")),
-        json_string_value(json_object_get(data, "idempotency_key")),
-        json_string_value(json_object_get(data, "customer_id")),
-        json_string_value(json_object_get(data, "currency")),
-        total,
-        json_string_value(json_object_get(json_object_get(data, "payment"), "token")),
-        notify ? notify : "{}",
-        m->ev->traceparent,
-        json_string_value(json_object_get(data, "placed_at")),
-        lines,
-    };
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        m->db, "reservation_record",
-        "with o as (insert into orders(id, client_id, idempotency_key, customer_id, currency, "
-        "  total, payment_token, notify, traceparent, placed_at, state_deadline) "
-        "  values ($1::uuid, $2, $3, $4, $5, $6::bigint, $7, $8::jsonb, $9, $10::timestamptz, "
-        "  now() + interval '30 seconds') on conflict (id) do nothing returning id), "
-        "l as (insert into order_lines(order_id, line_no, sku, quantity, unit_price) "
-        "  select o.id, x.ord, x.sku, x.quantity, x.unit_price from o, "
-        "  rows from (json_to_recordset($11::json) as (sku text, quantity int, unit_price bigint)) "
-        "  with ordinality as x(sku, quantity, unit_price, ord)), "
-        "t as (insert into order_transitions(order_id, status, at) "
-        "  select id, 'pending', $10::timestamptz from o) "
-        "select count(*) from o",
-        11, params, &st);
-    free(notify);
-    if (!r)
-        return st;
-    bool inserted = atoi(PQgetvalue(r, 0, 0)) == 1;
-    PQclear(r);
-    return inserted ? OP_OK : OP_DUPLICATE;
-}
-
-/* Reserves every line or none, in one statement: the batch already holds the SKU rows' locks
- * (reservation_prepare), so checking every line and then updating cannot race. OP_OK reserved,
- * with the reservations' expiry (RFC 3339) in expires_at; OP_DUPLICATE short of stock (nothing
- * changed). */
-static op_status reservation_reserve(worker_msg *m, const char *lines, long ttl_s, char expires_at[32])
-{
-    char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", ttl_s);
-    const char *params[] = {m->ev->order_id, lines, ttl};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        m->db, "reservation_reserve",
-        "with want as (select sku, sum(quantity)::bigint as q "
-        "  from json_to_recordset($2::json) as (sku text, quantity int) group by sku), "
-        "ok as (select count(*) = (select count(*) from want) as all_lines from want w "
-        "  join inventory i on i.sku = w.sku and i.available >= w.q), "
-        "upd as (update inventory i set available = i.available - w.q, reserved = i.reserved + w.q, "
-        "  updated_at = now() from want w, ok where ok.all_lines and i.sku = w.sku "
-        "  returning i.sku, w.q), "
-        "res as (insert into reservations(order_id, sku, quantity, expires_at) "
-        "  select $1::uuid, sku, q, now() + make_interval(secs => $3::int) from upd) "
-        "select (select all_lines from ok), to_char((now() + make_interval(secs => $3::int)) "
-        "  at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-        3, params, &st);
-    if (!r)
-        return st;
-    bool all = PQgetvalue(r, 0, 0)[0] == 't';
-    snprintf(expires_at, 32, "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
-    return all ? OP_OK : OP_DUPLICATE;
-}
-
-/* The order as reservation_record just wrote it (no need to read it back). */
+/* The order as order.placed describes it (the database has just recorded it so). */
 static void reservation_order_from_event(const cloudevent_view *ev, saga_order *o)
 {
     memset(o, 0, sizeof *o);
@@ -136,74 +65,114 @@ static void reservation_order_from_event(const cloudevent_view *ev, saga_order *
     o->notify = notify ? json_incref(notify) : json_object();
 }
 
-static op_status reservation_on_placed(worker_msg *m, void *arg)
+/* order.placed, a batch at a time: reservation_place (sql/050_batch_functions.sql) records every
+ * order and reserves its stock, all lines or none, in batch order; then each order's event. */
+static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg)
 {
     reservation_config *cfg = arg;
-    json_t *data = m->ev->data;
-    char *lines = json_dumps(json_object_get(data, "lines"), JSON_COMPACT);
-    char expires_at[32] = "";
-    op_status st = reservation_record(m, data, lines);
-    if (st == OP_DUPLICATE) {
-        log_info(&m->log, "order already recorded; nothing to do");
-        free(lines);
-        return OP_OK;
-    }
-    if (st == OP_OK)
-        st = reservation_reserve(m, lines, cfg->ttl_s, expires_at);
-    free(lines);
-    if (st != OP_OK && st != OP_DUPLICATE)
+    json_t *orders = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(orders, json_pack("{ss ss sO}", "id", msgs[i]->ev->order_id, "tp",
+                                                msgs[i]->ev->traceparent, "d", msgs[i]->ev->data));
+    char *text = json_dumps(orders, JSON_COMPACT), ttl[24];
+    json_decref(orders);
+    snprintf(ttl, sizeof ttl, "%ld", cfg->ttl_s);
+    const char *params[] = {text, ttl};
+    op_status st;
+    PGresult *r = db_exec_prepared(msgs[0]->db, "reservation_place",
+                                   "select n, outcome, expires_at from reservation_place($1::json, "
+                                   "$2::int) order by n",
+                                   2, params, &st);
+    free(text);
+    if (!r)
         return st;
-
-    saga_order o;
-    reservation_order_from_event(m->ev, &o);
-    if (st == OP_OK) {
-        st = saga_move(m->db, &o, ORDER_RESERVED, NULL, cfg->ttl_s, &m->log);
-        if (st == OP_OK)
+    if (PQntuples(r) != n) {
+        PQclear(r);
+        return OP_ERR_TRANSIENT;
+    }
+    for (int i = 0; i < n && st == OP_OK; i++) {
+        worker_msg *m = msgs[i];
+        const char *outcome = PQgetvalue(r, i, 1);
+        if (strcmp(outcome, "duplicate") == 0) {
+            log_info(&m->log, "order already recorded; nothing to do");
+            continue;
+        }
+        saga_order o;
+        reservation_order_from_event(m->ev, &o);
+        if (strcmp(outcome, "reserved") == 0) {
             st = worker_emit(m, "stock.reserved", o.id,
                              json_pack("{ss sI ss sO ss}", "order_id", o.id, "total",
                                        (json_int_t)o.total, "currency", o.currency, "payment",
-                                       json_object_get(data, "payment"), "expires_at", expires_at));
-    } else {
-        log_info(&m->log, "out of stock: order cancelled");
-        st = saga_move(m->db, &o, ORDER_CANCELLED, "out_of_stock", 0, &m->log);
-        if (st == OP_OK)
+                                       json_object_get(m->ev->data, "payment"), "expires_at",
+                                       PQgetvalue(r, i, 2)));
+        } else {
+            log_info(&m->log, "out of stock: order cancelled");
             st = worker_emit(m, "order.cancelled", o.id, saga_cancelled_data(&o, "out_of_stock"));
+        }
+        saga_order_clear(&o);
     }
-    saga_order_clear(&o);
+    PQclear(r);
     return st;
 }
 
-static op_status reservation_on_paid(worker_msg *m, void *arg)
+/* payment.succeeded, a batch at a time: reservation_confirm sells the held stock of every paid
+ * order and confirms it; an order in another state is refused (nothing changed). */
+static op_status reservation_on_paid(worker_msg *const *msgs, int n, void *arg)
 {
     (void)arg;
-    saga_order o;
-    op_status st = saga_order_load(m->db, m->ev->order_id, &o);
-    if (st == OP_DUPLICATE) {
-        snprintf(m->error, sizeof m->error, "payment for unknown order %s", m->ev->order_id);
-        return OP_ERR_PERMANENT;
-    }
-    if (st != OP_OK)
+    size_t cap = (size_t)n * 40 + 3, len = 0;
+    char *ids = malloc(cap);
+    if (!ids)
+        return OP_ERR_TRANSIENT;
+    ids[len++] = '{';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", msgs[i]->ev->order_id);
+    ids[len++] = '}';
+    ids[len] = '\0';
+    const char *params[] = {ids};
+    op_status st;
+    PGresult *r = db_exec_prepared(msgs[0]->db, "reservation_confirm",
+                                   "select k, prior, total, currency, customer_id, notify "
+                                   "from reservation_confirm($1::uuid[]) order by k",
+                                   1, params, &st);
+    free(ids);
+    if (!r)
         return st;
-    if (o.state != ORDER_PAID) {
-        /* Late or repeated (the order was confirmed already, or cancelled meanwhile and its
-         * refund requested by whoever cancelled it): refuse and change nothing. */
-        log_warn(&m->log, "payment.succeeded for an order in state %s: refused, nothing changed",
-                 order_state_name(o.state));
-        saga_order_clear(&o);
-        return OP_OK;
+    if (PQntuples(r) != n) {
+        PQclear(r);
+        return OP_ERR_TRANSIENT;
     }
-    st = saga_sell_stock(m->db, o.id);
-    if (st == OP_OK)
-        st = saga_move(m->db, &o, ORDER_CONFIRMED, NULL, 0, &m->log);
-    if (st == OP_OK)
+    for (int i = 0; i < n && st == OP_OK; i++) {
+        worker_msg *m = msgs[i];
+        if (PQgetisnull(r, i, 1)) {
+            worker_msg_fail(m, OP_ERR_PERMANENT, "payment for unknown order %s", m->ev->order_id);
+            continue;
+        }
+        const char *prior = PQgetvalue(r, i, 1);
+        if (strcmp(prior, "paid") != 0) {
+            /* Late or repeated (the order was confirmed already, or cancelled meanwhile and its
+             * refund requested by whoever cancelled it): refused, nothing changed. */
+            log_warn(&m->log, "payment.succeeded for an order in state %s: refused, nothing changed",
+                     prior);
+            continue;
+        }
+        saga_order o = {.state = ORDER_CONFIRMED, .total = atoll(PQgetvalue(r, i, 2))};
+        snprintf(o.id, sizeof o.id, "%s", m->ev->order_id);
+        snprintf(o.currency, sizeof o.currency, "%s", PQgetvalue(r, i, 3));
+        snprintf(o.customer_id, sizeof o.customer_id, "%s", PQgetvalue(r, i, 4));
+        o.notify = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+        if (!o.notify)
+            o.notify = json_object();
         st = worker_emit(m, "order.confirmed", o.id, saga_confirmed_data(&o));
-    saga_order_clear(&o);
+        saga_order_clear(&o);
+    }
+    PQclear(r);
     return st;
 }
 
 static const worker_route reservation_routes[] = {
-    {.type = "order.placed", .handle = reservation_on_placed},
-    {.type = "payment.succeeded", .handle = reservation_on_paid},
+    {.type = "order.placed", .handle_set = reservation_on_placed},
+    {.type = "payment.succeeded", .handle_set = reservation_on_paid},
     {.type = NULL},
 };
 
