@@ -3,6 +3,8 @@
 -- locks for milliseconds (BENCHMARKS.md). Each function does exactly what the per-message steps
 -- did; called with one order it is the per-message step (the worker's fallback when a batch
 -- fails). Security invoker: each program's role (040_roles.sql) needs the privileges anyway.
+-- Lookups of a batch's rows say `key = any(array(...))` besides the join: the planner cannot see
+-- how few rows a JSON argument holds and would otherwise scan the whole table.
 
 -- reservation: records placed orders and reserves each one's stock, all lines or none, in batch
 -- order. p_orders: [{"id": order id, "tp": traceparent, "d": order.placed data}, ...]. The
@@ -50,10 +52,13 @@ begin
     with want as (select sku, sum(quantity)::bigint as q
                   from json_to_recordset(o.lines) as (sku text, quantity int) group by sku),
     ok as (select count(*) = (select count(*) from want) as all_lines
-           from want w join inventory i on i.sku = w.sku and i.available >= w.q),
+           from want w join inventory i on i.sku = w.sku and i.available >= w.q
+           where i.sku = any(array(select sku from want))),
     upd as (update inventory i set available = i.available - w.q, reserved = i.reserved + w.q,
               updated_at = now()
-            from want w, ok where ok.all_lines and i.sku = w.sku returning i.sku, w.q),
+            from want w, ok
+            where ok.all_lines and i.sku = w.sku and i.sku = any(array(select sku from want))
+            returning i.sku, w.q),
     res as (insert into reservations(order_id, sku, quantity, expires_at)
             select o.id, sku, q, v_exp from upd)
     select all_lines into v_ok from ok;
@@ -105,7 +110,7 @@ begin
              where order_id = any(v_paid) and status = 'held' returning sku, quantity),
   s as (select sku, sum(quantity) as q from r group by sku)
   update inventory i set sold = i.sold + s.q, reserved = i.reserved - s.q, updated_at = now()
-  from s where i.sku = s.sku;
+  from s where i.sku = s.sku and i.sku = any(array(select sku from s));
   update orders set status = 'confirmed', state_deadline = null where id = any(v_paid);
   insert into order_transitions(order_id, status, reason)
   select id, 'confirmed', null from unnest(v_paid) id on conflict do nothing;
@@ -114,7 +119,8 @@ begin
          case when x.id = any(v_paid) and row_number() over (partition by x.id order by x.k) = 1
               then 'paid' when x.id = any(v_paid) then 'confirmed' else o.status end,
          o.total, o.currency::text, o.customer_id, o.notify::text
-  from unnest(p_ids) with ordinality as x(id, k) left join orders o on o.id = x.id
+  from unnest(p_ids) with ordinality as x(id, k)
+  left join orders o on o.id = x.id and o.id = any(p_ids)
   order by x.k;
 end $$;
 
@@ -133,7 +139,8 @@ begin
                     t.r->>'ref' as ref, t.r->>'error' as err
              from json_array_elements(p_outcomes) with ordinality as t(r, k)),
   o as (select ord.id, ord.status from orders ord
-        where ord.id in (select x.id from x where x.result = 'ok') order by ord.id for update),
+        where ord.id = any(array(select x.id from x where x.result = 'ok'))
+        order by ord.id for update),
   pay as (update payments p set
             status = case when x.result = 'declined' then 'declined'
                           when o.status = 'reserved' then 'succeeded' else 'refund_pending' end,
@@ -141,7 +148,7 @@ begin
             last_error = case when x.result = 'declined' then x.err else p.last_error end,
             updated_at = now()
           from x left join o on o.id = x.id
-          where p.order_id = x.id
+          where p.order_id = x.id and p.order_id = any(array(select x.id from x))
             and (p.status = 'pending' or (x.result = 'ok' and o.status is distinct from 'reserved'))
           returning p.order_id),
   mv as (update orders ord set status = 'paid', state_deadline = now() + interval '30 seconds'

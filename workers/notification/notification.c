@@ -134,7 +134,8 @@ static op_status notify_claim_batch(db *d, notify_ctx *ctx, worker_msg *const *m
         "ins as (insert into notifications(order_id, event_type, channel, status) "
         "  select distinct id, type, $2, 'pending' from x on conflict do nothing) "
         "select x.k, coalesce(n.status, 'pending') from x left join notifications n "
-        "  on n.order_id = x.id and n.event_type = x.type order by x.k",
+        "  on n.order_id = x.id and n.event_type = x.type "
+        "  and n.order_id = any(array(select id from x)) order by x.k",
         2, params, &st);
     free(pairs);
     if (!r)
@@ -234,7 +235,9 @@ static op_status notify_on_events(worker_msg *const *msgs, int n, void *arg)
     op_status st = db_command(msgs[0]->db,
                               "update notifications n set status = 'sent', sent_at = now(), "
                               "attempts = n.attempts + 1 from json_to_recordset($1::json) "
-                              "as x(id uuid, type text) where n.order_id = x.id and n.event_type = x.type",
+                              "as x(id uuid, type text) where n.order_id = x.id and n.event_type = x.type "
+                              "and n.order_id = any(array(select (e->>'id')::uuid "
+                              "from json_array_elements($1::json) e))",
                               1, params);
     free(pairs);
     return st;
