@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -14,6 +15,7 @@ struct outbox_relay {
     db *db;
     broker *broker;
     int batch;
+    long min_age_ms;   /* claims only rows at least this old */
     relay_crash crash; /* test hook, see outbox.h */
 };
 
@@ -48,10 +50,71 @@ op_status outbox_write_rows(db *d, json_t *rows)
         "insert into outbox(message_id, aggregate_id, routing_key, payload, headers) "
         "select (x.r->>'id')::uuid, x.r->>'order', x.r->>'key', x.r->>'payload', "
         "  (x.r->'headers')::jsonb "
-        "from json_array_elements($1::json) with ordinality as x(r, n) order by x.n",
+        "from json_array_elements($1::json) with ordinality as x(r, n) order by x.n "
+        "returning id, message_id::text",
         1, params, &st);
-    PQclear(r);
     free(text);
+    if (!r)
+        return st;
+    /* Each row learns its id, for outbox_mark_published after publishing it directly. */
+    size_t i;
+    json_t *row;
+    for (int t = 0; t < PQntuples(r); t++)
+        json_array_foreach(rows, i, row)
+            if (strcasecmp(json_string_value(json_object_get(row, "id")), PQgetvalue(r, t, 1)) == 0)
+                json_object_set_new(row, "seq", json_integer(atoll(PQgetvalue(r, t, 0))));
+    PQclear(r);
+    return OP_OK;
+}
+
+op_status outbox_publish_rows(broker *b, json_t *rows, int timeout_ms)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *payload = json_string_value(json_object_get(row, "payload"));
+        broker_message m = {
+            .routing_key = json_string_value(json_object_get(row, "key")),
+            .body = payload,
+            .len = strlen(payload),
+            .message_id = json_string_value(json_object_get(row, "id")),
+            .type = json_string_value(json_object_get(row, "key")),
+            .headers = json_object_get(row, "headers"),
+        };
+        op_status st = broker_publish(b, &m, NULL);
+        if (st != OP_OK)
+            return st;
+    }
+    return broker_wait_confirms(b, timeout_ms);
+}
+
+op_status outbox_mark_published(db *d, json_t *rows)
+{
+    size_t cap = json_array_size(rows) * 21 + 3, len = 0, i;
+    char *ids = malloc(cap);
+    if (!ids)
+        return OP_ERR_TRANSIENT;
+    json_t *row;
+    ids[len++] = '{';
+    json_array_foreach(rows, i, row) {
+        json_t *seq = json_object_get(row, "seq");
+        if (json_is_integer(seq))
+            len += (size_t)snprintf(ids + len, cap - len, "%s%lld", len > 1 ? "," : "",
+                                    (long long)json_integer_value(seq));
+    }
+    ids[len++] = '}';
+    ids[len] = '\0';
+    /* A lost mark only means the relay publishes the row again (consumers' inboxes drop the
+     * repeat), so this commit need not wait for the disk: one round trip, no fsync. */
+    char *sql = malloc(len + 120);
+    op_status st = OP_ERR_TRANSIENT;
+    if (sql) {
+        snprintf(sql, len + 120, "set local synchronous_commit = off; "
+                                 "update outbox set published_at = now() where id = any('%s')", ids);
+        st = db_command(d, sql, 0, NULL);
+        free(sql);
+    }
+    free(ids);
     return st;
 }
 
@@ -86,6 +149,8 @@ op_status outbox_relay_new(outbox_relay **out, db *d, broker *b, int batch)
 
 void outbox_relay_free(outbox_relay *r) { free(r); }
 
+void outbox_relay_set_min_age(outbox_relay *r, long ms) { r->min_age_ms = ms > 0 ? ms : 0; }
+
 typedef struct relay_txn {
     outbox_relay *r;
     int published;
@@ -98,17 +163,19 @@ static op_status outbox_relay_body(db *d, void *arg)
     relay_txn *t = arg;
     outbox_relay *r = t->r;
     t->published = 0;
-    char lim[16];
+    char lim[16], age[32];
     snprintf(lim, sizeof lim, "%d", r->batch);
-    const char *params[] = {lim};
+    snprintf(age, sizeof age, "%.3f", (double)r->min_age_ms / 1000.0);
+    const char *params[] = {lim, age};
     op_status st;
     PGresult *rows = db_exec_prepared(
         d, "outbox_claim",
         "select id, message_id, routing_key, payload, headers::text from outbox o "
-        "where published_at is null and not exists (select 1 from outbox e "
+        "where published_at is null and created_at <= now() - make_interval(secs => $2::float8) "
+        "and not exists (select 1 from outbox e "
         "  where e.aggregate_id = o.aggregate_id and e.published_at is null and e.id < o.id) "
         "order by id limit $1::int for update skip locked",
-        1, params, &st);
+        2, params, &st);
     if (!rows)
         return st;
     int n = PQntuples(rows);

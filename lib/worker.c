@@ -18,6 +18,10 @@
 #include "topology.h"
 #include "worker_metrics.h"
 
+/* Rows younger than this are being published by the process that wrote them (see
+ * worker_publish_emits); the relay leaves them alone so they do not go out twice. */
+enum { WORKER_RELAY_MIN_AGE_MS = 1000 };
+
 /* The one process-wide flag a signal handler may set; everything else lives in struct worker. */
 static volatile sig_atomic_t worker_stop_requested;
 
@@ -45,6 +49,8 @@ struct worker {
     struct timespec next_tick;
     time_t last_backlog;
     time_t next_prune;
+    struct timespec next_relay; /* when the relay next looks for rows nobody published */
+    bool relay_now;             /* a direct publish failed: the relay should look at once */
     unsigned seed;
 };
 
@@ -233,6 +239,7 @@ static op_status worker_connect(worker *w)
         return OP_ERR_PERMANENT;
     if (outbox_relay_new(&w->relay, w->db, w->publisher, 0) != OP_OK)
         return OP_ERR_PERMANENT;
+    outbox_relay_set_min_age(w->relay, WORKER_RELAY_MIN_AGE_MS);
     return worker_ensure_connected(w);
 }
 
@@ -628,6 +635,31 @@ static void worker_run_raw(worker *w, worker_item *it)
     }
 }
 
+/* The fast path of the outbox: right after the commit, publishes the rows the batch wrote and
+ * marks them, so the next worker gets them without waiting for a relay claim. A failure leaves
+ * them to the relay (worker_flush_outbox), which takes rows older than WORKER_RELAY_MIN_AGE_MS. */
+static void worker_publish_emits(worker *w, worker_item **items, int n)
+{
+    json_t *rows = json_array();
+    for (int i = 0; i < n; i++)
+        if (items[i]->st == OP_OK && items[i]->m.emits)
+            json_array_extend(rows, items[i]->m.emits);
+    size_t count = json_array_size(rows);
+    if (count > 0) {
+        if (!broker_is_open(w->publisher) || outbox_publish_rows(w->publisher, rows, 10000) != OP_OK) {
+            log_warn(NULL, "publishing %zu committed events failed (%s); the relay will", count,
+                     broker_last_error(w->publisher));
+            w->relay_now = true;
+        } else {
+            worker_metrics_published(w->metrics, (int)count);
+            if (outbox_mark_published(w->db, rows) != OP_OK)
+                log_warn(NULL, "marking %zu published events failed (%s); the relay will publish "
+                               "them again", count, db_last_error(w->db));
+        }
+    }
+    json_decref(rows);
+}
+
 /* Receives up to cfg.batch deliveries, dead-letters the malformed ones, handles the rest
  * (transactional handlers together, raw handlers one by one), then settles each. Returns the
  * number of deliveries received. */
@@ -670,10 +702,13 @@ static int worker_handle_batch(worker *w)
         }
     }
     worker_run_batch(w, txn, ntxn);
+    worker_publish_emits(w, txn, ntxn);
     for (int i = 0; i < got; i++) {
         worker_item *it = &items[i];
-        if (it->route && it->route->handle_raw)
+        if (it->route && it->route->handle_raw) {
             worker_run_raw(w, it);
+            worker_publish_emits(w, &it, 1);
+        }
         if (it->route)
             worker_settle(w, it);
         if (it->m.state && w->spec->free_state)
@@ -786,17 +821,36 @@ static void worker_prune(worker *w)
         log_info(NULL, "pruned %ld inbox and %ld outbox rows past retention", inbox, outbox);
 }
 
+/* Once a second, or at once after a direct publish failed: the relay looks for rows nobody
+ * published (a crashed process's, a failed publish's, the replay tool's). */
+static bool worker_relay_due(worker *w)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!w->relay_now && (now.tv_sec < w->next_relay.tv_sec ||
+                          (now.tv_sec == w->next_relay.tv_sec && now.tv_nsec < w->next_relay.tv_nsec)))
+        return false;
+    w->relay_now = false;
+    w->next_relay = now;
+    w->next_relay.tv_sec += 1;
+    return true;
+}
+
 static void worker_loop(worker *w)
 {
     while (!worker_stop_requested) {
         if (worker_ensure_connected(w) != OP_OK)
             break;
         worker_handle_batch(w);
-        worker_flush_outbox(w);
+        if (worker_relay_due(w))
+            worker_flush_outbox(w);
         if (worker_tick_due(w) && db_is_open(w->db)) {
             if (w->spec->tick(w, w->db, w->spec->arg) != OP_OK)
                 log_warn(NULL, "periodic work failed: %s", db_last_error(w->db));
+            /* The tick wrote its events directly (worker_emit_free): publish them now. */
+            outbox_relay_set_min_age(w->relay, 0);
             worker_flush_outbox(w);
+            outbox_relay_set_min_age(w->relay, WORKER_RELAY_MIN_AGE_MS);
         }
         worker_prune(w);
     }
@@ -841,6 +895,7 @@ int worker_main(const worker_spec *spec, int argc, char **argv)
     worker_loop(&w);
     /* Drain: what we handled is acked; publish what we committed; unacked prefetched deliveries
      * go back to the queue when the consumer closes. */
+    outbox_relay_set_min_age(w.relay, 0);
     worker_flush_outbox(&w);
     log_info(NULL, "drained, exiting");
     rc = 0;

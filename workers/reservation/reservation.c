@@ -71,9 +71,15 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
 {
     reservation_config *cfg = arg;
     json_t *orders = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(orders, json_pack("{ss ss sO}", "id", msgs[i]->ev->order_id, "tp",
-                                                msgs[i]->ev->traceparent, "d", msgs[i]->ev->data));
+    for (int i = 0; i < n; i++) {
+        json_t *o = json_pack("{ss ss? sO}", "id", msgs[i]->ev->order_id, "tp",
+                              msgs[i]->ev->traceparent, "d", msgs[i]->ev->data);
+        if (!o || json_array_append_new(orders, o) != 0) {
+            json_decref(orders);
+            snprintf(msgs[i]->error, sizeof msgs[i]->error, "cannot build the order's record");
+            return OP_ERR_TRANSIENT;
+        }
+    }
     char *text = json_dumps(orders, JSON_COMPACT), ttl[24];
     json_decref(orders);
     snprintf(ttl, sizeof ttl, "%ld", cfg->ttl_s);
@@ -87,6 +93,7 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
     if (!r)
         return st;
     if (PQntuples(r) != n) {
+        log_error(NULL, "reservation_place answered %d rows for %d orders", PQntuples(r), n);
         PQclear(r);
         return OP_ERR_TRANSIENT;
     }
@@ -139,6 +146,7 @@ static op_status reservation_on_paid(worker_msg *const *msgs, int n, void *arg)
     if (!r)
         return st;
     if (PQntuples(r) != n) {
+        log_error(NULL, "reservation_confirm answered %d rows for %d orders", PQntuples(r), n);
         PQclear(r);
         return OP_ERR_TRANSIENT;
     }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Set-based batches (issue 6): a worker handles a batch of deliveries with a few statements for
+# the whole batch, and one bad message still cannot sink the batch:
+#  - a message the set handler gives up on (a payment for an unknown order) is dead-lettered
+#    alone, in the same set-based transaction, and its inbox row does not stay;
+#  - a message that makes the whole set-based statement fail (an order.placed whose placed_at the
+#    schema accepts but PostgreSQL refuses: year 0) rolls the batch back, the worker handles the
+#    batch one message at a time, and only that message is dead-lettered.
+# Every other order of both batches is confirmed and every invariant holds.
+source "$(dirname "$0")/lib.sh"
+pipeline_env
+P=$ROOT/scripts/pipeline
+trap '"$P" down >/dev/null 2>&1' EXIT
+
+"$ROOT/scripts/stock" set SKU-S 100 >/dev/null
+check "pipeline starts without the reservation worker" "$P" up reservation=0
+
+place_orders() { # N TAG: N orders of SKU-S over HTTP
+  local i
+  for i in $(seq 1 "$1"); do
+    curl -fsS -o /dev/null -X POST "$INTAKE_URL/v1/orders" -H "Authorization: Bearer $ORDERPIPE_API_KEY" \
+      -H 'Content-Type: application/json' -H "Idempotency-Key: set-$2-$i-$RANDOM" \
+      --data-binary '{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"SKU-S","quantity":1,"unit_price":500}],"payment":{"token":"tok_ok"},"notify":{"email":"a@example.com"}}' ||
+      return 1
+  done
+}
+event() { # TYPE EVENT_ID ORDER_ID DATA_JSON -> a CloudEvent
+  jq -cn --arg t "$1" --arg id "$2" --arg o "$3" --argjson d "$4" \
+    '{specversion:"1.0", id:$id, source:"test", type:$t, time:"2026-11-25T10:00:00Z", orderid:$o, data:$d}'
+}
+confirmed() { [ "$(sql "select count(*) from orders where status = 'confirmed'")" = "$1" ]; }
+dlq_has() { [ "$(queue_messages reservation.dlq)" = "$1" ]; }
+fallbacks() { cat "$ORDERPIPE_RUN_DIR"/logs/reservation.*.log 2>/dev/null | grep -c "handling them one by one"; }
+inbox_has() { sql "select count(*) from inbox where consumer = 'reservation' and message_id = '$1'"; }
+
+# --- a message the set handler gives up on ---
+check "10 orders are placed while the reservation worker is away" place_orders 10 a
+ghost=aaaaaaaa-0000-4000-8000-000000000001 ghost_msg=aaaaaaaa-0000-4000-8000-0000000000e1
+orderpipe-amqp-probe publish payment.succeeded \
+  "$(event payment.succeeded "$ghost_msg" "$ghost" "{\"order_id\":\"$ghost\",\"amount\":500,\"currency\":\"EUR\",\"provider_ref\":\"x\"}")" \
+  --message-id "$ghost_msg" >/dev/null
+check_eq "they and a payment for an unknown order wait in one queue" 11 "$(queue_messages reservation)"
+"$P" scale reservation=1 >/dev/null
+check "the 10 orders are confirmed" wait_for 30 confirmed 10
+check "the unknown order's payment is dead-lettered" wait_for 10 dlq_has 1
+"$ROOT/scripts/replay" list --queue reservation > "$TEST_TMP/list1.txt"
+cat "$TEST_TMP/list1.txt"
+check "its reason is in the dead letter" grep -q "$ghost_msg .*handler_refused" "$TEST_TMP/list1.txt"
+check "its error names the unknown order" grep -q "payment for unknown order $ghost" "$TEST_TMP/list1.txt"
+check_eq "its inbox row did not stay" 0 "$(inbox_has "$ghost_msg")"
+check_eq "the batch was not redone one by one" 0 "$(fallbacks)"
+
+# --- a message that fails the whole set-based statement ---
+"$P" scale reservation=0 >/dev/null
+check "10 more orders are placed while the reservation worker is away" place_orders 10 b
+bad=bbbbbbbb-0000-4000-8000-000000000002 bad_msg=bbbbbbbb-0000-4000-8000-0000000000e2
+orderpipe-amqp-probe publish order.placed \
+  "$(event order.placed "$bad_msg" "$bad" "{\"order_id\":\"$bad\",\"client_id\":\"t\",\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"SKU-S\",\"quantity\":1,\"unit_price\":500}],\"total\":500,\"payment\":{\"token\":\"tok_ok\"},\"notify\":{},\"placed_at\":\"0000-01-01T00:00:00Z\"}")" \
+  --message-id "$bad_msg" >/dev/null
+check_eq "they and an order PostgreSQL refuses wait in one queue" 11 "$(queue_messages reservation)"
+"$P" scale reservation=1 >/dev/null
+check "the 10 good orders are confirmed" wait_for 30 confirmed 20
+check "the refused order is dead-lettered" wait_for 10 dlq_has 2
+"$ROOT/scripts/replay" list --queue reservation > "$TEST_TMP/list2.txt"
+cat "$TEST_TMP/list2.txt"
+check "the refused order is listed with handler_refused" grep -q "$bad_msg .*handler_refused" "$TEST_TMP/list2.txt"
+check "its error is PostgreSQL's" grep -q "out of range" "$TEST_TMP/list2.txt"
+check_eq "the batch was redone one message at a time, once" 1 "$(fallbacks)"
+check_eq "the refused order left no row" 0 "$(sql "select count(*) from orders where id = '$bad'")"
+check_eq "nor an inbox row" 0 "$(inbox_has "$bad_msg")"
+check_eq "stock: 20 sold, 80 available, none reserved" "80|0|20" \
+  "$(sql "select available || '|' || reserved || '|' || sold from inventory where sku = 'SKU-S'")"
+
+check "the pipeline settles" pipeline_idle 30
+"$ROOT/scripts/check-invariants" > "$TEST_TMP/inv.txt"
+rc=$?
+cat "$TEST_TMP/inv.txt"
+check "every invariant holds (the two refused messages sit in the DLQ with their reasons)" test $rc = 0
+test_done
