@@ -53,16 +53,23 @@ op_status inbox_record_in_savepoint(db *d, const char *savepoint, bool release_p
     return st;
 }
 
+/* The ids as a JSON array text (the caller frees it), so any text is passed safely. */
+static char *inbox_ids_json(const char *const *message_ids, int n)
+{
+    json_t *ids = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(ids, json_string(message_ids[i]));
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    return text;
+}
+
 op_status inbox_record_many(db *d, const char *consumer, const char *const *message_ids, int n,
                             bool *fresh)
 {
-    json_t *ids = json_array();
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         fresh[i] = false;
-        json_array_append_new(ids, json_string(message_ids[i]));
-    }
-    char *text = json_dumps(ids, JSON_COMPACT);
-    json_decref(ids);
+    char *text = inbox_ids_json(message_ids, n);
     if (!text)
         return OP_ERR_TRANSIENT;
     const char *params[] = {consumer, text};
@@ -92,11 +99,7 @@ op_status inbox_record_many(db *d, const char *consumer, const char *const *mess
 
 op_status inbox_forget_many(db *d, const char *consumer, const char *const *message_ids, int n)
 {
-    json_t *ids = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(ids, json_string(message_ids[i]));
-    char *text = json_dumps(ids, JSON_COMPACT);
-    json_decref(ids);
+    char *text = inbox_ids_json(message_ids, n);
     if (!text)
         return OP_ERR_TRANSIENT;
     const char *params[] = {consumer, text};

@@ -15,7 +15,6 @@ struct outbox_relay {
     db *db;
     broker *broker;
     int batch;
-    long min_age_ms;   /* claims only rows at least this old */
     relay_crash crash; /* test hook, see outbox.h */
 };
 
@@ -56,7 +55,7 @@ op_status outbox_write_rows(db *d, json_t *rows)
     free(text);
     if (!r)
         return st;
-    /* Each row learns its id, for outbox_mark_published after publishing it directly. */
+    /* Each row learns its id, for outbox_publish_written. */
     size_t i;
     json_t *row;
     for (int t = 0; t < PQntuples(r); t++)
@@ -67,11 +66,74 @@ op_status outbox_write_rows(db *d, json_t *rows)
     return OP_OK;
 }
 
-op_status outbox_publish_rows(broker *b, json_t *rows, int timeout_ms)
+/* The "{id,...}" bigint[] literal of the rows' ids (those that have one); caller frees. */
+static char *outbox_seq_array(json_t *rows, const PGresult *only)
 {
+    size_t cap = json_array_size(rows) * 21 + 3, len = 0, i;
+    char *ids = malloc(cap);
+    if (!ids)
+        return NULL;
+    json_t *row;
+    ids[len++] = '{';
+    json_array_foreach(rows, i, row) {
+        json_t *seq = json_object_get(row, "seq");
+        if (!json_is_integer(seq))
+            continue;
+        char text[24];
+        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(seq));
+        bool take = !only;
+        for (int t = 0; only && t < PQntuples(only) && !take; t++)
+            take = strcmp(PQgetvalue(only, t, 0), text) == 0;
+        if (take)
+            len += (size_t)snprintf(ids + len, cap - len, "%s%s", len > 1 ? "," : "", text);
+    }
+    ids[len++] = '}';
+    ids[len] = '\0';
+    return ids;
+}
+
+op_status outbox_publish_written(db *d, broker *b, json_t *rows, int timeout_ms, int *published)
+{
+    *published = 0;
+    char *all = outbox_seq_array(rows, NULL);
+    if (!all)
+        return OP_ERR_TRANSIENT;
+    /* Claim them like the relay does, so a relay that claimed one first publishes it alone, and
+     * leave a row whose order has an older unpublished event to the relay, which keeps each
+     * order's events in order. */
+    size_t n = 2 * strlen(all) + 400;
+    char *sql = malloc(n);
+    op_status st = OP_ERR_TRANSIENT;
+    PGresult *claimed = NULL;
+    if (sql) {
+        snprintf(sql, n, "begin; select o.id from outbox o where o.id = any('%s') "
+                         "and o.published_at is null and not exists (select 1 from outbox e "
+                         "where e.aggregate_id = o.aggregate_id and e.published_at is null "
+                         "and e.id < o.id and e.id <> all('%s')) "
+                         "order by o.id for update skip locked", all, all);
+        claimed = db_exec(d, sql, 0, NULL, &st);
+    }
+    free(all);
+    free(sql);
+    if (!claimed) {
+        if (db_is_open(d))
+            db_command(d, "rollback", 0, NULL);
+        return st;
+    }
+    char *mine = outbox_seq_array(rows, claimed);
     size_t i;
     json_t *row;
+    st = mine ? OP_OK : OP_ERR_TRANSIENT;
     json_array_foreach(rows, i, row) {
+        if (st != OP_OK)
+            break;
+        char text[24];
+        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(json_object_get(row, "seq")));
+        bool ours = false;
+        for (int t = 0; t < PQntuples(claimed) && !ours; t++)
+            ours = strcmp(PQgetvalue(claimed, t, 0), text) == 0;
+        if (!ours)
+            continue;
         const char *payload = json_string_value(json_object_get(row, "payload"));
         broker_message m = {
             .routing_key = json_string_value(json_object_get(row, "key")),
@@ -81,40 +143,34 @@ op_status outbox_publish_rows(broker *b, json_t *rows, int timeout_ms)
             .type = json_string_value(json_object_get(row, "key")),
             .headers = json_object_get(row, "headers"),
         };
-        op_status st = broker_publish(b, &m, NULL);
-        if (st != OP_OK)
-            return st;
+        if ((st = broker_publish(b, &m, NULL)) == OP_OK)
+            (*published)++;
     }
-    return broker_wait_confirms(b, timeout_ms);
-}
-
-op_status outbox_mark_published(db *d, json_t *rows)
-{
-    size_t cap = json_array_size(rows) * 21 + 3, len = 0, i;
-    char *ids = malloc(cap);
-    if (!ids)
-        return OP_ERR_TRANSIENT;
-    json_t *row;
-    ids[len++] = '{';
-    json_array_foreach(rows, i, row) {
-        json_t *seq = json_object_get(row, "seq");
-        if (json_is_integer(seq))
-            len += (size_t)snprintf(ids + len, cap - len, "%s%lld", len > 1 ? "," : "",
-                                    (long long)json_integer_value(seq));
+    PQclear(claimed);
+    if (st == OP_OK && *published > 0 && (st = broker_wait_confirms(b, timeout_ms)) == OP_TIMEOUT)
+        st = OP_ERR_TRANSIENT;
+    if (st != OP_OK) {
+        *published = 0;
+        free(mine);
+        if (db_is_open(d))
+            db_command(d, "rollback", 0, NULL);
+        return st;
     }
-    ids[len++] = '}';
-    ids[len] = '\0';
     /* A lost mark only means the relay publishes the row again (consumers' inboxes drop the
-     * repeat), so this commit need not wait for the disk: one round trip, no fsync. */
-    char *sql = malloc(len + 120);
-    op_status st = OP_ERR_TRANSIENT;
+     * repeat), so this commit need not wait for the disk. */
+    n = strlen(mine) + 160;
+    sql = malloc(n);
     if (sql) {
-        snprintf(sql, len + 120, "set local synchronous_commit = off; "
-                                 "update outbox set published_at = now() where id = any('%s')", ids);
+        snprintf(sql, n, "set local synchronous_commit = off; update outbox set published_at = now() "
+                         "where id = any('%s'); commit", mine);
         st = db_command(d, sql, 0, NULL);
         free(sql);
+    } else {
+        st = OP_ERR_TRANSIENT;
     }
-    free(ids);
+    free(mine);
+    if (st != OP_OK && db_is_open(d))
+        db_command(d, "rollback", 0, NULL);
     return st;
 }
 
@@ -149,8 +205,6 @@ op_status outbox_relay_new(outbox_relay **out, db *d, broker *b, int batch)
 
 void outbox_relay_free(outbox_relay *r) { free(r); }
 
-void outbox_relay_set_min_age(outbox_relay *r, long ms) { r->min_age_ms = ms > 0 ? ms : 0; }
-
 typedef struct relay_txn {
     outbox_relay *r;
     int published;
@@ -163,19 +217,17 @@ static op_status outbox_relay_body(db *d, void *arg)
     relay_txn *t = arg;
     outbox_relay *r = t->r;
     t->published = 0;
-    char lim[16], age[32];
+    char lim[16];
     snprintf(lim, sizeof lim, "%d", r->batch);
-    snprintf(age, sizeof age, "%.3f", (double)r->min_age_ms / 1000.0);
-    const char *params[] = {lim, age};
+    const char *params[] = {lim};
     op_status st;
     PGresult *rows = db_exec_prepared(
         d, "outbox_claim",
         "select id, message_id, routing_key, payload, headers::text from outbox o "
-        "where published_at is null and created_at <= now() - make_interval(secs => $2::float8) "
-        "and not exists (select 1 from outbox e "
+        "where published_at is null and not exists (select 1 from outbox e "
         "  where e.aggregate_id = o.aggregate_id and e.published_at is null and e.id < o.id) "
         "order by id limit $1::int for update skip locked",
-        2, params, &st);
+        1, params, &st);
     if (!rows)
         return st;
     int n = PQntuples(rows);

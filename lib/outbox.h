@@ -29,12 +29,12 @@ op_status outbox_write(db *d, const char *routing_key, json_t *event, json_t *he
 json_t *outbox_row(const char *routing_key, json_t *event, json_t *headers);
 op_status outbox_write_rows(db *d, json_t *rows);
 
-/* The writer's fast path, after its transaction committed the rows: publishes them (with
- * confirms, waiting up to timeout_ms), then marks them published (outside any transaction, one
- * round trip, not waiting for the disk: a lost mark only makes the relay publish the row again).
- * Rows the relay would claim meanwhile are at least the relay's min age old (see below). */
-op_status outbox_publish_rows(broker *b, json_t *rows, int timeout_ms);
-op_status outbox_mark_published(db *d, json_t *rows);
+/* The writer's fast path, after its transaction committed `rows` (written by outbox_write_rows,
+ * which gave them their ids): claims them as the relay would (a row a relay claimed first is
+ * left to it, so nothing goes out twice), publishes them with confirms (waiting up to
+ * timeout_ms), marks them and commits without waiting for the disk (a lost mark only makes the
+ * relay publish the row again). Outside any transaction; *published says how many went out. */
+op_status outbox_publish_written(db *d, broker *b, json_t *rows, int timeout_ms, int *published);
 
 typedef struct outbox_relay outbox_relay;
 
@@ -42,10 +42,6 @@ typedef struct outbox_relay outbox_relay;
 op_status outbox_relay_new(outbox_relay **out, db *d, broker *b, int batch);
 void outbox_relay_free(outbox_relay *r);
 
-/* Claim only rows written at least `ms` ago (default 0): a worker that publishes its own rows
- * right after committing them leaves the relay the ones it failed to publish, not the ones it is
- * publishing. */
-void outbox_relay_set_min_age(outbox_relay *r, long ms);
 
 /* Publishes one batch: claim, publish, wait for confirms, mark, commit. *published (may be NULL)
  * gets the number of rows marked. OP_OK with 0 published means nothing was waiting. */

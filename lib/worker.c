@@ -18,10 +18,6 @@
 #include "topology.h"
 #include "worker_metrics.h"
 
-/* Rows younger than this are being published by the process that wrote them (see
- * worker_publish_emits); the relay leaves them alone so they do not go out twice. */
-enum { WORKER_RELAY_MIN_AGE_MS = 1000 };
-
 /* The one process-wide flag a signal handler may set; everything else lives in struct worker. */
 static volatile sig_atomic_t worker_stop_requested;
 
@@ -239,7 +235,6 @@ static op_status worker_connect(worker *w)
         return OP_ERR_PERMANENT;
     if (outbox_relay_new(&w->relay, w->db, w->publisher, 0) != OP_OK)
         return OP_ERR_PERMANENT;
-    outbox_relay_set_min_age(w->relay, WORKER_RELAY_MIN_AGE_MS);
     return worker_ensure_connected(w);
 }
 
@@ -287,6 +282,14 @@ static json_t *worker_failure_headers(const broker_delivery *d, const char *erro
     return h;
 }
 
+/* Routing a failed delivery elsewhere failed (the publisher is down): give it back to its queue
+ * now (it keeps its attempt count), rather than leaving it unacked on a consumer that may stay
+ * up for days, holding a slot of the prefetch window. */
+static void worker_give_back(worker *w, const broker_delivery *d)
+{
+    broker_reject(w->consumer, d->tag, true);
+}
+
 /* Sends d to `<queue>.dlq` with why in its headers, then acks it. */
 static op_status worker_dead_letter(worker *w, const broker_delivery *d, const char *reason,
                                     const char *error, int attempts, const log_ctx *lc)
@@ -302,7 +305,9 @@ static op_status worker_dead_letter(worker *w, const broker_delivery *d, const c
     op_status st = worker_republish(w, d, dlq, h);
     json_decref(h);
     if (st != OP_OK) {
-        log_error(lc, "dead-lettering failed (%s); the message stays unacked", op_status_name(st));
+        log_error(lc, "dead-lettering failed (%s); the message goes back to its queue",
+                  op_status_name(st));
+        worker_give_back(w, d);
         return st;
     }
     log_warn(lc, "dead-lettered to %s: %s: %s", dlq, reason, error);
@@ -323,7 +328,9 @@ static op_status worker_retry(worker *w, const broker_delivery *d, int attempt, 
     op_status st = worker_republish(w, d, queue, h);
     json_decref(h);
     if (st != OP_OK) {
-        log_error(lc, "scheduling a retry failed (%s); the message stays unacked", op_status_name(st));
+        log_error(lc, "scheduling a retry failed (%s); the message goes back to its queue",
+                  op_status_name(st));
+        worker_give_back(w, d);
         return st;
     }
     log_warn(lc, "attempt %d failed, retrying through %s in %d ms: %s", attempt, queue,
@@ -423,8 +430,9 @@ typedef struct worker_item {
     struct timespec t0;
 } worker_item;
 
-/* Settles one item after its transaction: ack, retry or dead-letter; then metrics. */
-static void worker_settle(worker *w, worker_item *it)
+/* Settles one item after its transaction: retry or dead-letter, or leave its ack to the batch
+ * (*ack_later); then metrics. */
+static void worker_settle(worker *w, worker_item *it, bool *ack_later)
 {
     const log_ctx *lc = &it->m.log;
     const char *type = it->ev.type;
@@ -442,7 +450,7 @@ static void worker_settle(worker *w, worker_item *it)
             worker_metrics_duplicate(w->metrics);
         }
         if (same_conn)
-            broker_ack(w->consumer, it->d.tag, false);
+            *ack_later = true; /* the batch's acks go together (worker_handle_batch) */
         break;
     case OP_ERR_PERMANENT:
         outcome = "dead_lettered";
@@ -636,8 +644,8 @@ static void worker_run_raw(worker *w, worker_item *it)
 }
 
 /* The fast path of the outbox: right after the commit, publishes the rows the batch wrote and
- * marks them, so the next worker gets them without waiting for a relay claim. A failure leaves
- * them to the relay (worker_flush_outbox), which takes rows older than WORKER_RELAY_MIN_AGE_MS. */
+ * marks them, so the next worker gets them without waiting for the relay. A failure leaves them
+ * to the relay (worker_flush_outbox), which looks at once. */
 static void worker_publish_emits(worker *w, worker_item **items, int n)
 {
     json_t *rows = json_array();
@@ -645,17 +653,15 @@ static void worker_publish_emits(worker *w, worker_item **items, int n)
         if (items[i]->st == OP_OK && items[i]->m.emits)
             json_array_extend(rows, items[i]->m.emits);
     size_t count = json_array_size(rows);
+    int published = 0;
     if (count > 0) {
-        if (!broker_is_open(w->publisher) || outbox_publish_rows(w->publisher, rows, 10000) != OP_OK) {
-            log_warn(NULL, "publishing %zu committed events failed (%s); the relay will", count,
-                     broker_last_error(w->publisher));
+        if (!broker_is_open(w->publisher) ||
+            outbox_publish_written(w->db, w->publisher, rows, 10000, &published) != OP_OK) {
+            log_warn(NULL, "publishing %zu committed events failed (%s / %s); the relay will", count,
+                     broker_last_error(w->publisher), db_last_error(w->db));
             w->relay_now = true;
-        } else {
-            worker_metrics_published(w->metrics, (int)count);
-            if (outbox_mark_published(w->db, rows) != OP_OK)
-                log_warn(NULL, "marking %zu published events failed (%s); the relay will publish "
-                               "them again", count, db_last_error(w->db));
         }
+        worker_metrics_published(w->metrics, published);
     }
     json_decref(rows);
 }
@@ -703,23 +709,49 @@ static int worker_handle_batch(worker *w)
     }
     worker_run_batch(w, txn, ntxn);
     worker_publish_emits(w, txn, ntxn);
+    uint64_t acks[got > 0 ? got : 1];
+    int nacks = 0;
     for (int i = 0; i < got; i++) {
         worker_item *it = &items[i];
         if (it->route && it->route->handle_raw) {
             worker_run_raw(w, it);
             worker_publish_emits(w, &it, 1);
         }
+        bool ack_later = false;
         if (it->route)
-            worker_settle(w, it);
+            worker_settle(w, it, &ack_later);
+        if (ack_later)
+            acks[nacks++] = it->d.tag;
         if (it->m.state && w->spec->free_state)
             w->spec->free_state(it->m.state);
         json_decref(it->m.emits);
         cloudevent_view_free(&it->ev);
         broker_delivery_free(&it->d);
     }
+    /* Deliveries arrive in tag order on one channel: when every one of the batch is to be acked,
+     * one ack with `multiple` settles them all (a broker frame per batch, not per message). */
+    if (nacks > 0 && nacks == got)
+        broker_ack(w->consumer, acks[nacks - 1], true);
+    else
+        for (int i = 0; i < nacks; i++)
+            broker_ack(w->consumer, acks[i], false);
     free(items);
     free(txn);
     return got;
+}
+
+char *worker_order_ids(worker_msg *const *msgs, int n)
+{
+    size_t cap = (size_t)n * 40 + 3, len = 0;
+    char *ids = malloc(cap);
+    if (!ids)
+        return NULL;
+    ids[len++] = '{';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(ids + len, cap - len, "%s%.36s", i ? "," : "", msgs[i]->ev->order_id);
+    ids[len++] = '}';
+    ids[len] = '\0';
+    return ids;
 }
 
 /* --- emitting ------------------------------------------------------------------------------ */
@@ -848,9 +880,7 @@ static void worker_loop(worker *w)
             if (w->spec->tick(w, w->db, w->spec->arg) != OP_OK)
                 log_warn(NULL, "periodic work failed: %s", db_last_error(w->db));
             /* The tick wrote its events directly (worker_emit_free): publish them now. */
-            outbox_relay_set_min_age(w->relay, 0);
             worker_flush_outbox(w);
-            outbox_relay_set_min_age(w->relay, WORKER_RELAY_MIN_AGE_MS);
         }
         worker_prune(w);
     }
@@ -895,7 +925,6 @@ int worker_main(const worker_spec *spec, int argc, char **argv)
     worker_loop(&w);
     /* Drain: what we handled is acked; publish what we committed; unacked prefetched deliveries
      * go back to the queue when the consumer closes. */
-    outbox_relay_set_min_age(w.relay, 0);
     worker_flush_outbox(&w);
     log_info(NULL, "drained, exiting");
     rc = 0;

@@ -116,6 +116,10 @@ op_status worker_emit_free(worker *w, db *d, const char *type, const char *order
  * if the message was already handled (fn is then not run). */
 op_status worker_txn(worker_msg *m, worker_handler_fn fn, void *arg);
 
+/* The order ids of msgs as a PostgreSQL uuid[] literal ("{id,id,...}"), for statements that
+ * take a batch's orders at once; NULL when out of memory. The caller frees it. */
+char *worker_order_ids(worker_msg *const *msgs, int n);
+
 /* The worker's name (its queue), for handlers that log or label. */
 const char *worker_name(const worker *w);
 

@@ -42,7 +42,8 @@ check_eq "orders are accepted across a PostgreSQL restart" 200 "$(send 200)"
 want=$(sort -u "$TEST_TMP/accepted" | wc -l)
 terminal() { [ "$(sql "select count(*) from orders where status in ('confirmed','cancelled')")" -ge "$want" ]; }
 check "every accepted order ($want) reaches a terminal state" wait_for 120 terminal
-sleep 1
+# Terminal is not settled: a notification may still be on its way back from a retry tier.
+check "the pipeline goes idle, retry queues included" wait_for 120 pipeline_idle
 "$ROOT/scripts/check-invariants" --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem" > "$TEST_TMP/inv" 2>&1
 rc=$?; cat "$TEST_TMP/inv"
 check "every invariant holds after the restarts" test $rc = 0

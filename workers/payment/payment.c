@@ -38,17 +38,14 @@ static void payment_free_state(void *state) { free(state); }
  * reserved, not settled with the provider) and fills in the state of its first message. */
 static op_status payment_record_attempts(db *d, worker_msg *const *msgs, int n)
 {
-    size_t cap = (size_t)n * 40 + 3, len = 0;
-    char *ids = malloc(cap);
-    if (!ids)
-        return OP_ERR_TRANSIENT;
-    ids[len++] = '{';
+    worker_msg *reserved[n];
+    int k = 0;
     for (int i = 0; i < n; i++)
         if (msgs[i]->state)
-            len += (size_t)snprintf(ids + len, cap - len, "%s%s", len > 1 ? "," : "",
-                                    msgs[i]->ev->order_id);
-    ids[len++] = '}';
-    ids[len] = '\0';
+            reserved[k++] = msgs[i];
+    char *ids = worker_order_ids(reserved, k);
+    if (!ids)
+        return OP_ERR_TRANSIENT;
     const char *params[] = {ids};
     op_status st;
     PGresult *r = db_exec_prepared(

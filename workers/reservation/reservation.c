@@ -127,15 +127,9 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
 static op_status reservation_on_paid(worker_msg *const *msgs, int n, void *arg)
 {
     (void)arg;
-    size_t cap = (size_t)n * 40 + 3, len = 0;
-    char *ids = malloc(cap);
+    char *ids = worker_order_ids(msgs, n);
     if (!ids)
         return OP_ERR_TRANSIENT;
-    ids[len++] = '{';
-    for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", msgs[i]->ev->order_id);
-    ids[len++] = '}';
-    ids[len] = '\0';
     const char *params[] = {ids};
     op_status st;
     PGresult *r = db_exec_prepared(msgs[0]->db, "reservation_confirm",
