@@ -2,11 +2,13 @@
  *
  * Owns, for one consumer queue (topology.h): connecting to RabbitMQ (a consuming broker and a
  * confirming one for the outbox relay, retries and dead letters) and PostgreSQL; the envelope and
- * schema checks of each delivery; running the handler of its event type in one transaction with
- * the inbox row (a redelivery is a no-op) and the outbox rows it emits; acking only after commit;
+ * schema checks of each delivery; handling a batch of deliveries in one transaction with their
+ * inbox rows (a redelivery is a no-op) and the outbox rows they emit — set-based when the routes
+ * allow, else (or when that fails) one savepoint per message; acking only after commit;
  * routing failures (transient -> `<queue>.retry.N` with growing delays, permanent or exhausted ->
- * `<queue>.dlq` with the reason in headers); publishing the outbox after each batch; a periodic
- * tick (watchdogs); reconnecting; and draining on SIGTERM.
+ * `<queue>.dlq` with the reason in headers); publishing the batch's events right after its commit
+ * (the outbox relay, once a second, catches what a failure left); a periodic tick (watchdogs);
+ * reconnecting; and draining on SIGTERM.
  *
  * A worker program fills a worker_spec with its routes and calls worker_main.
  */
