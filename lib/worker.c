@@ -72,8 +72,8 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "options (environment variable in brackets):\n"
             "  --amqp-url URLS       comma-separated AMQP URLs, first reachable wins [AMQP_URL]\n"
             "  --database-url URL    PostgreSQL connection [DATABASE_URL]\n"
-            "  --prefetch N          unacked deliveries held at once (default 256) [WORKER_PREFETCH]\n"
-            "  --batch N             deliveries handled in one transaction (default 128)\n"
+            "  --prefetch N          unacked deliveries held at once (default 512) [WORKER_PREFETCH]\n"
+            "  --batch N             deliveries handled in one transaction (default 256)\n"
             "                        [WORKER_BATCH]\n"
             "  --metrics-listen H:P  /metrics and /healthz address, port 0 = any (default\n"
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
@@ -94,8 +94,8 @@ static int worker_parse_config(worker *w, int argc, char **argv)
     c->database_url = config_env_str("DATABASE_URL", NULL);
     c->schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", jsonschema_default_dir());
     c->metrics_listen = config_env_str("METRICS_LISTEN", "127.0.0.1:0");
-    if (config_env_long("WORKER_PREFETCH", 256, 1, 65535, &c->prefetch) != 0 ||
-        config_env_long("WORKER_BATCH", 128, 1, 10000, &c->batch) != 0)
+    if (config_env_long("WORKER_PREFETCH", 512, 1, 65535, &c->prefetch) != 0 ||
+        config_env_long("WORKER_BATCH", 256, 1, 10000, &c->batch) != 0)
         return 2;
     long inbox_ms, outbox_ms;
     if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||
