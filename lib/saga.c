@@ -80,21 +80,6 @@ op_status saga_release_stock(db *d, const char *order_id)
     return st;
 }
 
-op_status saga_sell_stock(db *d, const char *order_id)
-{
-    const char *params[] = {order_id};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        d, "saga_sell_stock",
-        "with r as (update reservations set status = 'sold' "
-        "  where order_id = $1::uuid and status = 'held' returning sku, quantity) "
-        "update inventory i set sold = i.sold + r.quantity, "
-        "  reserved = i.reserved - r.quantity, updated_at = now() from r where i.sku = r.sku",
-        1, params, &st);
-    PQclear(r);
-    return st;
-}
-
 op_status saga_lock_skus(db *d, const char *skus_json, const char *order_ids)
 {
     const char *params[] = {skus_json ? skus_json : "[]", order_ids ? order_ids : "{}"};

@@ -1,9 +1,12 @@
 /* saga: the order-state and stock operations the workers share, inside their transactions.
  *
- * Every state change goes through saga_move, which asks order_state_can_move first and refuses
+ * A state change in C goes through saga_move, which asks order_state_can_move first and refuses
  * (logs, changes nothing) what DESIGN.md §2 does not allow, then records the transition with its
- * time and the deadline by which the order must leave its new state. Stock moves between
- * available, reserved and sold only here, so inventory always adds up.
+ * time and the deadline by which the order must leave its new state. The batch steps of
+ * sql/050_batch_functions.sql make the same moves set-based (pending -> reserved / cancelled,
+ * reserved -> paid, paid -> confirmed); the orders table's transition trigger checks both. Stock
+ * moves between available, reserved and sold only here and in those functions, so inventory
+ * always adds up.
  */
 #ifndef ORDERPIPE_SAGA_H
 #define ORDERPIPE_SAGA_H
@@ -38,9 +41,6 @@ op_status saga_move(db *d, saga_order *o, order_state to, const char *reason, lo
 
 /* Puts the order's held reservations back to available. */
 op_status saga_release_stock(db *d, const char *order_id);
-
-/* Turns the order's held reservations into sales. */
-op_status saga_sell_stock(db *d, const char *order_id);
 
 /* Locks, in SKU order, the inventory rows of the given SKUs (a JSON array text) and those held
  * by the given orders (a Postgres uuid[] literal); either may be NULL. Called first in a batch
