@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -49,128 +48,10 @@ op_status outbox_write_rows(db *d, json_t *rows)
         "insert into outbox(message_id, aggregate_id, routing_key, payload, headers) "
         "select (x.r->>'id')::uuid, x.r->>'order', x.r->>'key', x.r->>'payload', "
         "  (x.r->'headers')::jsonb "
-        "from json_array_elements($1::json) with ordinality as x(r, n) order by x.n "
-        "returning id, message_id::text",
+        "from json_array_elements($1::json) with ordinality as x(r, n) order by x.n",
         1, params, &st);
-    free(text);
-    if (!r)
-        return st;
-    /* Each row learns its id, for outbox_publish_written. */
-    size_t i;
-    json_t *row;
-    for (int t = 0; t < PQntuples(r); t++)
-        json_array_foreach(rows, i, row)
-            if (strcasecmp(json_string_value(json_object_get(row, "id")), PQgetvalue(r, t, 1)) == 0)
-                json_object_set_new(row, "seq", json_integer(atoll(PQgetvalue(r, t, 0))));
     PQclear(r);
-    return OP_OK;
-}
-
-/* The "{id,...}" bigint[] literal of the rows' ids (those that have one); caller frees. */
-static char *outbox_seq_array(json_t *rows, const PGresult *only)
-{
-    size_t cap = json_array_size(rows) * 21 + 3, len = 0, i;
-    char *ids = malloc(cap);
-    if (!ids)
-        return NULL;
-    json_t *row;
-    ids[len++] = '{';
-    json_array_foreach(rows, i, row) {
-        json_t *seq = json_object_get(row, "seq");
-        if (!json_is_integer(seq))
-            continue;
-        char text[24];
-        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(seq));
-        bool take = !only;
-        for (int t = 0; only && t < PQntuples(only) && !take; t++)
-            take = strcmp(PQgetvalue(only, t, 0), text) == 0;
-        if (take)
-            len += (size_t)snprintf(ids + len, cap - len, "%s%s", len > 1 ? "," : "", text);
-    }
-    ids[len++] = '}';
-    ids[len] = '\0';
-    return ids;
-}
-
-op_status outbox_publish_written(db *d, broker *b, json_t *rows, int timeout_ms, int *published)
-{
-    *published = 0;
-    char *all = outbox_seq_array(rows, NULL);
-    if (!all)
-        return OP_ERR_TRANSIENT;
-    /* Claim them like the relay does, so a relay that claimed one first publishes it alone, and
-     * leave a row whose order has an older unpublished event to the relay, which keeps each
-     * order's events in order. */
-    size_t n = 2 * strlen(all) + 400;
-    char *sql = malloc(n);
-    op_status st = OP_ERR_TRANSIENT;
-    PGresult *claimed = NULL;
-    if (sql) {
-        snprintf(sql, n, "begin; select o.id from outbox o where o.id = any('%s') "
-                         "and o.published_at is null and not exists (select 1 from outbox e "
-                         "where e.aggregate_id = o.aggregate_id and e.published_at is null "
-                         "and e.id < o.id and e.id <> all('%s')) "
-                         "order by o.id for update skip locked", all, all);
-        claimed = db_exec(d, sql, 0, NULL, &st);
-    }
-    free(all);
-    free(sql);
-    if (!claimed) {
-        if (db_is_open(d))
-            db_command(d, "rollback", 0, NULL);
-        return st;
-    }
-    char *mine = outbox_seq_array(rows, claimed);
-    size_t i;
-    json_t *row;
-    st = mine ? OP_OK : OP_ERR_TRANSIENT;
-    json_array_foreach(rows, i, row) {
-        if (st != OP_OK)
-            break;
-        char text[24];
-        snprintf(text, sizeof text, "%lld", (long long)json_integer_value(json_object_get(row, "seq")));
-        bool ours = false;
-        for (int t = 0; t < PQntuples(claimed) && !ours; t++)
-            ours = strcmp(PQgetvalue(claimed, t, 0), text) == 0;
-        if (!ours)
-            continue;
-        const char *payload = json_string_value(json_object_get(row, "payload"));
-        broker_message m = {
-            .routing_key = json_string_value(json_object_get(row, "key")),
-            .body = payload,
-            .len = strlen(payload),
-            .message_id = json_string_value(json_object_get(row, "id")),
-            .type = json_string_value(json_object_get(row, "key")),
-            .headers = json_object_get(row, "headers"),
-        };
-        if ((st = broker_publish(b, &m, NULL)) == OP_OK)
-            (*published)++;
-    }
-    PQclear(claimed);
-    if (st == OP_OK && *published > 0 && (st = broker_wait_confirms(b, timeout_ms)) == OP_TIMEOUT)
-        st = OP_ERR_TRANSIENT;
-    if (st != OP_OK) {
-        *published = 0;
-        free(mine);
-        if (db_is_open(d))
-            db_command(d, "rollback", 0, NULL);
-        return st;
-    }
-    /* A lost mark only means the relay publishes the row again (consumers' inboxes drop the
-     * repeat), so this commit need not wait for the disk. */
-    n = strlen(mine) + 160;
-    sql = malloc(n);
-    if (sql) {
-        snprintf(sql, n, "set local synchronous_commit = off; update outbox set published_at = now() "
-                         "where id = any('%s'); commit", mine);
-        st = db_command(d, sql, 0, NULL);
-        free(sql);
-    } else {
-        st = OP_ERR_TRANSIENT;
-    }
-    free(mine);
-    if (st != OP_OK && db_is_open(d))
-        db_command(d, "rollback", 0, NULL);
+    free(text);
     return st;
 }
 
@@ -207,8 +88,39 @@ void outbox_relay_free(outbox_relay *r) { free(r); }
 
 typedef struct relay_txn {
     outbox_relay *r;
+    const char *written; /* JSON array of message ids: claim only these (the writer's fast path) */
     int published;
 } relay_txn;
+
+/* The rows to publish (id, message_id, routing_key, payload, headers), locked: the oldest
+ * unpublished ones, or only `written`; either way never one whose order has an older
+ * unpublished event outside the claim, so each order's events leave in order. */
+static PGresult *outbox_claim(db *d, const outbox_relay *r, const char *written, op_status *st)
+{
+    if (written) {
+        const char *params[] = {written};
+        return db_exec_prepared(
+            d, "outbox_claim_written",
+            "with mine as (select value::uuid as mid from json_array_elements_text($1::json)) "
+            "select id, message_id, routing_key, payload, headers::text from outbox o "
+            "where o.message_id = any(array(select mid from mine)) and o.published_at is null "
+            "and not exists (select 1 from outbox e where e.aggregate_id = o.aggregate_id "
+            "  and e.published_at is null and e.id < o.id "
+            "  and e.message_id <> all(array(select mid from mine))) "
+            "order by o.id for update of o skip locked",
+            1, params, st);
+    }
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", r->batch);
+    const char *params[] = {lim};
+    return db_exec_prepared(
+        d, "outbox_claim",
+        "select id, message_id, routing_key, payload, headers::text from outbox o "
+        "where published_at is null and not exists (select 1 from outbox e "
+        "  where e.aggregate_id = o.aggregate_id and e.published_at is null and e.id < o.id) "
+        "order by id limit $1::int for update skip locked",
+        1, params, st);
+}
 
 /* Claims a batch, publishes it with confirms and marks it, inside one transaction: the row locks
  * keep other relays off these rows until the marks commit. */
@@ -217,17 +129,8 @@ static op_status outbox_relay_body(db *d, void *arg)
     relay_txn *t = arg;
     outbox_relay *r = t->r;
     t->published = 0;
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", r->batch);
-    const char *params[] = {lim};
     op_status st;
-    PGresult *rows = db_exec_prepared(
-        d, "outbox_claim",
-        "select id, message_id, routing_key, payload, headers::text from outbox o "
-        "where published_at is null and not exists (select 1 from outbox e "
-        "  where e.aggregate_id = o.aggregate_id and e.published_at is null and e.id < o.id) "
-        "order by id limit $1::int for update skip locked",
-        1, params, &st);
+    PGresult *rows = outbox_claim(d, r, t->written, &st);
     if (!rows)
         return st;
     int n = PQntuples(rows);
@@ -268,6 +171,12 @@ static op_status outbox_relay_body(db *d, void *arg)
         _exit(137);
     ids[len++] = '}';
     ids[len] = '\0';
+    /* The writer's own rows: a lost mark only means the relay publishes them again (consumers'
+     * inboxes drop the repeat), so their commit need not wait for the disk. */
+    if (t->written && (st = db_command(d, "set local synchronous_commit = off", 0, NULL)) != OP_OK) {
+        free(ids);
+        return st;
+    }
     const char *mark[] = {ids};
     PGresult *u = db_exec_prepared(d, "outbox_mark",
                                    "update outbox set published_at = now() where id = any($1::bigint[])",
@@ -282,13 +191,35 @@ static op_status outbox_relay_body(db *d, void *arg)
 
 op_status outbox_relay_flush(outbox_relay *r, int *published)
 {
-    relay_txn t = {r, 0};
+    relay_txn t = {r, NULL, 0};
     if (published)
         *published = 0;
     if (!broker_is_open(r->broker))
         return OP_ERR_TRANSIENT;
     op_status st = db_transaction(r->db, outbox_relay_body, &t, 3);
     if (st == OP_OK && published)
+        *published = t.published;
+    return st;
+}
+
+op_status outbox_relay_publish_written(outbox_relay *r, json_t *rows, int *published)
+{
+    *published = 0;
+    if (!broker_is_open(r->broker))
+        return OP_ERR_TRANSIENT;
+    json_t *ids = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_array_append(ids, json_object_get(row, "id"));
+    char *written = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    if (!written)
+        return OP_ERR_TRANSIENT;
+    relay_txn t = {r, written, 0};
+    op_status st = db_transaction(r->db, outbox_relay_body, &t, 3);
+    free(written);
+    if (st == OP_OK)
         *published = t.published;
     return st;
 }

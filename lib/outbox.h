@@ -29,13 +29,6 @@ op_status outbox_write(db *d, const char *routing_key, json_t *event, json_t *he
 json_t *outbox_row(const char *routing_key, json_t *event, json_t *headers);
 op_status outbox_write_rows(db *d, json_t *rows);
 
-/* The writer's fast path, after its transaction committed `rows` (written by outbox_write_rows,
- * which gave them their ids): claims them as the relay would (a row a relay claimed first is
- * left to it, so nothing goes out twice), publishes them with confirms (waiting up to
- * timeout_ms), marks them and commits without waiting for the disk (a lost mark only makes the
- * relay publish the row again). Outside any transaction; *published says how many went out. */
-op_status outbox_publish_written(db *d, broker *b, json_t *rows, int timeout_ms, int *published);
-
 typedef struct outbox_relay outbox_relay;
 
 /* `b` must have confirms enabled. batch: rows per claim (0: 200). */
@@ -46,6 +39,12 @@ void outbox_relay_free(outbox_relay *r);
 /* Publishes one batch: claim, publish, wait for confirms, mark, commit. *published (may be NULL)
  * gets the number of rows marked. OP_OK with 0 published means nothing was waiting. */
 op_status outbox_relay_flush(outbox_relay *r, int *published);
+
+/* The writer's fast path, right after its transaction committed `rows` (outbox_row objects):
+ * the same claim, publish and mark, for those rows only. A row a relay claimed first is left to
+ * it, so nothing goes out twice; the mark's commit does not wait for the disk (a lost mark only
+ * makes the relay publish the row again). *published says how many went out. */
+op_status outbox_relay_publish_written(outbox_relay *r, json_t *rows, int *published);
 
 /* LISTEN on the outbox channel (once per connection) so the caller can wait on db_conn's socket
  * and call outbox_relay_flush when notified; polling stays as a fallback. */

@@ -484,13 +484,20 @@ static op_status worker_handle_one(worker *w, worker_item *it)
     return st == OP_OK ? it->m.outcome : st;
 }
 
+/* The outbox rows the handled items emitted, in order (a new array). */
+static json_t *worker_emitted_rows(worker_item **items, int n)
+{
+    json_t *rows = json_array();
+    for (int i = 0; i < n; i++)
+        if (items[i]->st == OP_OK && items[i]->m.emits)
+            json_array_extend(rows, items[i]->m.emits);
+    return rows;
+}
+
 /* The outbox rows of the batch's handled messages, in one statement before the commit. */
 static op_status worker_write_emits(db *d, worker_batch *b)
 {
-    json_t *rows = json_array();
-    for (int i = 0; i < b->n; i++)
-        if (b->items[i]->st == OP_OK && b->items[i]->m.emits)
-            json_array_extend(rows, b->items[i]->m.emits);
+    json_t *rows = worker_emitted_rows(b->items, b->n);
     op_status st = outbox_write_rows(d, rows);
     json_decref(rows);
     return st;
@@ -648,15 +655,11 @@ static void worker_run_raw(worker *w, worker_item *it)
  * to the relay (worker_flush_outbox), which looks at once. */
 static void worker_publish_emits(worker *w, worker_item **items, int n)
 {
-    json_t *rows = json_array();
-    for (int i = 0; i < n; i++)
-        if (items[i]->st == OP_OK && items[i]->m.emits)
-            json_array_extend(rows, items[i]->m.emits);
+    json_t *rows = worker_emitted_rows(items, n);
     size_t count = json_array_size(rows);
     int published = 0;
     if (count > 0) {
-        if (!broker_is_open(w->publisher) ||
-            outbox_publish_written(w->db, w->publisher, rows, 10000, &published) != OP_OK) {
+        if (outbox_relay_publish_written(w->relay, rows, &published) != OP_OK) {
             log_warn(NULL, "publishing %zu committed events failed (%s / %s); the relay will", count,
                      broker_last_error(w->publisher), db_last_error(w->db));
             w->relay_now = true;
