@@ -70,7 +70,14 @@ sql "delete from outbox" >/dev/null
 write_rows 3000 2000 10
 start_bg killed "$RELAY" --batch 50; pid=$bg_pid
 sleep 0.$((RANDOM % 5 + 2))
-kill -KILL "$pid"
+kill -KILL "$pid"; wait "$pid" 2>/dev/null
+# Its server session still holds the rows it claimed until PostgreSQL sees the socket close; a
+# fresh relay skips locked rows (and the later events of their orders), so wait for that first.
+relay_session_gone() {
+  [ "$(sql "select count(*) from pg_stat_activity where datname = current_database()
+            and application_name = 'orderpipe-outbox-relay'")" = 0 ]
+}
+check "the killed relay's database session ended" wait_for 30 relay_session_gone
 "$RELAY" --once 2>/dev/null
 check_eq "after SIGKILL and a fresh relay, every row is marked" 0 "$(unmarked)"
 drain_queue > "$TEST_TMP/kill"
