@@ -88,27 +88,30 @@ void outbox_relay_free(outbox_relay *r) { free(r); }
 
 typedef struct relay_txn {
     outbox_relay *r;
-    const char *written; /* JSON array of message ids: claim only these (the writer's fast path) */
+    const char *written;  /* JSON array of message ids: claim only these (the writer's fast path) */
+    const char *consumed; /* JSON array of message ids known to be out (see outbox.h) */
     int published;
 } relay_txn;
 
 /* The rows to publish (id, message_id, routing_key, payload, headers), locked: the oldest
  * unpublished ones, or only `written`; either way never one whose order has an older
  * unpublished event outside the claim, so each order's events leave in order. */
-static PGresult *outbox_claim(db *d, const outbox_relay *r, const char *written, op_status *st)
+static PGresult *outbox_claim(db *d, const outbox_relay *r, const relay_txn *t, op_status *st)
 {
-    if (written) {
-        const char *params[] = {written};
+    if (t->written) {
+        const char *params[] = {t->written, t->consumed ? t->consumed : "[]"};
         return db_exec_prepared(
             d, "outbox_claim_written",
-            "with mine as (select value::uuid as mid from json_array_elements_text($1::json)) "
+            "with mine as (select value::uuid as mid from json_array_elements_text($1::json)), "
+            "out as (select value::uuid as mid from json_array_elements_text($2::json)) "
             "select id, message_id, routing_key, payload, headers::text from outbox o "
             "where o.message_id = any(array(select mid from mine)) and o.published_at is null "
             "and not exists (select 1 from outbox e where e.aggregate_id = o.aggregate_id "
             "  and e.published_at is null and e.id < o.id "
-            "  and e.message_id <> all(array(select mid from mine))) "
+            "  and e.message_id <> all(array(select mid from mine)) "
+            "  and e.message_id <> all(array(select mid from out))) "
             "order by o.id for update of o skip locked",
-            1, params, st);
+            2, params, st);
     }
     char lim[16];
     snprintf(lim, sizeof lim, "%d", r->batch);
@@ -130,7 +133,7 @@ static op_status outbox_relay_body(db *d, void *arg)
     outbox_relay *r = t->r;
     t->published = 0;
     op_status st;
-    PGresult *rows = outbox_claim(d, r, t->written, &st);
+    PGresult *rows = outbox_claim(d, r, t, &st);
     if (!rows)
         return st;
     int n = PQntuples(rows);
@@ -191,7 +194,7 @@ static op_status outbox_relay_body(db *d, void *arg)
 
 op_status outbox_relay_flush(outbox_relay *r, int *published)
 {
-    relay_txn t = {r, NULL, 0};
+    relay_txn t = {r, NULL, NULL, 0};
     if (published)
         *published = 0;
     if (!broker_is_open(r->broker))
@@ -202,7 +205,8 @@ op_status outbox_relay_flush(outbox_relay *r, int *published)
     return st;
 }
 
-op_status outbox_relay_publish_written(outbox_relay *r, json_t *rows, int *published)
+op_status outbox_relay_publish_written(outbox_relay *r, json_t *rows, json_t *consumed,
+                                       int *published)
 {
     *published = 0;
     if (!broker_is_open(r->broker))
@@ -216,9 +220,11 @@ op_status outbox_relay_publish_written(outbox_relay *r, json_t *rows, int *publi
     json_decref(ids);
     if (!written)
         return OP_ERR_TRANSIENT;
-    relay_txn t = {r, written, 0};
+    char *out = consumed ? json_dumps(consumed, JSON_COMPACT) : NULL;
+    relay_txn t = {r, written, out, 0};
     op_status st = db_transaction(r->db, outbox_relay_body, &t, 3);
     free(written);
+    free(out);
     if (st == OP_OK)
         *published = t.published;
     return st;

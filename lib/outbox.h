@@ -43,8 +43,12 @@ op_status outbox_relay_flush(outbox_relay *r, int *published);
 /* The writer's fast path, right after its transaction committed `rows` (outbox_row objects):
  * the same claim, publish and mark, for those rows only. A row a relay claimed first is left to
  * it, so nothing goes out twice; the mark's commit does not wait for the disk (a lost mark only
- * makes the relay publish the row again). *published says how many went out. */
-op_status outbox_relay_publish_written(outbox_relay *r, json_t *rows, int *published);
+ * makes the relay publish the row again). `consumed` (a JSON array of message ids, may be NULL;
+ * borrowed) are the events the writer consumed to write these rows: they went out already, even
+ * while their own publisher has not marked them yet, so they do not hold back a later event of
+ * their order. *published says how many went out. */
+op_status outbox_relay_publish_written(outbox_relay *r, json_t *rows, json_t *consumed,
+                                       int *published);
 
 /* LISTEN on the outbox channel (once per connection) so the caller can wait on db_conn's socket
  * and call outbox_relay_flush when notified; polling stays as a fallback. */

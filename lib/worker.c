@@ -659,7 +659,15 @@ static void worker_publish_emits(worker *w, worker_item **items, int n)
     size_t count = json_array_size(rows);
     int published = 0;
     if (count > 0) {
-        if (outbox_relay_publish_written(w->relay, rows, &published) != OP_OK) {
+        /* What the batch consumed is out already, even before its publisher marks it: it must
+         * not hold back the events it caused (they would wait for the relay). */
+        json_t *consumed = json_array();
+        for (int i = 0; i < n; i++)
+            if (items[i]->st == OP_OK && items[i]->m.emits)
+                json_array_append_new(consumed, json_string(items[i]->ev.id));
+        op_status st = outbox_relay_publish_written(w->relay, rows, consumed, &published);
+        json_decref(consumed);
+        if (st != OP_OK) {
             log_warn(NULL, "publishing %zu committed events failed (%s / %s); the relay will", count,
                      broker_last_error(w->publisher), db_last_error(w->db));
             w->relay_now = true;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The outbox fast path and per-order event order (issue 6): an event a worker consumed has been
+# published even when its publisher has not marked its outbox row yet, so it must not hold back
+# the events it caused. Before, the consumer's fast path saw the unmarked row as an older
+# unpublished event of the same order and left its own event to the relay (a second's wait, the
+# latency benchmark's tail). Here the upstream row is kept unmarked and locked (no relay can take
+# it) while the payment worker consumes it: payment.succeeded must still go out, and the order be
+# confirmed. order.confirmed, whose writer did not consume stock.reserved, waits behind it.
+source "$(dirname "$0")/lib.sh"
+pipeline_env
+P=$ROOT/scripts/pipeline
+trap '[ -n "${holder:-}" ] && release_holder; "$P" down >/dev/null 2>&1' EXIT
+
+"$ROOT/scripts/stock" set SKU-F 10 >/dev/null
+check "pipeline starts without the payment worker" "$P" up payment=0
+curl -fsS -o /dev/null -X POST "$INTAKE_URL/v1/orders" -H "Authorization: Bearer $ORDERPIPE_API_KEY" \
+  -H 'Content-Type: application/json' -H "Idempotency-Key: fast-$RANDOM" \
+  --data-binary '{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"SKU-F","quantity":1,"unit_price":500}],"payment":{"token":"tok_ok"},"notify":{"email":"a@example.com"}}'
+status_is() { [ "$(sql "select status from orders limit 1")" = "$1" ]; }
+check "the order is reserved" wait_for 20 status_is reserved
+queued() { [ "$(queue_messages payment)" = 1 ]; }
+check "its stock.reserved waits in the payment queue" wait_for 10 queued
+order=$(sql "select id from orders limit 1")
+
+# Its publisher "has not marked it yet": unmarked, and locked so no relay publishes it again.
+sql "update outbox set published_at = null where routing_key = 'stock.reserved'" >/dev/null
+PGAPPNAME=fast-path-holder psql -X -q "$DATABASE_URL" -c "begin" \
+  -c "select id from outbox where routing_key = 'stock.reserved' for update" \
+  -c "select pg_sleep(90)" >/dev/null 2>&1 &
+holder=$!
+locked() { [ "$(sql "select count(*) from pg_locks l join pg_class c on c.oid = l.relation
+                     where c.relname = 'outbox' and l.mode = 'RowShareLock' and l.pid <> pg_backend_pid()")" -ge 1 ]; }
+check "the upstream row is held unmarked" wait_for 10 locked
+
+"$P" scale payment=1 >/dev/null
+check "the order is confirmed while its stock.reserved is still unmarked" wait_for 30 status_is confirmed
+check_eq "stock.reserved is indeed still unmarked" 1 \
+  "$(sql "select count(*) from outbox where routing_key = 'stock.reserved' and published_at is null")"
+check_eq "payment.succeeded, caused by it, went out" 1 \
+  "$(sql "select count(*) from outbox where aggregate_id = '$order' and routing_key = 'payment.succeeded' and published_at is not null")"
+check_eq "order.confirmed, whose writer did not consume stock.reserved, waits behind it" 1 \
+  "$(sql "select count(*) from outbox where aggregate_id = '$order' and routing_key = 'order.confirmed' and published_at is null")"
+
+release_holder() { # the sleeping session keeps its lock until it is ended server-side
+  sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'fast-path-holder'" >/dev/null
+  kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; holder=
+}
+release_holder
+all_out() { [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ]; }
+check "once released, a relay publishes stock.reserved again (the inbox drops the repeat), then order.confirmed" wait_for 15 all_out
+check "stock.reserved was marked before order.confirmed" test "$(sql "select count(*) from outbox a, outbox b
+  where a.aggregate_id = '$order' and b.aggregate_id = '$order' and a.routing_key = 'stock.reserved'
+    and b.routing_key = 'order.confirmed' and a.published_at <= b.published_at")" = 1
+check "the pipeline settles" pipeline_idle 30
+test_done
