@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# reservation_place (sql/060), called as the reservation worker calls it, with the inventory rows
+# locked: a batch the stock covers whole is reserved in one step, a batch it does not is decided
+# order by order in batch order, all lines or none; duplicates and unknown SKUs; the stock adds up.
+source "$(dirname "$0")/lib.sh"
+
+order() { # ID LINES_JSON -> one element of p_orders
+  jq -cn --arg id "$1" --argjson lines "$2" '{id: $id, tp: null,
+    d: {client_id: "dev", idempotency_key: null, customer_id: "c-1", currency: "EUR", total: 100,
+        payment: {token: "tok_ok"}, notify: {}, placed_at: "2026-11-25T10:00:00Z", lines: $lines}}'
+}
+line() { jq -cn --arg s "$1" --argjson q "$2" '{sku: $s, quantity: $q, unit_price: 50}'; }
+place() { # ORDERS_JSON_ARRAY -> "n outcome has_expiry" lines
+  psql -X -q -tA -F ' ' -v ON_ERROR_STOP=1 "$DATABASE_URL" -v orders="$1" <<'SQL'
+begin;
+\o /dev/null
+select sku from inventory order by sku for update;
+\o
+select n, outcome, expires_at is not null from reservation_place(:'orders'::json, 600) order by n;
+commit;
+SQL
+}
+id() { printf '00000000-0000-4000-8000-%012d' "$1"; }
+stock_of() { sql "select available || '/' || reserved || '/' || sold from inventory where sku = '$1'"; }
+
+sql "insert into inventory(sku, available, stocked) values ('A', 100, 100), ('B', 100, 100), ('L', 5, 5)" >/dev/null
+
+# --- the stock covers the whole batch: one step ---
+sql "insert into orders(id, client_id, customer_id, currency, total, payment_token, placed_at)
+     values ('$(id 9)', 'dev', 'c', 'EUR', 1, 't', now())" >/dev/null
+batch=$(jq -cn --argjson a "$(order "$(id 1)" "[$(line A 2), $(line A 3)]")" \
+  --argjson b "$(order "$(id 2)" "[$(line A 1), $(line B 4)]")" \
+  --argjson c "$(order "$(id 3)" "[$(line B 1)]")" \
+  --argjson d "$(order "$(id 1)" "[$(line A 2)]")" \
+  --argjson e "$(order "$(id 9)" "[$(line A 1)]")" '[$a, $b, $c, $d, $e]')
+out=$(place "$batch" | grep -E '^[0-9]+ ' || true)
+check_eq "a batch that fits: each order reserved, with an expiry; repeats are duplicates" \
+  "1 reserved t|2 reserved t|3 reserved t|4 duplicate f|5 duplicate f" "$(echo "$out" | paste -sd '|')"
+check_eq "A: 6 taken (2+3 and 1)" "94/6/0" "$(stock_of A)"
+check_eq "B: 5 taken (4 and 1)" "95/5/0" "$(stock_of B)"
+check_eq "one reservation per order and SKU, its lines summed" \
+  "$(id 1) A 5|$(id 2) A 1|$(id 2) B 4|$(id 3) B 1" \
+  "$(sql "select order_id || ' ' || sku || ' ' || quantity from reservations order by 1" | paste -sd '|')"
+check_eq "the three orders are reserved, with pending and reserved transitions" "3 6" \
+  "$(sql "select count(*) filter (where status = 'reserved') || ' ' || (select count(*) from order_transitions) from orders where id <> '$(id 9)'")"
+check_eq "their lines are recorded, the duplicates' not" 5 "$(sql "select count(*) from order_lines")"
+
+# --- the stock does not cover the batch: batch order decides, all lines or none ---
+batch=$(jq -cn --argjson a "$(order "$(id 11)" "[$(line L 3)]")" \
+  --argjson b "$(order "$(id 12)" "[$(line A 1), $(line L 3)]")" \
+  --argjson c "$(order "$(id 13)" "[$(line L 2)]")" \
+  --argjson d "$(order "$(id 14)" "[$(line NOPE 1)]")" '[$a, $b, $c, $d]')
+out=$(place "$batch" | grep -E '^[0-9]+ ' || true)
+check_eq "a batch that does not fit: first come first served, the rest out of stock" \
+  "1 reserved t|2 out_of_stock f|3 reserved t|4 out_of_stock f" "$(echo "$out" | paste -sd '|')"
+check_eq "L sold out exactly, never below zero" "0/5/0" "$(stock_of L)"
+check_eq "the refused order took none of its other line (A unchanged)" "94/6/0" "$(stock_of A)"
+check_eq "refused orders are cancelled out_of_stock" "$(id 12) out_of_stock|$(id 14) out_of_stock" \
+  "$(sql "select id || ' ' || cancel_reason from orders where status = 'cancelled' order by 1" | paste -sd '|')"
+check_eq "no reservation for a refused order" 0 \
+  "$(sql "select count(*) from reservations where order_id in ('$(id 12)', '$(id 14)')")"
+check_eq "stock adds up on every SKU" 0 \
+  "$(sql "select count(*) from inventory where available + reserved + sold <> stocked")"
+check_eq "reserved stock equals the held reservations" 0 \
+  "$(sql "select count(*) from inventory i where reserved <> (select coalesce(sum(quantity), 0) from reservations r where r.sku = i.sku and status = 'held')")"
+test_done
