@@ -129,12 +129,19 @@ static PGresult *outbox_claim(db *d, const outbox_relay *r, const relay_txn *t, 
     char lim[16];
     snprintf(lim, sizeof lim, "%d", r->batch);
     const char *params[] = {lim};
+    /* The oldest `batch` unpublished rows are a prefix by id, so a row's older unpublished
+     * events are in it too: the first row of each order in it is the one that may go. Checked
+     * against the whole backlog per row instead, the planner's nested loop took 1.5 s a claim
+     * with 40,000 rows waiting (after a broker outage, say). A row another relay holds stays in
+     * the prefix and keeps the later events of its order back. */
     return db_exec_prepared(
         d, "outbox_claim",
-        "select id, message_id, routing_key, payload, headers::text from outbox o "
-        "where published_at is null and not exists (select 1 from outbox e "
-        "  where e.aggregate_id = o.aggregate_id and e.published_at is null and e.id < o.id) "
-        "order by id limit $1::int for update skip locked",
+        "with head as materialized (select id, aggregate_id from outbox "
+        "  where published_at is null order by id limit $1::int), "
+        "firsts as (select min(id) as id from head group by aggregate_id) "
+        "select o.id, o.message_id, o.routing_key, o.payload, o.headers::text from outbox o "
+        "where o.id = any(array(select id from firsts)) and o.published_at is null "
+        "order by o.id for update of o skip locked",
         1, params, st);
 }
 
