@@ -9,6 +9,10 @@
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
+release_holder() { # the sleeping session keeps its lock until it is ended server-side
+  sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'fast-path-holder'" >/dev/null
+  kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; holder=
+}
 trap '[ -n "${holder:-}" ] && release_holder; "$P" down >/dev/null 2>&1' EXIT
 
 "$ROOT/scripts/stock" set SKU-F 10 >/dev/null
@@ -41,10 +45,6 @@ check_eq "payment.succeeded, caused by it, went out" 1 \
 check_eq "order.confirmed, whose writer did not consume stock.reserved, waits behind it" 1 \
   "$(sql "select count(*) from outbox where aggregate_id = '$order' and routing_key = 'order.confirmed' and published_at is null")"
 
-release_holder() { # the sleeping session keeps its lock until it is ended server-side
-  sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'fast-path-holder'" >/dev/null
-  kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; holder=
-}
 release_holder
 all_out() { [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ]; }
 check "once released, a relay publishes stock.reserved again (the inbox drops the repeat), then order.confirmed" wait_for 15 all_out
