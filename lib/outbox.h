@@ -35,7 +35,6 @@ typedef struct outbox_relay outbox_relay;
 op_status outbox_relay_new(outbox_relay **out, db *d, broker *b, int batch);
 void outbox_relay_free(outbox_relay *r);
 
-
 /* Publishes one batch: claim, publish, wait for confirms, mark, commit. *published (may be NULL)
  * gets the number of rows marked. OP_OK with 0 published means nothing was waiting. */
 op_status outbox_relay_flush(outbox_relay *r, int *published);

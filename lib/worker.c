@@ -720,14 +720,20 @@ static int worker_handle_batch(worker *w)
     }
     worker_run_batch(w, txn, ntxn);
     worker_publish_emits(w, txn, ntxn);
+    /* Raw handlers each run their own transactions; their events go out together afterwards
+     * (in txn's array, which the batch is done with). */
+    worker_item **raw = txn;
+    int nraw = 0;
+    for (int i = 0; i < got; i++)
+        if (items[i].route && items[i].route->handle_raw) {
+            worker_run_raw(w, &items[i]);
+            raw[nraw++] = &items[i];
+        }
+    worker_publish_emits(w, raw, nraw);
     uint64_t acks[got > 0 ? got : 1];
     int nacks = 0;
     for (int i = 0; i < got; i++) {
         worker_item *it = &items[i];
-        if (it->route && it->route->handle_raw) {
-            worker_run_raw(w, it);
-            worker_publish_emits(w, &it, 1);
-        }
         bool ack_later = false;
         if (it->route)
             worker_settle(w, it, &ack_later);

@@ -10,8 +10,9 @@ order() { # ID LINES_JSON -> one element of p_orders
         payment: {token: "tok_ok"}, notify: {}, placed_at: "2026-11-25T10:00:00Z", lines: $lines}}'
 }
 line() { jq -cn --arg s "$1" --argjson q "$2" '{sku: $s, quantity: $q, unit_price: 50}'; }
-place() { # ORDERS_JSON_ARRAY -> "n outcome has_expiry" lines
-  psql -X -q -tA -F ' ' -v ON_ERROR_STOP=1 "$DATABASE_URL" -v orders="$1" <<'SQL'
+place() { # ORDER_JSON... -> the outcomes in batch order, "n outcome has_expiry|..."
+  local orders; orders=$(printf '%s\n' "$@" | jq -cs .)
+  psql -X -q -tA -F ' ' -v ON_ERROR_STOP=1 "$DATABASE_URL" -v orders="$orders" <<'SQL' |
 begin;
 \o /dev/null
 select sku from inventory order by sku for update;
@@ -19,6 +20,7 @@ select sku from inventory order by sku for update;
 select n, outcome, expires_at is not null from reservation_place(:'orders'::json, 600) order by n;
 commit;
 SQL
+  grep -E '^[0-9]+ ' | paste -sd '|'
 }
 id() { printf '00000000-0000-4000-8000-%012d' "$1"; }
 stock_of() { sql "select available || '/' || reserved || '/' || sold from inventory where sku = '$1'"; }
@@ -28,14 +30,11 @@ sql "insert into inventory(sku, available, stocked) values ('A', 100, 100), ('B'
 # --- the stock covers the whole batch: one step ---
 sql "insert into orders(id, client_id, customer_id, currency, total, payment_token, placed_at)
      values ('$(id 9)', 'dev', 'c', 'EUR', 1, 't', now())" >/dev/null
-batch=$(jq -cn --argjson a "$(order "$(id 1)" "[$(line A 2), $(line A 3)]")" \
-  --argjson b "$(order "$(id 2)" "[$(line A 1), $(line B 4)]")" \
-  --argjson c "$(order "$(id 3)" "[$(line B 1)]")" \
-  --argjson d "$(order "$(id 1)" "[$(line A 2)]")" \
-  --argjson e "$(order "$(id 9)" "[$(line A 1)]")" '[$a, $b, $c, $d, $e]')
-out=$(place "$batch" | grep -E '^[0-9]+ ' || true)
+out=$(place "$(order "$(id 1)" "[$(line A 2), $(line A 3)]")" \
+  "$(order "$(id 2)" "[$(line A 1), $(line B 4)]")" "$(order "$(id 3)" "[$(line B 1)]")" \
+  "$(order "$(id 1)" "[$(line A 2)]")" "$(order "$(id 9)" "[$(line A 1)]")")
 check_eq "a batch that fits: each order reserved, with an expiry; repeats are duplicates" \
-  "1 reserved t|2 reserved t|3 reserved t|4 duplicate f|5 duplicate f" "$(echo "$out" | paste -sd '|')"
+  "1 reserved t|2 reserved t|3 reserved t|4 duplicate f|5 duplicate f" "$out"
 check_eq "A: 6 taken (2+3 and 1)" "94/6/0" "$(stock_of A)"
 check_eq "B: 5 taken (4 and 1)" "95/5/0" "$(stock_of B)"
 check_eq "one reservation per order and SKU, its lines summed" \
@@ -46,13 +45,10 @@ check_eq "the three orders are reserved, with pending and reserved transitions" 
 check_eq "their lines are recorded, the duplicates' not" 5 "$(sql "select count(*) from order_lines")"
 
 # --- the stock does not cover the batch: batch order decides, all lines or none ---
-batch=$(jq -cn --argjson a "$(order "$(id 11)" "[$(line L 3)]")" \
-  --argjson b "$(order "$(id 12)" "[$(line A 1), $(line L 3)]")" \
-  --argjson c "$(order "$(id 13)" "[$(line L 2)]")" \
-  --argjson d "$(order "$(id 14)" "[$(line NOPE 1)]")" '[$a, $b, $c, $d]')
-out=$(place "$batch" | grep -E '^[0-9]+ ' || true)
+out=$(place "$(order "$(id 11)" "[$(line L 3)]")" "$(order "$(id 12)" "[$(line A 1), $(line L 3)]")" \
+  "$(order "$(id 13)" "[$(line L 2)]")" "$(order "$(id 14)" "[$(line NOPE 1)]")")
 check_eq "a batch that does not fit: first come first served, the rest out of stock" \
-  "1 reserved t|2 out_of_stock f|3 reserved t|4 out_of_stock f" "$(echo "$out" | paste -sd '|')"
+  "1 reserved t|2 out_of_stock f|3 reserved t|4 out_of_stock f" "$out"
 check_eq "L sold out exactly, never below zero" "0/5/0" "$(stock_of L)"
 check_eq "the refused order took none of its other line (A unchanged)" "94/6/0" "$(stock_of A)"
 check_eq "refused orders are cancelled out_of_stock" "$(id 12) out_of_stock|$(id 14) out_of_stock" \
