@@ -579,7 +579,7 @@ static op_status worker_batch_body(db *d, void *arg)
         const cloudevent_view *evs[b->n];
         for (int i = 0; i < b->n; i++)
             evs[i] = &b->items[i]->ev;
-        op_status st = w->spec->prepare_batch(w, d, evs, b->n, w->spec->arg);
+        op_status st = w->spec->prepare_batch(w, d, evs, b->n, b->one_by_one, w->spec->arg);
         if (st != OP_OK)
             return st;
     }
@@ -759,13 +759,23 @@ static int worker_handle_batch(worker *w)
 
 char *worker_order_ids(worker_msg *const *msgs, int n)
 {
+    const cloudevent_view *evs[n > 0 ? n : 1];
+    for (int i = 0; i < n; i++)
+        evs[i] = msgs[i]->ev;
+    return worker_event_order_ids(evs, n, NULL);
+}
+
+char *worker_event_order_ids(const cloudevent_view *const *evs, int n, const char *type)
+{
     size_t cap = (size_t)n * 40 + 3, len = 0;
     char *ids = malloc(cap);
     if (!ids)
         return NULL;
     ids[len++] = '{';
     for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(ids + len, cap - len, "%s%.36s", i ? "," : "", msgs[i]->ev->order_id);
+        if (!type || strcmp(evs[i]->type, type) == 0)
+            len += (size_t)snprintf(ids + len, cap - len, "%s%.36s", len > 1 ? "," : "",
+                                    evs[i]->order_id);
     ids[len++] = '}';
     ids[len] = '\0';
     return ids;

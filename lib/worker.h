@@ -82,8 +82,11 @@ typedef struct worker_spec {
     int tick_ms;
     /* Optional: called at the start of each batch transaction with the batch's events, to take
      * the locks the batch needs in one global order (e.g. inventory rows sorted by SKU), so
-     * concurrent batches never deadlock. */
-    op_status (*prepare_batch)(worker *w, db *d, const cloudevent_view *const *evs, int n, void *arg);
+     * concurrent batches never deadlock. one_by_one: the messages will run one by one, each in
+     * its own savepoint (the fallback after a set-based attempt failed), so the locks must be
+     * taken here; a set-based batch may leave them to its set handlers. */
+    op_status (*prepare_batch)(worker *w, db *d, const cloudevent_view *const *evs, int n,
+                               bool one_by_one, void *arg);
     /* Optional: called before the batch transaction, outside any transaction, with the batch's
      * messages (transactional routes only), for work that must not hold a transaction open,
      * such as calling a payment provider: it does that work for the whole batch at once and
@@ -121,6 +124,8 @@ op_status worker_txn(worker_msg *m, worker_handler_fn fn, void *arg);
 /* The order ids of msgs as a PostgreSQL uuid[] literal ("{id,id,...}"), for statements that
  * take a batch's orders at once; NULL when out of memory. The caller frees it. */
 char *worker_order_ids(worker_msg *const *msgs, int n);
+/* The same for the events of a batch (prepare_batch) whose type is `type`, or all when NULL. */
+char *worker_event_order_ids(const cloudevent_view *const *evs, int n, const char *type);
 
 /* The worker's name (its queue), for handlers that log or label. */
 const char *worker_name(const worker *w);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# reservation_place (sql/060), called as the reservation worker calls it, with the inventory rows
-# locked: a batch the stock covers whole is reserved in one step, a batch it does not is decided
-# order by order in batch order, all lines or none; duplicates and unknown SKUs; the stock adds up.
+# reservation_place (sql/060, sql/070), called as the reservation worker calls it: a batch the
+# stock covers whole is reserved in one step, a batch it does not is decided order by order in
+# batch order, all lines or none; duplicates and unknown SKUs; the stock adds up; the function
+# takes its inventory locks after recording the orders, with those of the caller's paid orders.
 source "$(dirname "$0")/lib.sh"
 
 order() { # ID LINES_JSON -> one element of p_orders
@@ -59,4 +60,59 @@ check_eq "stock adds up on every SKU" 0 \
   "$(sql "select count(*) from inventory where available + reserved + sold <> stocked")"
 check_eq "reserved stock equals the held reservations" 0 \
   "$(sql "select count(*) from inventory i where reserved <> (select coalesce(sum(quantity), 0) from reservations r where r.sku = i.sku and status = 'held')")"
+
+# --- the function takes its inventory locks itself: after recording, and those of p_paid ---
+hold_sku() { # SKU: another session holds its inventory row until release_holder
+  PGAPPNAME=place-holder psql -X -q "$DATABASE_URL" -c "begin" \
+    -c "select sku from inventory where sku = '$1' for update" -c "select pg_sleep(60)" \
+    >/dev/null 2>&1 &
+  holder=$!
+  wait_for 10 waits_for_lock place-holder ClientRead_or_sleep
+}
+release_holder() {
+  sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'place-holder'" >/dev/null
+  wait "$holder" 2>/dev/null; holder=
+}
+trap '[ -n "${holder:-}" ] && release_holder; stop_all' EXIT
+waits_for_lock() { # APPNAME [ClientRead_or_sleep]: its session is waiting on a lock (or, with
+                   # the second argument, has reached its pg_sleep)
+  local ev="wait_event_type = 'Lock'"
+  [ -n "${2:-}" ] && ev="wait_event = 'PgSleep'"
+  [ "$(sql "select count(*) from pg_stat_activity where application_name = '$1' and $ev")" = 1 ]
+}
+place_bg() { # ORDERS_JSON PAID_UUID_ARRAY: reservation_place in the background, outcomes to a file
+  PGAPPNAME=place-caller psql -X -q -tA -F ' ' -v ON_ERROR_STOP=1 "$DATABASE_URL" \
+    -c "select n, outcome from reservation_place('$1'::json, 600, '$2'::uuid[]) order by n" \
+    > "$TEST_TMP/place.out" 2>&1 &
+  caller=$!
+}
+caller_holds() { # RELATION: the waiting caller's transaction has written into it
+  sql "select count(*) from pg_locks l join pg_class c on c.oid = l.relation
+       join pg_stat_activity a on a.pid = l.pid
+       where a.application_name = 'place-caller' and c.relname = '$1' and l.mode = 'RowExclusiveLock'"
+}
+
+hold_sku A
+place_bg "[$(order "$(id 21)" "[$(line A 1)]")]" '{}'
+check "a batch on a SKU another transaction holds waits for its lock" wait_for 10 waits_for_lock place-caller
+check_eq "while it waits, it has recorded its orders" 1 "$(caller_holds orders)"
+check_eq "and their lines" 1 "$(caller_holds order_lines)"
+check_eq "and their pending transitions" 1 "$(caller_holds order_transitions)"
+check_eq "but reserved nothing yet" 0 "$(caller_holds reservations)"
+release_holder
+wait "$caller"
+check_eq "once the lock is free it reserves" "1 reserved" "$(cat "$TEST_TMP/place.out")"
+
+# Order 1 holds A; a batch whose paid order is 1 locks A too (all its locks in one statement).
+hold_sku A
+place_bg "[$(order "$(id 22)" "[$(line B 1)]")]" "{$(id 1)}"
+check "a batch whose paid orders hold a locked SKU waits for it too" wait_for 10 waits_for_lock place-caller
+release_holder
+wait "$caller"
+check_eq "and then reserves its own" "1 reserved" "$(cat "$TEST_TMP/place.out")"
+hold_sku A
+out=$(psql -X -q -tA -F ' ' "$DATABASE_URL" -c "set lock_timeout = '3s'" \
+  -c "select n, outcome from reservation_place('[$(order "$(id 23)" "[$(line B 1)]")]'::json, 600) order by n" 2>&1)
+check_eq "without paid orders the same batch does not touch A" "1 reserved" "$out"
+release_holder
 test_done

@@ -18,17 +18,14 @@ typedef struct compensation_config {
 
 /* Locks, in SKU order, the stock held by the orders of the batch (see saga_lock_skus). */
 static op_status compensation_prepare(worker *w, db *d, const cloudevent_view *const *evs, int n,
-                                      void *arg)
+                                      bool one_by_one, void *arg)
 {
     (void)w;
+    (void)one_by_one;
     (void)arg;
-    size_t cap = (size_t)n * 40 + 3, len = 0;
-    char *orders = malloc(cap);
-    orders[len++] = '{';
-    for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(orders + len, cap - len, "%s%s", i ? "," : "", evs[i]->order_id);
-    orders[len++] = '}';
-    orders[len] = '\0';
+    char *orders = worker_event_order_ids(evs, n, NULL);
+    if (!orders)
+        return OP_ERR_TRANSIENT;
     op_status st = saga_lock_skus(d, NULL, orders);
     free(orders);
     return st;

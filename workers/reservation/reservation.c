@@ -2,11 +2,14 @@
  * the reservation into a sale once the payment succeeded.
  *
  * Never oversells: each SKU's row is decremented only where `available >= quantity` (and the
- * table's CHECK is the backstop), in one transaction for all the order's lines. A batch first
- * locks every inventory row it will touch in SKU order (prepare_batch), so two batches never
- * deadlock, and a hot SKU costs one lock per batch rather than one per order. The work of a
- * batch is set-based (sql/050_batch_functions.sql): one call records and reserves all its placed
- * orders, one confirms all its paid ones, so the locks are held for a few round trips.
+ * table's CHECK is the backstop), in one transaction for all the order's lines. A transaction
+ * takes every inventory row lock it needs in one statement, in SKU order, so two batches never
+ * deadlock, and a hot SKU costs one lock per batch rather than one per order. In a set-based
+ * batch that statement is inside reservation_place (sql/070), after the batch's orders are
+ * recorded, so the locks are held only for reserving, confirming and the commit; run one by one,
+ * the batch locks everything first (reservation_prepare). The work of a batch is set-based
+ * (sql/050_batch_functions.sql): one call records and reserves all its placed orders, one
+ * confirms all its paid ones.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,36 +20,42 @@
 #include "worker.h"
 
 typedef struct reservation_config {
-    long ttl_s; /* how long stock stays reserved waiting for payment */
+    long ttl_s;     /* how long stock stays reserved waiting for payment */
+    char *paid_ids; /* the current batch's payment.succeeded orders (uuid[] literal), which
+                     * reservation_place locks with the placed orders' SKUs; set by
+                     * reservation_prepare, owned here */
+    bool locked;    /* the current batch holds the inventory locks of its paid orders */
 } reservation_config;
 
+/* Set-based: remembers the batch's paid orders for reservation_place, which takes the locks.
+ * One by one: locks the inventory rows of every order of the batch now. */
 static op_status reservation_prepare(worker *w, db *d, const cloudevent_view *const *evs, int n,
-                                     void *arg)
+                                     bool one_by_one, void *arg)
 {
     (void)w;
-    (void)arg;
+    reservation_config *cfg = arg;
+    free(cfg->paid_ids);
+    cfg->paid_ids = worker_event_order_ids(evs, n, "payment.succeeded");
+    cfg->locked = one_by_one;
+    if (!cfg->paid_ids)
+        return OP_ERR_TRANSIENT;
+    if (!one_by_one)
+        return OP_OK;
     json_t *skus = json_array();
-    size_t cap = (size_t)n * 40 + 3, len = 0;
-    char *orders = malloc(cap);
-    orders[len++] = '{';
     for (int i = 0; i < n; i++) {
-        if (strcmp(evs[i]->type, "order.placed") == 0) {
-            size_t k;
-            json_t *line;
-            json_array_foreach(json_object_get(evs[i]->data, "lines"), k, line)
-                json_array_append(skus, json_object_get(line, "sku"));
-        } else {
-            len += (size_t)snprintf(orders + len, cap - len, "%s%s", len > 1 ? "," : "",
-                                    evs[i]->order_id);
-        }
+        if (strcmp(evs[i]->type, "order.placed") != 0)
+            continue;
+        size_t k;
+        json_t *line;
+        json_array_foreach(json_object_get(evs[i]->data, "lines"), k, line)
+            json_array_append(skus, json_object_get(line, "sku"));
     }
-    orders[len++] = '}';
-    orders[len] = '\0';
     char *skus_text = json_dumps(skus, JSON_COMPACT);
-    op_status st = saga_lock_skus(d, skus_text, orders);
-    free(skus_text);
-    free(orders);
     json_decref(skus);
+    if (!skus_text)
+        return OP_ERR_TRANSIENT;
+    op_status st = saga_lock_skus(d, skus_text, cfg->paid_ids);
+    free(skus_text);
     return st;
 }
 
@@ -65,7 +74,7 @@ static void reservation_order_from_event(const cloudevent_view *ev, saga_order *
     o->notify = notify ? json_incref(notify) : json_object();
 }
 
-/* order.placed, a batch at a time: reservation_place (sql/050_batch_functions.sql) records every
+/* order.placed, a batch at a time: reservation_place (sql/070) records every
  * order and reserves its stock, all lines or none, in batch order; then each order's event. */
 static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg)
 {
@@ -83,12 +92,12 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
     char *text = json_dumps(orders, JSON_COMPACT), ttl[24];
     json_decref(orders);
     snprintf(ttl, sizeof ttl, "%ld", cfg->ttl_s);
-    const char *params[] = {text, ttl};
+    const char *params[] = {text, ttl, cfg->paid_ids ? cfg->paid_ids : "{}"};
     op_status st;
     PGresult *r = db_exec_prepared(msgs[0]->db, "reservation_place",
                                    "select n, outcome, expires_at from reservation_place($1::json, "
-                                   "$2::int) order by n",
-                                   2, params, &st);
+                                   "$2::int, $3::uuid[]) order by n",
+                                   3, params, &st);
     free(text);
     if (!r)
         return st;
@@ -97,6 +106,7 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
         PQclear(r);
         return OP_ERR_TRANSIENT;
     }
+    cfg->locked = true;
     for (int i = 0; i < n && st == OP_OK; i++) {
         worker_msg *m = msgs[i];
         const char *outcome = PQgetvalue(r, i, 1);
@@ -123,15 +133,21 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
 }
 
 /* payment.succeeded, a batch at a time: reservation_confirm sells the held stock of every paid
- * order and confirms it; an order in another state is refused (nothing changed). */
+ * order and confirms it; an order in another state is refused (nothing changed). Its SKUs are
+ * locked first unless reservation_place or reservation_prepare took them already (a batch
+ * whose placed orders were all duplicates). */
 static op_status reservation_on_paid(worker_msg *const *msgs, int n, void *arg)
 {
-    (void)arg;
+    reservation_config *cfg = arg;
     char *ids = worker_order_ids(msgs, n);
     if (!ids)
         return OP_ERR_TRANSIENT;
     const char *params[] = {ids};
-    op_status st;
+    op_status st = cfg->locked ? OP_OK : saga_lock_skus(msgs[0]->db, NULL, ids);
+    if (st != OP_OK) {
+        free(ids);
+        return st;
+    }
     PGresult *r = db_exec_prepared(msgs[0]->db, "reservation_confirm",
                                    "select k, prior, total, currency, customer_id, notify "
                                    "from reservation_confirm($1::uuid[]) order by k",
@@ -197,5 +213,7 @@ int main(int argc, char **argv)
         .prepare_batch = reservation_prepare,
         .help_extra = "  RESERVATION_TTL       how long stock stays reserved awaiting payment (60s)\n",
     };
-    return worker_main(&spec, argc, argv);
+    int rc = worker_main(&spec, argc, argv);
+    free(cfg.paid_ids);
+    return rc;
 }
