@@ -47,15 +47,18 @@ check_eq "their lines are recorded, the duplicates' not" 5 "$(sql "select count(
 
 # --- the stock does not cover the batch: batch order decides, all lines or none ---
 out=$(place "$(order "$(id 11)" "[$(line L 3)]")" "$(order "$(id 12)" "[$(line A 1), $(line L 3)]")" \
-  "$(order "$(id 13)" "[$(line L 2)]")" "$(order "$(id 14)" "[$(line NOPE 1)]")")
+  "$(order "$(id 13)" "[$(line L 2)]")" "$(order "$(id 14)" "[$(line NOPE 1)]")" \
+  "$(order "$(id 15)" "[$(line B 1), $(line L 6)]")")
 check_eq "a batch that does not fit: first come first served, the rest out of stock" \
-  "1 reserved t|2 out_of_stock f|3 reserved t|4 out_of_stock f" "$out"
+  "1 reserved t|2 out_of_stock f|3 reserved t|4 out_of_stock f|5 out_of_stock f" "$out"
 check_eq "L sold out exactly, never below zero" "0/5/0" "$(stock_of L)"
 check_eq "the refused order took none of its other line (A unchanged)" "94/6/0" "$(stock_of A)"
-check_eq "refused orders are cancelled out_of_stock" "$(id 12) out_of_stock|$(id 14) out_of_stock" \
+check_eq "nor did the one L could never cover (B unchanged)" "95/5/0" "$(stock_of B)"
+check_eq "refused orders are cancelled out_of_stock" \
+  "$(id 12) out_of_stock|$(id 14) out_of_stock|$(id 15) out_of_stock" \
   "$(sql "select id || ' ' || cancel_reason from orders where status = 'cancelled' order by 1" | paste -sd '|')"
 check_eq "no reservation for a refused order" 0 \
-  "$(sql "select count(*) from reservations where order_id in ('$(id 12)', '$(id 14)')")"
+  "$(sql "select count(*) from reservations where order_id in ('$(id 12)', '$(id 14)', '$(id 15)')")"
 check_eq "stock adds up on every SKU" 0 \
   "$(sql "select count(*) from inventory where available + reserved + sold <> stocked")"
 check_eq "reserved stock equals the held reservations" 0 \
