@@ -6,7 +6,8 @@
 #  - a message that makes the whole set-based statement fail (an order.placed whose placed_at the
 #    schema accepts but PostgreSQL refuses: year 0) rolls the batch back, the worker handles the
 #    batch one message at a time, and only that message is dead-lettered.
-# Every other order of both batches is confirmed and every invariant holds.
+# A batch whose order.placed is a repeat, beside a fresh payment.succeeded, still sells the stock.
+# Every other order of the batches is confirmed and every invariant holds.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
@@ -70,6 +71,32 @@ check_eq "the refused order left no row" 0 "$(sql "select count(*) from orders w
 check_eq "nor an inbox row" 0 "$(inbox_has "$bad_msg")"
 check_eq "stock: 20 sold, 80 available, none reserved" "80|0|20" \
   "$(sql "select available || '|' || reserved || '|' || sold from inventory where sku = 'SKU-S'")"
+
+# --- a batch whose only order.placed is a duplicate, beside a fresh payment.succeeded: no placed
+# handler runs, so the payment's handler takes the SKU locks itself (reservation.c) ---
+"$P" scale payment=0 >/dev/null
+check "one more order is placed" place_orders 1 c
+recorded() { [ "$(sql "select count(*) from orders")" = 21 ]; }
+check "it is recorded" wait_for 30 recorded
+late=$(sql "select id from orders where status <> 'confirmed'")
+reserved() { [ "$(sql "select status from orders where id = '$late'")" = "$1" ]; }
+check "it is reserved while the payment worker is away" wait_for 30 reserved reserved
+"$P" scale reservation=0 >/dev/null
+"$P" scale payment=1 >/dev/null
+waiting() { [ "$(queue_messages reservation)" = 1 ]; }
+check "its payment.succeeded waits for the reservation worker" wait_for 30 waiting
+seen_msg=$(sql "select message_id from inbox where consumer = 'reservation' order by received_at limit 1")
+seen_order=$(sql "select id from orders where status = 'confirmed' limit 1")
+orderpipe-amqp-probe publish order.placed \
+  "$(event order.placed "$seen_msg" "$seen_order" "{\"order_id\":\"$seen_order\",\"client_id\":\"t\",\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"SKU-S\",\"quantity\":1,\"unit_price\":500}],\"total\":500,\"payment\":{\"token\":\"tok_ok\"},\"notify\":{},\"placed_at\":\"2026-11-25T10:00:00Z\"}")" \
+  --message-id "$seen_msg" >/dev/null
+check_eq "beside it, an order.placed the worker has handled before" 2 "$(queue_messages reservation)"
+"$P" scale reservation=1 >/dev/null
+check "the order is confirmed" wait_for 30 reserved confirmed
+check_eq "its stock is sold: 21 sold, 79 available, none reserved" "79|0|21" \
+  "$(sql "select available || '|' || reserved || '|' || sold from inventory where sku = 'SKU-S'")"
+check_eq "the repeat is dropped, not dead-lettered" 2 "$(queue_messages reservation.dlq)"
+check_eq "and no batch fell back to one by one" 1 "$(fallbacks)"
 
 check "the pipeline settles" pipeline_idle 30
 "$ROOT/scripts/check-invariants" > "$TEST_TMP/inv.txt"
