@@ -106,6 +106,22 @@ pipeline_env() {
   export INTAKE_RATE_GLOBAL=${INTAKE_RATE_GLOBAL:-100000}
 }
 
+# place_order SKU KEY: one order of one SKU (500 a unit, paid with tok_ok, notified by e-mail)
+# over HTTP, with idempotency key KEY; fails unless the intake accepts it.
+place_order() {
+  curl -fsS -o /dev/null -X POST "$INTAKE_URL/v1/orders" -H "Authorization: Bearer $ORDERPIPE_API_KEY" \
+    -H 'Content-Type: application/json' -H "Idempotency-Key: $2" \
+    --data-binary '{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"'"$1"'","quantity":1,"unit_price":500}],"payment":{"token":"tok_ok"},"notify":{"email":"a@example.com"}}'
+}
+
+# check_invariants DESCRIPTION: scripts/check-invariants (its report in the test's output) passes.
+check_invariants() {
+  "$ROOT/scripts/check-invariants" > "$TEST_TMP/inv.txt"
+  local rc=$?
+  cat "$TEST_TMP/inv.txt"
+  check "$1" test $rc = 0
+}
+
 # seed_stock SKUS QTY HOT: the catalogue the load generator's --mix expects — SKU-0001 ..
 # SKU-<SKUS> with QTY each, the flash-sale SKU HOT-1 with HOT, and SKU-OOS with none.
 seed_stock() {

@@ -100,8 +100,5 @@ wait_for 20 drained
 sql "truncate sim_provider_ledger"
 jq -r '[.key, .order_id, .kind, .amount] | @csv' "$TEST_TMP/ledger.jsonl" > "$TEST_TMP/ledger.csv"
 psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "\\copy sim_provider_ledger(key, order_id, kind, amount) from '$TEST_TMP/ledger.csv' csv"
-"$ROOT/scripts/check-invariants" > "$TEST_TMP/inv.txt"
-rc=$?
-cat "$TEST_TMP/inv.txt"
-check "every invariant holds (the poison sits in its DLQ with its reason)" test $rc = 0
+check_invariants "every invariant holds (the poison sits in its DLQ with its reason)"
 test_done

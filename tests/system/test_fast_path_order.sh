@@ -17,9 +17,7 @@ trap '[ -n "${holder:-}" ] && release_holder; "$P" down >/dev/null 2>&1' EXIT
 
 "$ROOT/scripts/stock" set SKU-F 10 >/dev/null
 check "pipeline starts without the payment worker" "$P" up payment=0
-curl -fsS -o /dev/null -X POST "$INTAKE_URL/v1/orders" -H "Authorization: Bearer $ORDERPIPE_API_KEY" \
-  -H 'Content-Type: application/json' -H "Idempotency-Key: fast-$RANDOM" \
-  --data-binary '{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"SKU-F","quantity":1,"unit_price":500}],"payment":{"token":"tok_ok"},"notify":{"email":"a@example.com"}}'
+place_order SKU-F "fast-$RANDOM"
 status_is() { [ "$(sql "select status from orders limit 1")" = "$1" ]; }
 check "the order is reserved" wait_for 20 status_is reserved
 queued() { [ "$(queue_messages payment)" = 1 ]; }

@@ -104,8 +104,5 @@ for t in order.placed stock.reserved payment.succeeded payment.failed payment.re
     grep -q "\"$t already handled: redelivery ignored\"\|\"$t already notified\"" "$ORDERPIPE_RUN_DIR"/logs/*.log
 done
 mgmt DELETE "/queues/$RABBITMQ_VHOST/capture" >/dev/null
-"$ROOT/scripts/check-invariants" > "$TEST_TMP/inv.txt"
-rc=$?
-cat "$TEST_TMP/inv.txt"
-check "every invariant of DESIGN.md §3 holds" test $rc = 0
+check_invariants "every invariant of DESIGN.md §3 holds"
 test_done

@@ -70,19 +70,18 @@ hold_sku() { # SKU: another session holds its inventory row until release_holder
     -c "select sku from inventory where sku = '$1' for update" -c "select pg_sleep(60)" \
     >/dev/null 2>&1 &
   holder=$!
-  wait_for 10 waits_for_lock place-holder ClientRead_or_sleep
+  wait_for 10 sleeping place-holder
 }
 release_holder() {
   sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'place-holder'" >/dev/null
   wait "$holder" 2>/dev/null; holder=
 }
 trap '[ -n "${holder:-}" ] && release_holder; stop_all' EXIT
-waits_for_lock() { # APPNAME [ClientRead_or_sleep]: its session is waiting on a lock (or, with
-                   # the second argument, has reached its pg_sleep)
-  local ev="wait_event_type = 'Lock'"
-  [ -n "${2:-}" ] && ev="wait_event = 'PgSleep'"
-  [ "$(sql "select count(*) from pg_stat_activity where application_name = '$1' and $ev")" = 1 ]
+session_is() { # APPNAME CONDITION: its session's pg_stat_activity row meets CONDITION
+  [ "$(sql "select count(*) from pg_stat_activity where application_name = '$1' and $2")" = 1 ]
 }
+sleeping() { session_is "$1" "wait_event = 'PgSleep'"; }       # it holds its lock
+waits_for_lock() { session_is "$1" "wait_event_type = 'Lock'"; }
 place_bg() { # ORDERS_JSON PAID_UUID_ARRAY: reservation_place in the background, outcomes to a file
   PGAPPNAME=place-caller psql -X -q -tA -F ' ' -v ON_ERROR_STOP=1 "$DATABASE_URL" \
     -c "select n, outcome from reservation_place('$1'::json, 600, '$2'::uuid[]) order by n" \

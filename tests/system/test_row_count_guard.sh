@@ -17,10 +17,7 @@ sql "alter function reservation_place(json, int, uuid[]) rename to reservation_p
      returns table (n int, outcome text, expires_at text) language sql as
      \$\$ select * from reservation_place_real(p_orders, p_ttl, p_paid) offset 1000000 \$\$" >/dev/null
 
-check "an order is accepted" curl -fsS -o /dev/null -X POST "$INTAKE_URL/v1/orders" \
-  -H "Authorization: Bearer $ORDERPIPE_API_KEY" -H 'Content-Type: application/json' \
-  -H "Idempotency-Key: guard-$RANDOM" \
-  --data-binary '{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"SKU-G","quantity":1,"unit_price":500}],"payment":{"token":"tok_ok"},"notify":{"email":"a@example.com"}}'
+check "an order is accepted" place_order SKU-G "guard-$RANDOM"
 "$P" scale reservation=1 >/dev/null
 mismatch() { cat "$ORDERPIPE_RUN_DIR"/logs/reservation.*.log 2>/dev/null |
              grep -q "reservation_place answered 0 rows for 1 orders"; }
@@ -39,8 +36,5 @@ check_eq "its stock is sold once" "9|0|1" \
   "$(sql "select available || '|' || reserved || '|' || sold from inventory where sku = 'SKU-G'")"
 check_eq "nothing was dead-lettered" 0 "$(queue_messages reservation.dlq)"
 check "the pipeline settles" pipeline_idle 30
-"$ROOT/scripts/check-invariants" > "$TEST_TMP/inv.txt"
-rc=$?
-cat "$TEST_TMP/inv.txt"
-check "every invariant holds" test $rc = 0
+check_invariants "every invariant holds"
 test_done
