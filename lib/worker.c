@@ -29,6 +29,7 @@ typedef struct worker_config {
     long prefetch;
     long batch;
     long idle_wait_ms;
+    long linger_ms;             /* how long a batch waits for more after its first delivery */
     long inbox_retention_s;  /* inbox rows older than this are pruned */
     long outbox_retention_s; /* published outbox rows older than this are pruned */
 } worker_config;
@@ -75,6 +76,9 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "  --prefetch N          unacked deliveries held at once (default 512) [WORKER_PREFETCH]\n"
             "  --batch N             deliveries handled in one transaction (default 256)\n"
             "                        [WORKER_BATCH]\n"
+            "  --batch-linger-ms MS  after a batch's first delivery, wait up to MS for more\n"
+            "                        before handling it (default 10, 0 = take only what is\n"
+            "                        already there) [WORKER_BATCH_LINGER_MS]\n"
             "  --metrics-listen H:P  /metrics and /healthz address, port 0 = any (default\n"
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
             "  --schemas DIR         JSON Schemas of the events [ORDERPIPE_SCHEMA_DIR]\n"
@@ -95,7 +99,8 @@ static int worker_parse_config(worker *w, int argc, char **argv)
     c->schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", jsonschema_default_dir());
     c->metrics_listen = config_env_str("METRICS_LISTEN", "127.0.0.1:0");
     if (config_env_long("WORKER_PREFETCH", 512, 1, 65535, &c->prefetch) != 0 ||
-        config_env_long("WORKER_BATCH", 256, 1, 10000, &c->batch) != 0)
+        config_env_long("WORKER_BATCH", 256, 1, 10000, &c->batch) != 0 ||
+        config_env_long("WORKER_BATCH_LINGER_MS", 10, 0, 10000, &c->linger_ms) != 0)
         return 2;
     long inbox_ms, outbox_ms;
     if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||
@@ -113,6 +118,7 @@ static int worker_parse_config(worker *w, int argc, char **argv)
         {"database-url", required_argument, NULL, 'd'},
         {"prefetch", required_argument, NULL, 'p'},
         {"batch", required_argument, NULL, 'b'},
+        {"batch-linger-ms", required_argument, NULL, 'l'},
         {"metrics-listen", required_argument, NULL, 'm'},
         {"schemas", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
@@ -134,6 +140,12 @@ static int worker_parse_config(worker *w, int argc, char **argv)
         case 'b':
             if (config_parse_long(optarg, 1, 10000, &c->batch) != 0) {
                 fprintf(stderr, "--batch: must be an integer in [1, 10000]\n");
+                return 2;
+            }
+            break;
+        case 'l':
+            if (config_parse_long(optarg, 0, 10000, &c->linger_ms) != 0) {
+                fprintf(stderr, "--batch-linger-ms: must be an integer in [0, 10000]\n");
                 return 2;
             }
             break;
@@ -693,7 +705,21 @@ static int worker_handle_batch(worker *w)
     uint64_t generation = broker_reconnect_count(w->consumer);
     while (got < max && !worker_stop_requested) {
         worker_item *it = &items[got];
-        if (broker_next(w->consumer, got == 0 ? (int)w->cfg.idle_wait_ms : 0, &it->d) != OP_OK)
+        /* Lingering trades a few ms of a lone delivery's latency for bigger batches: a batch's
+         * round trips, commit and publish cost about the same for one message as for twenty, and
+         * at a moderate rate taking only what is already there makes every message pay them
+         * alone, which keeps the cores busy and everyone waiting (BENCHMARKS.md). */
+        int wait_ms = 0;
+        if (got == 0)
+            wait_ms = (int)w->cfg.idle_wait_ms;
+        else if (w->cfg.linger_ms > 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long waited = (now.tv_sec - items[0].t0.tv_sec) * 1000 +
+                          (now.tv_nsec - items[0].t0.tv_nsec) / 1000000;
+            wait_ms = waited < w->cfg.linger_ms ? (int)(w->cfg.linger_ms - waited) : 0;
+        }
+        if (broker_next(w->consumer, wait_ms, &it->d) != OP_OK)
             break;
         got++;
         clock_gettime(CLOCK_MONOTONIC, &it->t0);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A batch lingers (WORKER_BATCH_LINGER_MS) after its first delivery for more: orders placed a few
+# hundred ms apart are reserved in one transaction when the linger covers them, and each in its own
+# when the linger is 0 (the batch takes only what is already there). A transaction's outbox rows
+# share its start time (created_at defaults to now()), which is how the test tells batches apart.
+# Bad values are refused at start-up.
+source "$(dirname "$0")/lib.sh"
+pipeline_env
+P=$ROOT/scripts/pipeline
+trap '"$P" down >/dev/null 2>&1' EXIT
+
+"$ROOT/scripts/stock" set SKU-L 100 >/dev/null
+reserved_batches() { # TAG -> distinct transaction starts of the tagged orders' stock.reserved rows
+  sql "select count(distinct ob.created_at) from outbox ob join orders o on o.id = ob.aggregate_id::uuid
+        where ob.routing_key = 'stock.reserved' and o.idempotency_key like 'linger-$1-%'"
+}
+reserved_count() {
+  sql "select count(*) from outbox ob join orders o on o.id = ob.aggregate_id::uuid
+        where ob.routing_key = 'stock.reserved' and o.idempotency_key like 'linger-$1-%'"
+}
+place_spaced() { # TAG GAP: four orders, GAP seconds apart
+  local i
+  for i in 1 2 3 4; do
+    place_order SKU-L "linger-$1-$i-$RANDOM" || return 1
+    [ "$i" = 4 ] || sleep "$2"
+  done
+}
+has_reserved() { [ "$(reserved_count "$1")" = 4 ]; }
+confirmed() { [ "$(sql "select count(*) from orders where status = 'confirmed'")" = "$1" ]; }
+notified() { [ "$(sql "select count(*) from notifications where status = 'sent'")" = "$1" ]; }
+
+check "pipeline starts with a reservation batch lingering 3 s" \
+  env WORKER_BATCH_LINGER_MS=3000 "$P" up
+check "four orders are placed 0.2 s apart" place_spaced long 0.2
+check "all four are reserved" wait_for 20 has_reserved long
+check_eq "in one transaction" 1 "$(reserved_batches long)"
+
+check "the reservation worker restarts without lingering" \
+  sh -c "'$P' scale reservation=0 >/dev/null && WORKER_BATCH_LINGER_MS=0 '$P' scale reservation=1 >/dev/null"
+check "four more orders are placed 0.3 s apart" place_spaced none 0.3
+check "all four are reserved" wait_for 20 has_reserved none
+check_eq "each in its own transaction" 4 "$(reserved_batches none)"
+check "all eight orders are confirmed" wait_for 30 confirmed 8
+check "and their customers told" wait_for 30 notified 8
+check_invariants "every invariant holds"
+
+out=$TEST_TMP/out
+WORKER_BATCH_LINGER_MS=-5 timeout 10 orderpipe-reservation > "$out" 2>&1
+check_eq "a negative WORKER_BATCH_LINGER_MS is refused with status 2" 2 "$?"
+check "and named" grep -q "WORKER_BATCH_LINGER_MS: must be an integer in \[0, 10000\]" "$out"
+timeout 10 orderpipe-payment --batch-linger-ms soon > "$out" 2>&1
+check_eq "a malformed --batch-linger-ms is refused with status 2" 2 "$?"
+check "and named" grep -q -- "--batch-linger-ms: must be an integer" "$out"
+test_done
