@@ -4,7 +4,9 @@
  *   depth QUEUE                      messages ready in QUEUE
  *   publish KEY BODY [--exchange E] [--message-id ID] [--header K=V ...]
  *                                    publish one persistent message, exit 0 once confirmed
- *   publish-rate N [--size B]        the broker's raw publish-with-confirm rate on a quorum queue
+ *   publish-rate N [--size B] [--window W]
+ *                                    the broker's raw publish-with-confirm rate on a quorum queue
+ *                                    (W publishes in flight before waiting for their confirms)
  *   consume-rate N                   the broker's raw consume+ack rate on that queue
  * The rates print one JSON line; they are the references the benchmarks compare against.
  */
@@ -19,7 +21,7 @@
 #include "log.h"
 
 #define PROBE_QUEUE "orderpipe.probe"
-#define PROBE_WINDOW 256
+#define PROBE_WINDOW 256 /* the default: like the outbox relay's batches */
 
 static double probe_now(void)
 {
@@ -31,11 +33,11 @@ static double probe_now(void)
 static void probe_usage(FILE *out)
 {
     fprintf(out, "usage: orderpipe-amqp-probe declare | depth QUEUE | publish KEY BODY [--exchange E] "
-                 "[--message-id ID] [--header K=V]... | publish-rate N [--size B] | consume-rate N\n"
+                 "[--message-id ID] [--header K=V]... | publish-rate N [--size B] [--window W] | consume-rate N\n"
                  "Uses AMQP_URL. The rates use the quorum queue " PROBE_QUEUE ".\n");
 }
 
-static int probe_publish_rate(broker *b, long n, long size)
+static int probe_publish_rate(broker *b, long n, long size, long window)
 {
     char *body = malloc((size_t)size + 1);
     memset(body, 'x', (size_t)size);
@@ -49,7 +51,7 @@ static int probe_publish_rate(broker *b, long n, long size)
             free(body);
             return 1;
         }
-        if ((i + 1) % PROBE_WINDOW == 0 && broker_wait_confirms(b, 30000) != OP_OK) {
+        if ((i + 1) % window == 0 && broker_wait_confirms(b, 30000) != OP_OK) {
             fprintf(stderr, "probe: %s\n", broker_last_error(b));
             free(body);
             return 1;
@@ -61,8 +63,8 @@ static int probe_publish_rate(broker *b, long n, long size)
         return 1;
     }
     double secs = probe_now() - t0;
-    printf("{\"published\":%ld,\"size\":%ld,\"window\":%d,\"seconds\":%.3f,\"rate\":%.1f}\n", n, size,
-           PROBE_WINDOW, secs, (double)n / secs);
+    printf("{\"published\":%ld,\"size\":%ld,\"window\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", n, size,
+           window, secs, (double)n / secs);
     free(body);
     return 0;
 }
@@ -139,11 +141,20 @@ int main(int argc, char **argv)
             printf("%ld\n", depth);
         rc = depth >= 0 ? 0 : 1;
     } else if (strcmp(cmd, "publish-rate") == 0 && argc >= 3) {
-        long n, size = 300;
-        if (config_parse_long(argv[2], 1, 100000000, &n) == 0 &&
-            (argc < 5 || strcmp(argv[3], "--size") != 0 || config_parse_long(argv[4], 1, 1 << 20, &size) == 0)) {
-            rc = broker_declare_quorum_queue(b, PROBE_QUEUE) == OP_OK ? probe_publish_rate(b, n, size) : 1;
+        long n, size = 300, window = PROBE_WINDOW;
+        bool ok = config_parse_long(argv[2], 1, 100000000, &n) == 0;
+        for (int i = 3; ok && i < argc; i += 2) {
+            if (i + 1 >= argc)
+                ok = false;
+            else if (strcmp(argv[i], "--size") == 0)
+                ok = config_parse_long(argv[i + 1], 1, 1 << 20, &size) == 0;
+            else if (strcmp(argv[i], "--window") == 0)
+                ok = config_parse_long(argv[i + 1], 1, 65535, &window) == 0;
+            else
+                ok = false;
         }
+        if (ok)
+            rc = broker_declare_quorum_queue(b, PROBE_QUEUE) == OP_OK ? probe_publish_rate(b, n, size, window) : 1;
     } else if (strcmp(cmd, "consume-rate") == 0 && argc >= 3) {
         long n;
         if (config_parse_long(argv[2], 1, 100000000, &n) == 0)
