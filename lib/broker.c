@@ -4,10 +4,13 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "topology.h"
@@ -737,4 +740,16 @@ long broker_queue_depth(broker *b, const char *queue)
         return -1;
     }
     return (long)ok->message_count;
+}
+
+op_status broker_cork(broker *b, bool cork)
+{
+    if (!broker_is_open(b))
+        return OP_ERR_TRANSIENT;
+    int fd = amqp_get_sockfd(b->conn), on = cork ? 1 : 0;
+    if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) != 0) {
+        broker_set_error(b, "TCP_CORK: %s", strerror(errno));
+        return OP_ERR_TRANSIENT;
+    }
+    return OP_OK;
 }

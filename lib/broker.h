@@ -84,6 +84,11 @@ typedef void (*broker_confirm_cb)(uint64_t seq, bool multiple, bool ack, void *a
 int broker_fd(const broker *b);
 op_status broker_poll_confirms(broker *b, broker_confirm_cb cb, void *arg);
 
+/* Holds the connection's writes back (TCP_CORK) until broker_cork(b, false), so that publishes
+ * made one after another leave in as few segments as possible; the broker then reads them
+ * together, which costs it less per message. Uncorking sends what was held at once. */
+op_status broker_cork(broker *b, bool cork);
+
 /* Starts consuming `queue` with the given prefetch (basic.qos). */
 op_status broker_consume(broker *b, const char *queue, uint16_t prefetch);
 

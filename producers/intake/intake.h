@@ -61,6 +61,7 @@ typedef struct intake {
     struct evhttp *http;
     struct evhttp_bound_socket *socket;
     struct event *broker_event, *tick, *sigterm, *sigint, *drain_check;
+    struct event *uncork;       /* end of a loop turn: sends the turn's publishes together */
     broker *broker;
     int broker_fd;
     db *db;

@@ -110,6 +110,24 @@ int main(void)
     CHECK(saw_redelivered, "the rejected message came back marked redelivered");
     CHECK(broker_next(con, 0, &d) == OP_TIMEOUT, "timeout 0 returns at once when empty");
 
+    /* Corked publishes are held back until uncorked, then all arrive and are confirmed. */
+    CHECK(broker_cork(pub, true) == OP_OK, "cork the publisher's connection");
+    for (int i = 0; i < 5; i++) {
+        broker_message cm = {.routing_key = "order.placed", .body = "{}", .len = 2, .message_id = "corked"};
+        CHECK(broker_publish(pub, &cm, NULL) == OP_OK, "publish %d while corked", i);
+    }
+    /* Linux holds corked data for up to 200 ms: well past this short look. */
+    CHECK(broker_next(con, 30, &d) == OP_TIMEOUT, "nothing arrives while corked");
+    CHECK(broker_cork(pub, false) == OP_OK, "uncork it");
+    CHECK(broker_wait_confirms(pub, 5000) == OP_OK, "the 5 corked publishes are confirmed");
+    got = 0;
+    while (got < 5 && broker_next(con, 2000, &d) == OP_OK) {
+        got += d.message_id && strcmp(d.message_id, "corked") == 0;
+        broker_ack(con, d.tag, false);
+        broker_delivery_free(&d);
+    }
+    CHECK(got == 5, "and all 5 delivered (%d)", got);
+
     /* Fail-over: a list whose first node is dead connects to the next. */
     char list[1024];
     snprintf(list, sizeof list, "amqp://guest:guest@127.0.0.1:1/,%s", url);
@@ -127,6 +145,7 @@ int main(void)
           "an unreachable node is a transient error: %s", broker_last_error(bad));
     broker_message m = {.routing_key = "k", .body = "{}", .len = 2};
     CHECK(broker_publish(bad, &m, NULL) == OP_ERR_TRANSIENT, "publishing while down fails at once");
+    CHECK(broker_cork(bad, true) == OP_ERR_TRANSIENT, "corking while down fails at once");
     broker_close(bad);
 
     CHECK(broker_queue_depth(pub, "no-such-queue") == -1 && !broker_is_open(pub),
