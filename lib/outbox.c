@@ -168,6 +168,9 @@ static op_status outbox_relay_body(db *d, void *arg)
     size_t cap = (size_t)n * 21 + 3, len = 0;
     char *ids = malloc(cap);
     ids[len++] = '{';
+    /* The rows leave together (broker_cork): the broker reads them in one go, which costs it
+     * less per message than one segment each. Without the cork they still go. */
+    bool corked = broker_cork(r->broker, true) == OP_OK;
     for (int i = 0; i < n; i++) {
         json_t *headers = json_loads(PQgetvalue(rows, i, 4), 0, NULL);
         broker_message m = {
@@ -185,6 +188,8 @@ static op_status outbox_relay_body(db *d, void *arg)
         len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(rows, i, 0));
     }
     PQclear(rows);
+    if (corked && broker_is_open(r->broker) && broker_cork(r->broker, false) != OP_OK)
+        st = OP_ERR_TRANSIENT;
     if (st == OP_OK)
         st = broker_wait_confirms(r->broker, 10000);
     if (st != OP_OK) {
