@@ -14,6 +14,7 @@
 #include "config.h"
 #include "inbox.h"
 #include "jsonschema.h"
+#include "linger.h"
 #include "outbox.h"
 #include "topology.h"
 #include "worker_metrics.h"
@@ -76,9 +77,10 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "  --prefetch N          unacked deliveries held at once (default 512) [WORKER_PREFETCH]\n"
             "  --batch N             deliveries handled in one transaction (default 256)\n"
             "                        [WORKER_BATCH]\n"
-            "  --batch-linger-ms MS  after a batch's first delivery, wait up to MS for more\n"
-            "                        before handling it (default 10, 0 = take only what is\n"
-            "                        already there) [WORKER_BATCH_LINGER_MS]\n"
+            "  --batch-linger-ms MS  a lone delivery waits MS/5 for a second; a batch that got\n"
+            "                        one waits for more until MS after its first (default 10;\n"
+            "                        0 = take only what is already there)\n"
+            "                        [WORKER_BATCH_LINGER_MS]\n"
             "  --metrics-listen H:P  /metrics and /healthz address, port 0 = any (default\n"
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
             "  --schemas DIR         JSON Schemas of the events [ORDERPIPE_SCHEMA_DIR]\n"
@@ -705,19 +707,16 @@ static int worker_handle_batch(worker *w)
     uint64_t generation = broker_reconnect_count(w->consumer);
     while (got < max && !worker_stop_requested) {
         worker_item *it = &items[got];
-        /* Lingering trades a few ms of a lone delivery's latency for bigger batches: a batch's
-         * round trips, commit and publish cost about the same for one message as for twenty, and
-         * at a moderate rate taking only what is already there makes every message pay them
-         * alone, which keeps the cores busy and everyone waiting (BENCHMARKS.md). */
-        int wait_ms = 0;
-        if (got == 0)
-            wait_ms = (int)w->cfg.idle_wait_ms;
-        else if (w->cfg.linger_ms > 0) {
+        /* Lingering (linger.h) trades a ms or two of a lone delivery's latency for bigger
+         * batches: taking only what is already there makes every message pay a batch's round
+         * trips alone at a moderate rate, which keeps the cores busy and everyone waiting. */
+        int wait_ms = (int)w->cfg.idle_wait_ms;
+        if (got > 0) {
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            long waited = (now.tv_sec - items[0].t0.tv_sec) * 1000 +
-                          (now.tv_nsec - items[0].t0.tv_nsec) / 1000000;
-            wait_ms = waited < w->cfg.linger_ms ? (int)(w->cfg.linger_ms - waited) : 0;
+            long since_first = (now.tv_sec - items[0].t0.tv_sec) * 1000 +
+                               (now.tv_nsec - items[0].t0.tv_nsec) / 1000000;
+            wait_ms = (int)linger_wait_ms(since_first, got, w->cfg.linger_ms);
         }
         if (broker_next(w->consumer, wait_ms, &it->d) != OP_OK)
             break;

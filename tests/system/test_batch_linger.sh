@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A batch lingers (WORKER_BATCH_LINGER_MS) after its first delivery for more: orders placed a few
-# hundred ms apart are reserved in one transaction when the linger covers them, and each in its own
+# A batch lingers (WORKER_BATCH_LINGER_MS) for more deliveries while they keep coming: orders placed a few
+# hundred ms apart are reserved in one transaction when the linger covers them; orders further
+# apart than the lone delivery's wait (a fifth of the linger) each in its own; and each in its own
 # when the linger is 0 (the batch takes only what is already there). A transaction's outbox rows
 # share its start time (created_at defaults to now()), which is how the test tells batches apart.
 # Bad values are refused at start-up.
@@ -34,14 +35,18 @@ check "pipeline starts with a reservation batch lingering 3 s" \
 check "four orders are placed 0.2 s apart" place_spaced long 0.2
 check "all four are reserved" wait_for 20 has_reserved long
 check_eq "in one transaction" 1 "$(reserved_batches long)"
+# A lone delivery waits only a fifth of the linger (600 ms) for a second one.
+check "four orders are placed 1 s apart" place_spaced lone 1
+check "all four are reserved" wait_for 20 has_reserved lone
+check_eq "each in its own transaction" 4 "$(reserved_batches lone)"
 
 check "the reservation worker restarts without lingering" \
   sh -c "'$P' scale reservation=0 >/dev/null && WORKER_BATCH_LINGER_MS=0 '$P' scale reservation=1 >/dev/null"
 check "four more orders are placed 0.3 s apart" place_spaced none 0.3
 check "all four are reserved" wait_for 20 has_reserved none
 check_eq "each in its own transaction" 4 "$(reserved_batches none)"
-check "all eight orders are confirmed" wait_for 30 confirmed 8
-check "and their customers told" wait_for 30 notified 8
+check "all twelve orders are confirmed" wait_for 30 confirmed 12
+check "and their customers told" wait_for 30 notified 12
 check_invariants "every invariant holds"
 
 out=$TEST_TMP/out
