@@ -77,9 +77,9 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "  --prefetch N          unacked deliveries held at once (default 512) [WORKER_PREFETCH]\n"
             "  --batch N             deliveries handled in one transaction (default 256)\n"
             "                        [WORKER_BATCH]\n"
-            "  --batch-linger-ms MS  a lone delivery waits MS/5 for a second; a batch that got\n"
-            "                        one waits for more until MS after its first (default 10;\n"
-            "                        0 = take only what is already there)\n"
+            "  --batch-linger-ms MS  a lone delivery waits MS/5 (at least 1 ms) for a second; a\n"
+            "                        batch that got one waits for more until MS after its first\n"
+            "                        (default 10, at most 1000; 0 = take only what is there)\n"
             "                        [WORKER_BATCH_LINGER_MS]\n"
             "  --metrics-listen H:P  /metrics and /healthz address, port 0 = any (default\n"
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
@@ -102,7 +102,7 @@ static int worker_parse_config(worker *w, int argc, char **argv)
     c->metrics_listen = config_env_str("METRICS_LISTEN", "127.0.0.1:0");
     if (config_env_long("WORKER_PREFETCH", 512, 1, 65535, &c->prefetch) != 0 ||
         config_env_long("WORKER_BATCH", 256, 1, 10000, &c->batch) != 0 ||
-        config_env_long("WORKER_BATCH_LINGER_MS", 10, 0, 10000, &c->linger_ms) != 0)
+        config_env_long("WORKER_BATCH_LINGER_MS", 10, 0, 1000, &c->linger_ms) != 0)
         return 2;
     long inbox_ms, outbox_ms;
     if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||
@@ -146,8 +146,8 @@ static int worker_parse_config(worker *w, int argc, char **argv)
             }
             break;
         case 'l':
-            if (config_parse_long(optarg, 0, 10000, &c->linger_ms) != 0) {
-                fprintf(stderr, "--batch-linger-ms: must be an integer in [0, 10000]\n");
+            if (config_parse_long(optarg, 0, 1000, &c->linger_ms) != 0) {
+                fprintf(stderr, "--batch-linger-ms: must be an integer in [0, 1000]\n");
                 return 2;
             }
             break;
@@ -696,7 +696,10 @@ static void worker_publish_emits(worker *w, worker_item **items, int n)
  * number of deliveries received. */
 static int worker_handle_batch(worker *w)
 {
-    int max = (int)w->cfg.batch, got = 0, ntxn = 0;
+    /* No more than the prefetch can arrive before this batch is acked: lingering for more than
+     * that would only wait. */
+    int max = (int)(w->cfg.batch < w->cfg.prefetch ? w->cfg.batch : w->cfg.prefetch), got = 0,
+        ntxn = 0;
     worker_item *items = calloc((size_t)max, sizeof *items);
     worker_item **txn = calloc((size_t)max, sizeof *txn);
     if (!items || !txn) {
@@ -714,8 +717,8 @@ static int worker_handle_batch(worker *w)
         if (got > 0) {
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            long since_first = (now.tv_sec - items[0].t0.tv_sec) * 1000 +
-                               (now.tv_nsec - items[0].t0.tv_nsec) / 1000000;
+            long since_first = (long)(((long long)(now.tv_sec - items[0].t0.tv_sec) * 1000000000LL +
+                                       (now.tv_nsec - items[0].t0.tv_nsec)) / 1000000);
             wait_ms = (int)linger_wait_ms(since_first, got, w->cfg.linger_ms);
         }
         if (broker_next(w->consumer, wait_ms, &it->d) != OP_OK)
@@ -972,8 +975,8 @@ int worker_main(const worker_spec *spec, int argc, char **argv)
         log_error(NULL, "start-up failed: %s", db_last_error(w.db));
         goto out;
     }
-    log_info(NULL, "started: queue %s, prefetch %ld, batch %ld", spec->name, w.cfg.prefetch,
-             w.cfg.batch);
+    log_info(NULL, "started: queue %s, prefetch %ld, batch %ld, linger %ld ms", spec->name,
+             w.cfg.prefetch, w.cfg.batch, w.cfg.linger_ms);
     worker_loop(&w);
     /* Drain: what we handled is acked; publish what we committed; unacked prefetched deliveries
      * go back to the queue when the consumer closes. */

@@ -30,13 +30,16 @@ has_reserved() { [ "$(reserved_count "$1")" = 4 ]; }
 confirmed() { [ "$(sql "select count(*) from orders where status = 'confirmed'")" = "$1" ]; }
 notified() { [ "$(sql "select count(*) from notifications where status = 'sent'")" = "$1" ]; }
 
-check "pipeline starts with a reservation batch lingering 3 s" \
-  env WORKER_BATCH_LINGER_MS=3000 "$P" up
-check "four orders are placed 0.2 s apart" place_spaced long 0.2
+check "pipeline starts with batches lingering 1 s" \
+  env WORKER_BATCH_LINGER_MS=1000 "$P" up
+check "four orders are placed 0.1 s apart" place_spaced long 0.1
 check "all four are reserved" wait_for 20 has_reserved long
 check_eq "in one transaction" 1 "$(reserved_batches long)"
-# A lone delivery waits only a fifth of the linger (600 ms) for a second one.
-check "four orders are placed 1 s apart" place_spaced lone 1
+# A lone delivery waits only a fifth of the linger (200 ms) for a second one. The payment worker
+# stops first: its payment.succeeded events come back to the reservation queue and would make a
+# batch of two out of an order and the previous one's payment.
+check "the payment worker stops" "$P" scale payment=0
+check "four orders are placed 0.6 s apart" place_spaced lone 0.6
 check "all four are reserved" wait_for 20 has_reserved lone
 check_eq "each in its own transaction" 4 "$(reserved_batches lone)"
 
@@ -45,6 +48,7 @@ check "the reservation worker restarts without lingering" \
 check "four more orders are placed 0.3 s apart" place_spaced none 0.3
 check "all four are reserved" wait_for 20 has_reserved none
 check_eq "each in its own transaction" 4 "$(reserved_batches none)"
+check "the payment worker comes back" "$P" scale payment=1
 check "all twelve orders are confirmed" wait_for 30 confirmed 12
 check "and their customers told" wait_for 30 notified 12
 check_invariants "every invariant holds"
@@ -52,7 +56,10 @@ check_invariants "every invariant holds"
 out=$TEST_TMP/out
 WORKER_BATCH_LINGER_MS=-5 timeout 10 orderpipe-reservation > "$out" 2>&1
 check_eq "a negative WORKER_BATCH_LINGER_MS is refused with status 2" 2 "$?"
-check "and named" grep -q "WORKER_BATCH_LINGER_MS: must be an integer in \[0, 10000\]" "$out"
+check "and named" grep -q "WORKER_BATCH_LINGER_MS: must be an integer in \[0, 1000\]" "$out"
+WORKER_BATCH_LINGER_MS=1001 timeout 10 orderpipe-notification > "$out" 2>&1
+check_eq "a WORKER_BATCH_LINGER_MS over a second is refused with status 2" 2 "$?"
+check "and named" grep -q "WORKER_BATCH_LINGER_MS: must be an integer in \[0, 1000\]" "$out"
 timeout 10 orderpipe-payment --batch-linger-ms soon > "$out" 2>&1
 check_eq "a malformed --batch-linger-ms is refused with status 2" 2 "$?"
 check "and named" grep -q -- "--batch-linger-ms: must be an integer" "$out"
