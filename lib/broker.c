@@ -747,7 +747,11 @@ op_status broker_cork(broker *b, bool cork)
     if (!broker_is_open(b))
         return OP_ERR_TRANSIENT;
     int fd = amqp_get_sockfd(b->conn), on = cork ? 1 : 0;
-    if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) != 0) {
+    if (fd < 0) {
+        broker_set_error(b, "TCP_CORK: the connection has no socket");
+        return OP_ERR_TRANSIENT;
+    }
+    if (setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) != 0) {
         broker_set_error(b, "TCP_CORK: %s", strerror(errno));
         return OP_ERR_TRANSIENT;
     }

@@ -175,6 +175,8 @@ int intake_publish_start(intake *in)
                  broker_last_error(in->broker));
     }
     in->uncork = evtimer_new(in->base, intake_on_uncork, in);
+    if (!in->uncork)
+        return -1;
     in->tick = event_new(in->base, -1, EV_PERSIST, intake_on_tick, in);
     struct timeval tv = {0, 100000};
     event_add(in->tick, &tv);
@@ -219,7 +221,8 @@ int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const 
      * hold this turn's publishes back until the turn ends. Without the cork they still go. */
     if (!evtimer_pending(in->uncork, NULL) && broker_cork(in->broker, true) == OP_OK) {
         struct timeval now = {0, 0};
-        evtimer_add(in->uncork, &now);
+        if (evtimer_add(in->uncork, &now) != 0) /* nobody would uncork: do not hold it back */
+            broker_cork(in->broker, false);
     }
     uint64_t seq = 0;
     op_status st = body ? broker_publish(in->broker, &m, &seq) : OP_ERR_TRANSIENT;
