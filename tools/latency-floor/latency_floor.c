@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "config.h"
@@ -75,7 +76,9 @@ static void floor_usage(FILE *out)
 /* 0 on success, 1 on bad arguments (message printed), -1 for --help. */
 static int floor_parse_config(floor_config *cfg, int argc, char **argv)
 {
-    static const struct option opts[] = {{"orders", 1, NULL, 'n'}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"orders", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     cfg->orders = 300;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -85,6 +88,10 @@ static int floor_parse_config(floor_config *cfg, int argc, char **argv)
             fprintf(stderr, "latency-floor: bad arguments\n");
             return 1;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "latency-floor: unexpected argument '%s'\n", argv[optind]);
+        return 1;
     }
     cfg->amqp_url = config_env_str("AMQP_URL", NULL);
     cfg->db_url = config_env_str("DATABASE_URL", NULL);
@@ -126,7 +133,8 @@ static op_status floor_run(broker *pub, broker *sub, db *d, long orders, floor_s
         double start = floor_now_ms();
         for (int h = 0; h < FLOOR_HOPS; h++) {
             char id[48];
-            snprintf(id, sizeof id, "floor-%ld-%d-%ld", i, h, (long)time(NULL));
+            /* The pid and the time keep an interrupted run's leftovers from passing for ours. */
+            snprintf(id, sizeof id, "floor-%ld-%ld-%d-%ld", (long)getpid(), (long)time(NULL), h, i);
             double t = floor_now_ms();
             if (floor_hop(pub, sub, body, id) != OP_OK) {
                 fprintf(stderr, "latency-floor: hop %d of order %ld: %s / %s\n", h + 1, i,
@@ -206,11 +214,12 @@ int main(int argc, char **argv)
     broker_options po = {.urls = cfg.amqp_url, .name = "orderpipe-latency-floor", .confirms = true};
     broker_options so = {.urls = cfg.amqp_url, .name = "orderpipe-latency-floor-consumer"};
     int rc = 1;
-    if (broker_connect(&pub, &po) != OP_OK || broker_connect(&sub, &so) != OP_OK ||
-        broker_declare_quorum_queue(pub, FLOOR_QUEUE) != OP_OK ||
-        broker_consume(sub, FLOOR_QUEUE, 16) != OP_OK) {
-        fprintf(stderr, "latency-floor: %s\n",
-                pub ? broker_last_error(sub && broker_is_open(pub) ? sub : pub) : "bad AMQP_URL");
+    if (broker_connect(&pub, &po) != OP_OK || broker_declare_quorum_queue(pub, FLOOR_QUEUE) != OP_OK) {
+        fprintf(stderr, "latency-floor: publisher: %s\n", pub ? broker_last_error(pub) : "bad AMQP_URL");
+        goto out;
+    }
+    if (broker_connect(&sub, &so) != OP_OK || broker_consume(sub, FLOOR_QUEUE, 16) != OP_OK) {
+        fprintf(stderr, "latency-floor: consumer: %s\n", sub ? broker_last_error(sub) : "bad AMQP_URL");
         goto out;
     }
     if (db_connect(&d, cfg.db_url, "orderpipe-latency-floor") != OP_OK ||
@@ -225,7 +234,9 @@ int main(int argc, char **argv)
         .hop = calloc((size_t)cfg.orders * FLOOR_HOPS, sizeof(double)),
         .commit = calloc((size_t)cfg.orders * (size_t)floor_commits_per_order(), sizeof(double)),
     };
-    if (s.chain && s.hop && s.commit && floor_run(pub, sub, d, cfg.orders, &s) == OP_OK) {
+    if (!s.chain || !s.hop || !s.commit)
+        fprintf(stderr, "latency-floor: out of memory for %ld orders\n", cfg.orders);
+    else if (floor_run(pub, sub, d, cfg.orders, &s) == OP_OK) {
         floor_print(&s);
         rc = 0;
     }
