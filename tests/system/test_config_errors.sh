@@ -20,6 +20,16 @@ refuses "a negative INTAKE_MAX_QUEUE_DEPTH" "INTAKE_MAX_QUEUE_DEPTH" INTAKE_MAX_
 refuses "a malformed INTAKE_MAX_OUTBOX_ROWS" "INTAKE_MAX_OUTBOX_ROWS" INTAKE_MAX_OUTBOX_ROWS=lots -- orderpipe-intake
 refuses "redrive without DATABASE_URL" "needs DATABASE_URL" DATABASE_URL= -- orderpipe-replay redrive 00000000-0000-4000-8000-000000000000
 
+# The probe's publish-rate: a window of 8 is used and reported; bad windows and options refused.
+orderpipe-amqp-probe publish-rate 40 --window 8 --size 100 > "$TEST_TMP/rate.json" 2>&1
+check_eq "publish-rate --window 8 runs" 0 "$?"
+check_eq "and reports its window and size" "8 100 40" "$(jq -r '"\(.window) \(.size) \(.published)"' "$TEST_TMP/rate.json")"
+for bad in "--window 0" "--window" "--window x" "--speed 3"; do
+  orderpipe-amqp-probe publish-rate 10 $bad > "$TEST_TMP/rate.out" 2>&1
+  check_eq "publish-rate $bad is refused with status 2" 2 "$?"
+  check "and the usage is shown" grep -q "usage: orderpipe-amqp-probe" "$TEST_TMP/rate.out"
+done
+
 # Three delays for four tiers: said so, and the default TTLs are declared.
 ORDERPIPE_RETRY_DELAYS=100,200,300 orderpipe-amqp-probe declare > "$TEST_TMP/declare.out" 2>&1
 check "a malformed ORDERPIPE_RETRY_DELAYS is reported" grep -q "ORDERPIPE_RETRY_DELAYS must be 4 comma-separated" "$TEST_TMP/declare.out"
