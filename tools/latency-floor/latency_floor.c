@@ -132,7 +132,7 @@ static op_status floor_run(broker *pub, broker *sub, db *d, long orders, floor_s
     for (long i = 0; i < orders; i++) {
         double start = floor_now_ms();
         for (int h = 0; h < FLOOR_HOPS; h++) {
-            char id[48];
+            char id[96];
             /* The pid and the time keep an interrupted run's leftovers from passing for ours. */
             snprintf(id, sizeof id, "floor-%ld-%ld-%d-%ld", (long)getpid(), (long)time(NULL), h, i);
             double t = floor_now_ms();
