@@ -14,21 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "samples.h"
 
 #define PROBE_QUEUE "orderpipe.probe"
 #define PROBE_WINDOW 256 /* the default: like the outbox relay's batches */
-
-static double probe_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void probe_usage(FILE *out)
 {
@@ -43,7 +36,7 @@ static int probe_publish_rate(broker *b, long n, long size, long window)
     memset(body, 'x', (size_t)size);
     body[size] = '\0';
     /* Pipelined like the outbox relay: a window of publishes, then wait for their confirms. */
-    double t0 = probe_now();
+    double t0 = samples_now_ms();
     for (long i = 0; i < n; i++) {
         broker_message m = {.exchange = "", .routing_key = PROBE_QUEUE, .body = body, .len = (size_t)size};
         if (broker_publish(b, &m, NULL) != OP_OK) {
@@ -62,7 +55,7 @@ static int probe_publish_rate(broker *b, long n, long size, long window)
         free(body);
         return 1;
     }
-    double secs = probe_now() - t0;
+    double secs = (samples_now_ms() - t0) / 1e3;
     printf("{\"published\":%ld,\"size\":%ld,\"window\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", n, size,
            window, secs, (double)n / secs);
     free(body);
@@ -75,7 +68,7 @@ static int probe_consume_rate(broker *b, long n)
         fprintf(stderr, "probe: %s\n", broker_last_error(b));
         return 1;
     }
-    double t0 = probe_now();
+    double t0 = samples_now_ms();
     long got = 0;
     broker_delivery d;
     while (got < n && broker_next(b, 2000, &d) == OP_OK) {
@@ -84,7 +77,7 @@ static int probe_consume_rate(broker *b, long n)
             broker_ack(b, d.tag, true);
         broker_delivery_free(&d);
     }
-    double secs = probe_now() - t0;
+    double secs = (samples_now_ms() - t0) / 1e3;
     printf("{\"consumed\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", got, secs, (double)got / secs);
     return got == n ? 0 : 1;
 }

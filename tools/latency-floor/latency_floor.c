@@ -23,6 +23,7 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "samples.h"
 
 #define FLOOR_QUEUE "orderpipe.latency-floor"
 #define FLOOR_HOPS 3
@@ -54,13 +55,6 @@ typedef struct floor_samples {
     double *chain, *hop, *commit;
     long nchain, nhop, ncommit;
 } floor_samples;
-
-static double floor_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 
 static void floor_usage(FILE *out)
 {
@@ -130,66 +124,53 @@ static op_status floor_run(broker *pub, broker *sub, db *d, long orders, floor_s
     memset(body, 'x', FLOOR_BODY_SIZE);
     body[FLOOR_BODY_SIZE] = '\0';
     for (long i = 0; i < orders; i++) {
-        double start = floor_now_ms();
+        double start = samples_now_ms();
         for (int h = 0; h < FLOOR_HOPS; h++) {
             char id[96];
             /* The pid and the time keep an interrupted run's leftovers from passing for ours. */
             snprintf(id, sizeof id, "floor-%ld-%ld-%d-%ld", (long)getpid(), (long)time(NULL), h, i);
-            double t = floor_now_ms();
+            double t = samples_now_ms();
             if (floor_hop(pub, sub, body, id) != OP_OK) {
                 fprintf(stderr, "latency-floor: hop %d of order %ld: %s / %s\n", h + 1, i,
                         broker_last_error(pub), broker_last_error(sub));
                 return OP_ERR_TRANSIENT;
             }
-            s->hop[s->nhop++] = floor_now_ms() - t;
+            s->hop[s->nhop++] = samples_now_ms() - t;
             /* The publisher's confirm is not on the chain (the next worker gets the message
              * whether or not its publisher has heard back yet), so it is collected off the clock. */
-            double off = floor_now_ms();
+            double off = samples_now_ms();
             if (broker_wait_confirms(pub, 10000) != OP_OK) {
                 fprintf(stderr, "latency-floor: confirm of order %ld: %s\n", i, broker_last_error(pub));
                 return OP_ERR_TRANSIENT;
             }
-            start += floor_now_ms() - off;
+            start += samples_now_ms() - off;
             for (int c = 0; c < floor_commits_after_hop[h]; c++) {
-                t = floor_now_ms();
+                t = samples_now_ms();
                 if (db_command(d, "insert into latency_floor_probe(v) values (1)", 0, NULL) != OP_OK) {
                     fprintf(stderr, "latency-floor: commit of order %ld: %s\n", i, db_last_error(d));
                     return OP_ERR_TRANSIENT;
                 }
-                s->commit[s->ncommit++] = floor_now_ms() - t;
+                s->commit[s->ncommit++] = samples_now_ms() - t;
             }
         }
-        s->chain[s->nchain++] = floor_now_ms() - start;
+        s->chain[s->nchain++] = samples_now_ms() - start;
     }
     return OP_OK;
 }
 
-static int floor_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static double floor_pct(const double *v, long n, double p)
-{
-    long k = (long)(p * (double)n + 0.999999) - 1;
-    return v[k < 0 ? 0 : (k >= n ? n - 1 : k)];
-}
-
 static void floor_print(floor_samples *s)
 {
-    qsort(s->chain, (size_t)s->nchain, sizeof *s->chain, floor_cmp);
-    qsort(s->hop, (size_t)s->nhop, sizeof *s->hop, floor_cmp);
-    qsort(s->commit, (size_t)s->ncommit, sizeof *s->commit, floor_cmp);
+    samples_sort(s->chain, s->nchain);
+    samples_sort(s->hop, s->nhop);
+    samples_sort(s->commit, s->ncommit);
     printf("{\"orders\":%ld,\"hops\":%d,\"commits\":%ld,"
            "\"chain_ms\":{\"p50\":%.1f,\"p95\":%.1f,\"p99\":%.1f,\"max\":%.1f},"
            "\"hop_ms\":{\"p50\":%.2f,\"p99\":%.2f},\"commit_ms\":{\"p50\":%.2f,\"p99\":%.2f}}\n",
            s->nchain, FLOOR_HOPS, (long)floor_commits_per_order(),
-           floor_pct(s->chain, s->nchain, 0.50), floor_pct(s->chain, s->nchain, 0.95),
-           floor_pct(s->chain, s->nchain, 0.99), s->chain[s->nchain - 1],
-           floor_pct(s->hop, s->nhop, 0.50), floor_pct(s->hop, s->nhop, 0.99),
-           floor_pct(s->commit, s->ncommit, 0.50), floor_pct(s->commit, s->ncommit, 0.99));
+           samples_percentile(s->chain, s->nchain, 50), samples_percentile(s->chain, s->nchain, 95),
+           samples_percentile(s->chain, s->nchain, 99), s->chain[s->nchain - 1],
+           samples_percentile(s->hop, s->nhop, 50), samples_percentile(s->hop, s->nhop, 99),
+           samples_percentile(s->commit, s->ncommit, 50), samples_percentile(s->commit, s->ncommit, 99));
 }
 
 static void floor_samples_free(floor_samples *s)

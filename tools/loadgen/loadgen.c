@@ -8,7 +8,6 @@
 #include <event2/keyvalq_struct.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "samples.h"
 
 typedef enum { MIX_OK, MIX_OOS, MIX_DECLINE, MIX_FLAKY, MIX_HOT, MIX_DUP, MIX_COUNT } mix_kind;
 static const char *const mix_names[MIX_COUNT] = {"ok", "oos", "decline", "flaky", "hot", "dup"};
@@ -62,13 +62,6 @@ typedef struct loadgen_req {
     struct timespec sent;
     char key[64];
 } loadgen_req;
-
-static double loadgen_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 
 static unsigned loadgen_rand(loadgen *lg)
 {
@@ -130,7 +123,7 @@ static void loadgen_on_response(struct evhttp_request *req, void *arg)
 {
     loadgen_req *r = arg;
     loadgen *lg = r->lg;
-    double lat = loadgen_now_ms() - ((double)r->sent.tv_sec * 1e3 + (double)r->sent.tv_nsec / 1e6);
+    double lat = samples_now_ms() - ((double)r->sent.tv_sec * 1e3 + (double)r->sent.tv_nsec / 1e6);
     lg->completed++;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     if (code <= 0 || code >= 600) {
@@ -209,27 +202,13 @@ static void loadgen_on_pace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     loadgen *lg = arg;
-    double elapsed = loadgen_now_ms() -
+    double elapsed = samples_now_ms() -
                      ((double)lg->start.tv_sec * 1e3 + (double)lg->start.tv_nsec / 1e6);
     long due = (long)(elapsed * (double)lg->cfg.rate / 1000.0) + 1;
     if (due > lg->cfg.orders)
         due = lg->cfg.orders;
     while (lg->issued < due && lg->idle_conns > 0)
         loadgen_issue(lg, lg->idle[--lg->idle_conns]);
-}
-
-static int loadgen_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double loadgen_pct(const double *v, long n, double p)
-{
-    if (n == 0)
-        return 0;
-    long i = (long)ceil(p / 100.0 * (double)n) - 1;
-    return v[i < 0 ? 0 : (i >= n ? n - 1 : i)];
 }
 
 static void loadgen_usage(FILE *out)
@@ -361,10 +340,10 @@ int main(int argc, char **argv)
             loadgen_issue(&lg, (int)i);
     }
     event_base_dispatch(lg.base);
-    double secs = (loadgen_now_ms() -
+    double secs = (samples_now_ms() -
                    ((double)lg.start.tv_sec * 1e3 + (double)lg.start.tv_nsec / 1e6)) / 1e3;
 
-    qsort(lg.latency_ms, (size_t)lg.latency_n, sizeof(double), loadgen_cmp);
+    samples_sort(lg.latency_ms, lg.latency_n);
     json_t *status = json_object();
     for (int s = 0; s < 600; s++)
         if (lg.status_count[s]) {
@@ -376,9 +355,9 @@ int main(int argc, char **argv)
         "{si si so si sf sf s{sf sf sf sf}}", "sent", (int)lg.completed, "accepted",
         (int)lg.status_count[202], "status", status, "transport_errors", (int)lg.transport_errors,
         "seconds", secs, "accepted_per_s", secs > 0 ? (double)lg.status_count[202] / secs : 0.0,
-        "latency_ms", "p50", loadgen_pct(lg.latency_ms, lg.latency_n, 50), "p95",
-        loadgen_pct(lg.latency_ms, lg.latency_n, 95), "p99",
-        loadgen_pct(lg.latency_ms, lg.latency_n, 99), "max",
+        "latency_ms", "p50", samples_percentile(lg.latency_ms, lg.latency_n, 50), "p95",
+        samples_percentile(lg.latency_ms, lg.latency_n, 95), "p99",
+        samples_percentile(lg.latency_ms, lg.latency_n, 99), "max",
         lg.latency_n ? lg.latency_ms[lg.latency_n - 1] : 0.0);
     /* Its own CPU time, so a benchmark can count it: the generator has exited by the time the
      * benchmark reads the other processes' times. */
