@@ -63,6 +63,11 @@ bool worker_stopping(const worker *w) { (void)w; return worker_stop_requested !=
 
 /* --- configuration ------------------------------------------------------------------------- */
 
+static long worker_default_linger_ms(const worker_spec *spec)
+{
+    return spec->linger_ms > 0 ? spec->linger_ms : WORKER_DEFAULT_LINGER_MS;
+}
+
 static void worker_usage(const worker_spec *spec, FILE *out)
 {
     fprintf(out,
@@ -79,7 +84,7 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "                        [WORKER_BATCH]\n"
             "  --batch-linger-ms MS  a lone delivery waits MS/5 (at least 1 ms) for a second; a\n"
             "                        batch that got one waits for more until MS after its first\n"
-            "                        (default 10, at most 1000; 0 = take only what is there)\n"
+            "                        (default %ld, at most 1000; 0 = take only what is there)\n"
             "                        [WORKER_BATCH_LINGER_MS]\n"
             "  --metrics-listen H:P  /metrics and /healthz address, port 0 = any (default\n"
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
@@ -90,7 +95,7 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "%s%s"
             "\nLogs are JSON lines on stderr (LOG_LEVEL=debug|info|warn|error). SIGTERM drains.\n",
             spec->program, spec->summary, spec->name, spec->name, spec->name,
-            spec->help_extra ? "\n" : "", spec->help_extra ? spec->help_extra : "");
+            worker_default_linger_ms(spec), spec->help_extra ? "\n" : "", spec->help_extra ? spec->help_extra : "");
 }
 
 static int worker_parse_config(worker *w, int argc, char **argv)
@@ -102,7 +107,8 @@ static int worker_parse_config(worker *w, int argc, char **argv)
     c->metrics_listen = config_env_str("METRICS_LISTEN", "127.0.0.1:0");
     if (config_env_long("WORKER_PREFETCH", 512, 1, 65535, &c->prefetch) != 0 ||
         config_env_long("WORKER_BATCH", 256, 1, 10000, &c->batch) != 0 ||
-        config_env_long("WORKER_BATCH_LINGER_MS", 10, 0, 1000, &c->linger_ms) != 0)
+        config_env_long("WORKER_BATCH_LINGER_MS", worker_default_linger_ms(w->spec), 0, 1000,
+                        &c->linger_ms) != 0)
         return 2;
     long inbox_ms, outbox_ms;
     if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||

@@ -26,6 +26,9 @@
 
 typedef struct worker worker;
 
+/* The batch linger of a worker whose spec does not choose one (linger.h). */
+#define WORKER_DEFAULT_LINGER_MS 10
+
 /* What a handler sees of the message it handles. Valid during the handler call only. */
 typedef struct worker_msg {
     worker *w;
@@ -94,6 +97,10 @@ typedef struct worker_spec {
      * whole batch transiently (retried through the tiers). */
     op_status (*before_batch)(worker *w, db *d, worker_msg *const *msgs, int n, void *arg);
     void (*free_state)(void *state);
+    /* The batch linger when neither --batch-linger-ms nor WORKER_BATCH_LINGER_MS sets one
+     * (0: WORKER_DEFAULT_LINGER_MS). A worker off the placed -> confirmed path may linger
+     * longer: bigger batches cost the machine less, which the workers on that path need. */
+    int linger_ms;
     /* Optional: extra --help text and start-up, called after connecting, before consuming. */
     const char *help_extra;
     op_status (*start)(worker *w, db *d, void *arg);

@@ -4,7 +4,8 @@
 # apart than the lone delivery's wait (a fifth of the linger) each in its own; and each in its own
 # when the linger is 0 (the batch takes only what is already there). A transaction's outbox rows
 # share its start time (created_at defaults to now()), which is how the test tells batches apart.
-# Bad values are refused at start-up.
+# The notification worker, off the placed -> confirmed path, lingers 50 ms by default. Bad values
+# are refused at start-up.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
@@ -54,6 +55,12 @@ check "and their customers told" wait_for 30 notified 12
 check_invariants "every invariant holds"
 
 out=$TEST_TMP/out
+# The notification worker is off the placed -> confirmed path and lingers longer by default; the
+# environment still sets every worker's linger (the test above ran its batches at 1 s).
+check "the notification worker lingers 50 ms by default" \
+  grep -q "(default 50, at most 1000" <(orderpipe-notification --help)
+check "the reservation worker 10 ms" grep -q "(default 10, at most 1000" <(orderpipe-reservation --help)
+check "the payment worker 10 ms" grep -q "(default 10, at most 1000" <(orderpipe-payment --help)
 WORKER_BATCH_LINGER_MS=-5 timeout 10 orderpipe-reservation > "$out" 2>&1
 check_eq "a negative WORKER_BATCH_LINGER_MS is refused with status 2" 2 "$?"
 check "and named" grep -q "WORKER_BATCH_LINGER_MS: must be an integer in \[0, 1000\]" "$out"
