@@ -49,6 +49,8 @@ struct worker {
     time_t next_prune;
     struct timespec next_relay; /* when the relay next looks for rows nobody published */
     bool relay_now;             /* a direct publish failed: the relay should look at once */
+    int given_back;             /* failed deliveries given back since the last batch */
+    backoff route_backoff;      /* the pause after given-back deliveries, until routing works */
     unsigned seed;
 };
 
@@ -308,6 +310,21 @@ static json_t *worker_failure_headers(const broker_delivery *d, const char *erro
 static void worker_give_back(worker *w, const broker_delivery *d)
 {
     broker_reject(w->consumer, d->tag, true);
+    w->given_back++;
+}
+
+/* A given-back delivery comes straight back: without a pause the worker would spin on it. The
+ * route may be gone (a retry or dead-letter queue deleted while we run), so the topology is
+ * declared again; the pause grows while routing keeps failing and resets once it works. */
+static void worker_repair_routes(worker *w)
+{
+    int ms = backoff_next_ms(&w->route_backoff);
+    log_warn(NULL, "%d failed deliveries could not be routed and went back to their queue; "
+                   "declaring the topology again and pausing %d ms", w->given_back, ms);
+    w->given_back = 0;
+    if (broker_is_open(w->publisher) && broker_declare_topology(w->publisher) != OP_OK)
+        log_warn(NULL, "declaring the topology failed: %s", broker_last_error(w->publisher));
+    usleep((useconds_t)ms * 1000); /* SIGTERM ends it early */
 }
 
 /* Sends d to `<queue>.dlq` with why in its headers, then acks it. */
@@ -330,6 +347,7 @@ static op_status worker_dead_letter(worker *w, const broker_delivery *d, const c
         worker_give_back(w, d);
         return st;
     }
+    backoff_reset(&w->route_backoff);
     log_warn(lc, "dead-lettered to %s: %s: %s", dlq, reason, error);
     worker_metrics_dead_lettered(w->metrics, reason);
     return broker_ack(w->consumer, d->tag, false);
@@ -353,6 +371,7 @@ static op_status worker_retry(worker *w, const broker_delivery *d, int attempt, 
         worker_give_back(w, d);
         return st;
     }
+    backoff_reset(&w->route_backoff);
     log_warn(lc, "attempt %d failed, retrying through %s in %d ms: %s", attempt, queue,
              topology_retry_delay_ms(attempt - 1), error);
     worker_metrics_retried(w->metrics);
@@ -714,7 +733,9 @@ static int worker_handle_batch(worker *w)
         return 0;
     }
     uint64_t generation = broker_reconnect_count(w->consumer);
-    while (got < max && !worker_stop_requested) {
+    /* A delivery given back comes straight back: the batch stops gathering at once, and the
+     * loop pauses (worker_repair_routes) before the next. */
+    while (got < max && !worker_stop_requested && w->given_back == 0) {
         worker_item *it = &items[got];
         /* Lingering (linger.h) trades a ms or two of a lone delivery's latency for bigger
          * batches: taking only what is already there makes every message pay a batch's round
@@ -935,6 +956,8 @@ static void worker_loop(worker *w)
         if (worker_ensure_connected(w) != OP_OK)
             break;
         worker_handle_batch(w);
+        if (w->given_back > 0)
+            worker_repair_routes(w);
         if (worker_relay_due(w))
             worker_flush_outbox(w);
         if (worker_tick_due(w) && db_is_open(w->db)) {
@@ -955,6 +978,7 @@ int worker_main(const worker_spec *spec, int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : rc;
     w.seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    backoff_init(&w.route_backoff, 100, 5000, w.seed);
 
     char err[512];
     w.schemas = jsonschema_registry_load(w.cfg.schema_dir, err, sizeof err);

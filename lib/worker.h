@@ -6,9 +6,10 @@
  * inbox rows (a redelivery is a no-op) and the outbox rows they emit — set-based when the routes
  * allow, else (or when that fails) one savepoint per message; acking only after commit;
  * routing failures (transient -> `<queue>.retry.N` with growing delays, permanent or exhausted ->
- * `<queue>.dlq` with the reason in headers); publishing the batch's events right after its commit
- * (the outbox relay, once a second, catches what a failure left); a periodic tick (watchdogs);
- * reconnecting; and draining on SIGTERM.
+ * `<queue>.dlq` with the reason in headers; a delivery that cannot be routed goes back to its
+ * queue, and the worker declares the topology again and pauses, so it never spins); publishing
+ * the batch's events right after its commit (the outbox relay, once a second, catches what a
+ * failure left); a periodic tick (watchdogs); reconnecting; and draining on SIGTERM.
  *
  * A worker program fills a worker_spec with its routes and calls worker_main.
  */

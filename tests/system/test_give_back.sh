@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# A failed delivery whose route is gone (its dead-letter queue deleted while the workers run) goes
+# back to its queue, and the worker neither loses it nor spins on it: it declares the topology
+# again and pauses before its next batch, and the next attempt dead-letters the message with its
+# reason. Orders keep flowing meanwhile.
+source "$(dirname "$0")/lib.sh"
+pipeline_env
+P=$ROOT/scripts/pipeline
+trap '"$P" down >/dev/null 2>&1' EXIT
+"$ROOT/scripts/stock" set SKU-G 10 >/dev/null
+check "pipeline starts" "$P" up
+check "the reservation's dead-letter queue is deleted" mgmt DELETE "/queues/$RABBITMQ_VHOST/reservation.dlq"
+gone() { [ "$(queue_messages reservation.dlq)" = -1 ]; }
+check "and gone" wait_for 10 gone
+check "a poison message is published" \
+  orderpipe-amqp-probe publish order.placed 'not json' --message-id give-back-1
+one() { [ "$(queue_messages reservation.dlq)" = 1 ]; }
+check "it reaches the dead-letter queue, declared again" wait_for 30 one
+failed() { cat "$ORDERPIPE_RUN_DIR"/logs/reservation.*.log | grep -c 'dead-lettering failed'; }
+n=$(failed)
+check "its first dead-lettering failed and it went back to its queue ($n)" test "$n" -ge 1
+sleep 2
+n2=$(failed)
+check "the worker did not spin on it: at most 3 failed attempts ($n2)" test "$n2" -le 3
+check "the worker said it declares the topology again" \
+  grep -q 'declaring the topology again' <(cat "$ORDERPIPE_RUN_DIR"/logs/reservation.*.log)
+check_eq "the reservation queue is empty" 0 "$(queue_messages reservation)"
+"$ROOT/scripts/replay" list --queue reservation > "$TEST_TMP/list.txt"
+check "the dead letter is listed with its reason" grep -q "give-back-1 .* invalid_message" "$TEST_TMP/list.txt"
+check "an order placed afterwards is accepted" place_order SKU-G "give-back-$RANDOM"
+confirmed() { [ "$(sql "select count(*) from orders where status = 'confirmed'")" = 1 ]; }
+check "and confirmed" wait_for 30 confirmed
+check_invariants "every invariant holds"
+test_done
