@@ -135,10 +135,19 @@ static op_status broker_open_node(broker *b, int i)
     amqp_set_handshake_timeout(b->conn, &tv);
     struct timeval rpc_tv = {30, 0};
     amqp_set_rpc_timeout(b->conn, &rpc_tv);
-    amqp_table_entry_t prop = {.key = amqp_cstring_bytes("connection_name"),
-                               .value = {.kind = AMQP_FIELD_KIND_UTF8,
-                                         .value.bytes = amqp_cstring_bytes(b->name)}};
-    amqp_table_t props = {.num_entries = 1, .entries = &prop};
+    /* consumer_cancel_notify: without it the broker stops delivering to a consumer whose queue
+     * was deleted without telling it, and the consumer waits forever (merged with the library's
+     * own capabilities). */
+    amqp_table_entry_t cap = {.key = amqp_cstring_bytes("consumer_cancel_notify"),
+                              .value = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}};
+    amqp_table_entry_t prop[] = {
+        {.key = amqp_cstring_bytes("connection_name"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(b->name)}},
+        {.key = amqp_cstring_bytes("capabilities"),
+         .value = {.kind = AMQP_FIELD_KIND_TABLE,
+                   .value.table = {.num_entries = 1, .entries = &cap}}},
+    };
+    amqp_table_t props = {.num_entries = 2, .entries = prop};
     amqp_rpc_reply_t r =
         amqp_login_with_properties(b->conn, ci->vhost, 0, 131072, b->heartbeat_s, &props,
                                    AMQP_SASL_METHOD_PLAIN, ci->user, ci->password);
@@ -659,6 +668,10 @@ op_status broker_next(broker *b, int timeout_ms, broker_delivery *out)
             (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
              f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)) {
             broker_set_error(b, "server closed the consumer (queue deleted or node down)");
+            return broker_fail(b);
+        }
+        if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_CANCEL_METHOD) {
+            broker_set_error(b, "the broker cancelled the consumer (its queue was deleted)");
             return broker_fail(b);
         }
         return OP_TIMEOUT;

@@ -199,6 +199,7 @@ static op_status worker_ensure_connected(worker *w)
 {
     backoff bo;
     backoff_init(&bo, 100, 5000, w->seed);
+    bool told = false;
     for (;;) {
         bool ok = true;
         if (!db_is_open(w->db) && db_reconnect(w->db) != OP_OK) {
@@ -215,7 +216,14 @@ static op_status worker_ensure_connected(worker *w)
             }
         }
         if (ok && !broker_is_open(w->consumer)) {
+            if (!told && broker_last_error(w->consumer)[0]) {
+                log_warn(NULL, "consumer connection lost (%s); reconnecting",
+                         broker_last_error(w->consumer));
+                told = true;
+            }
+            /* Declared again first: the queue may be what went away. */
             if (broker_reconnect(w->consumer) != OP_OK ||
+                broker_declare_topology(w->consumer) != OP_OK ||
                 broker_consume(w->consumer, w->spec->name, (uint16_t)w->cfg.prefetch) != OP_OK) {
                 log_warn(NULL, "broker unreachable (consumer): %s", broker_last_error(w->consumer));
                 ok = false;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# A failed delivery whose route is gone (its dead-letter queue deleted while the workers run) goes
-# back to its queue, and the worker neither loses it nor spins on it: it declares the topology
-# again and pauses before its next batch, and the next attempt dead-letters the message with its
-# reason. Orders keep flowing meanwhile.
+# Queues deleted while the workers run (an operator's mistake, a policy). A failed delivery whose
+# route is gone (its dead-letter queue) goes back to its queue, and the worker neither loses it nor
+# spins on it: it declares the topology again and pauses before its next batch, and the next
+# attempt dead-letters the message with its reason. A worker whose own queue is deleted is told by
+# the broker (consumer cancel notification), reconnects, declares it again and consumes. Orders
+# keep flowing.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
@@ -28,7 +30,15 @@ check_eq "the reservation queue is empty" 0 "$(queue_messages reservation)"
 "$ROOT/scripts/replay" list --queue reservation > "$TEST_TMP/list.txt"
 check "the dead letter is listed with its reason" grep -q "give-back-1 .* invalid_message" "$TEST_TMP/list.txt"
 check "an order placed afterwards is accepted" place_order SKU-G "give-back-$RANDOM"
-confirmed() { [ "$(sql "select count(*) from orders where status = 'confirmed'")" = 1 ]; }
-check "and confirmed" wait_for 30 confirmed
+confirmed() { [ "$(sql "select count(*) from orders where status = 'confirmed'")" = "$1" ]; }
+check "and confirmed" wait_for 30 confirmed 1
+
+check "the payment worker's own queue is deleted" mgmt DELETE "/queues/$RABBITMQ_VHOST/payment"
+cancelled() { grep -q 'the broker cancelled the consumer' <(cat "$ORDERPIPE_RUN_DIR"/logs/payment.*.log); }
+check "the payment worker is told, and says so" wait_for 20 cancelled
+back() { [ "$(queue_messages payment)" != -1 ]; }
+check "and declares its queue again" wait_for 20 back
+check "an order placed afterwards is accepted" place_order SKU-G "queue-deleted-$RANDOM"
+check "and confirmed" wait_for 30 confirmed 2
 check_invariants "every invariant holds"
 test_done
