@@ -98,6 +98,11 @@ op_status cloudevent_parse(const char *body, size_t len, cloudevent_view *out, c
         !(out->time = cloudevent_required_string(root, "time", err, errlen)) ||
         !(out->order_id = cloudevent_required_string(root, "orderid", err, errlen)))
         goto bad;
+    /* Handlers cast it to uuid for the whole batch: one bad id would fail every message in it. */
+    if (!uuid_valid(out->order_id)) {
+        snprintf(err, errlen, "attribute 'orderid' must be a UUID");
+        goto bad;
+    }
     json_t *tp = json_object_get(root, "traceparent");
     if (tp) {
         if (!json_is_string(tp) || !cloudevent_traceparent_valid(json_string_value(tp))) {

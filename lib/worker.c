@@ -270,10 +270,16 @@ static op_status worker_connect(worker *w)
 
 /* --- failure routing ----------------------------------------------------------------------- */
 
-static long worker_header_long(const broker_delivery *d, const char *key, long def)
+/* The delivery's attempt (1 on a first delivery). Anyone can publish, so a header out of range
+ * is clamped: below 1 it would name a retry tier that does not exist, and the message could be
+ * neither retried nor dead-lettered. */
+static int worker_attempt(const broker_delivery *d)
 {
-    json_t *v = json_object_get(d->headers, key);
-    return json_is_integer(v) ? (long)json_integer_value(v) : def;
+    json_t *v = json_object_get(d->headers, "x-attempt");
+    if (!json_is_integer(v) || json_integer_value(v) < 1)
+        return 1;
+    json_int_t a = json_integer_value(v);
+    return a > TOPOLOGY_RETRY_TIERS + 1 ? TOPOLOGY_RETRY_TIERS + 1 : (int)a;
 }
 
 static const char *worker_original_key(const broker_delivery *d)
@@ -762,7 +768,7 @@ static int worker_handle_batch(worker *w)
         clock_gettime(CLOCK_MONOTONIC, &it->t0);
         it->generation = generation;
         char err[512];
-        int attempt = (int)worker_header_long(&it->d, "x-attempt", 1);
+        int attempt = worker_attempt(&it->d);
         it->m = (worker_msg){.w = w, .db = w->db, .ev = &it->ev, .delivery = &it->d,
                              .attempt = attempt};
         it->m.log = (log_ctx){.message_id = it->d.message_id,

@@ -41,7 +41,7 @@ static void expect_bad(const char *body, const char *fragment)
         fail_msg("error '%s' does not mention '%s'", err, fragment);
 }
 
-#define GOOD_HEAD "{\"specversion\":\"1.0\",\"id\":\"i\",\"source\":\"s\",\"type\":\"t\",\"time\":\"x\",\"orderid\":\"o\""
+#define GOOD_HEAD "{\"specversion\":\"1.0\",\"id\":\"i\",\"source\":\"s\",\"type\":\"t\",\"time\":\"x\",\"orderid\":\"22222222-2222-4222-8222-222222222222\""
 
 static void test_rejections(void **state)
 {
@@ -53,6 +53,9 @@ static void test_rejections(void **state)
     expect_bad("{\"specversion\":\"1.0\",\"source\":\"s\"}", "missing attribute 'id'");
     expect_bad("{\"specversion\":\"1.0\",\"id\":\"\"}", "'id' must be a non-empty string");
     expect_bad("{\"specversion\":\"1.0\",\"id\":7}", "'id' must be a non-empty string");
+    expect_bad("{\"specversion\":\"1.0\",\"id\":\"i\",\"source\":\"s\",\"type\":\"t\",\"time\":\"x\","
+               "\"orderid\":\"o-1\",\"data\":{}}",
+               "'orderid' must be a UUID");
     expect_bad(GOOD_HEAD "}", "missing attribute 'data'");
     expect_bad(GOOD_HEAD ",\"data\":[]}", "'data' must be an object");
     expect_bad(GOOD_HEAD ",\"traceparent\":\"00-zz\",\"data\":{}}", "traceparent");
@@ -79,7 +82,7 @@ static void test_traceparent(void **state)
     cloudevent_traceparent("00-00000000000000000000000000000000-0000000000000001-01", b);
     assert_memory_not_equal(b + 3, "00000000000000000000000000000000", 32);
 
-    json_t *ev = cloudevent_new("t", "s", "o", json_object(), a);
+    json_t *ev = cloudevent_new("t", "s", "22222222-2222-4222-8222-222222222222", json_object(), a);
     char *text = json_dumps(ev, JSON_COMPACT);
     cloudevent_view v;
     char err[256];

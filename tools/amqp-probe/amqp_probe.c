@@ -2,7 +2,7 @@
  *
  *   declare                          declare the pipeline's topology
  *   depth QUEUE                      messages ready in QUEUE
- *   publish KEY BODY [--exchange E] [--message-id ID] [--header K=V ...]
+ *   publish KEY BODY [--exchange E] [--message-id ID] [--header K=V ...] (an integer V goes as one)
  *                                    publish one persistent message, exit 0 once confirmed
  *   publish-rate N [--size B] [--window W]
  *                                    the broker's raw publish-with-confirm rate on a quorum queue
@@ -118,7 +118,11 @@ int main(int argc, char **argv)
             else if (c == 'H' && strchr(optarg, '=')) {
                 char *eq = strchr(optarg, '=');
                 *eq = '\0';
-                json_object_set_new(headers, optarg, json_string(eq + 1));
+                /* An integer value goes as one (x-attempt is read as an integer). */
+                char *end;
+                long long n = strtoll(eq + 1, &end, 10);
+                json_object_set_new(headers, optarg,
+                                    eq[1] && !*end ? json_integer(n) : json_string(eq + 1));
             }
         }
         broker_message m = {.exchange = exchange, .routing_key = argv[2], .body = argv[3],
