@@ -22,6 +22,7 @@ struct intake_backpressure {
     atomic_bool overloaded;
     atomic_long queued;   /* ready messages in the work queues at the last sample */
     atomic_long backlog;  /* unpublished outbox rows at the last sample */
+    bool db_lost;         /* the last backlog sample failed (the watcher thread's own) */
 };
 
 static bool backpressure_over(long value, long bound, bool was_over)
@@ -45,8 +46,20 @@ static void backpressure_sample(intake_backpressure *bp, broker *b, db *d)
     }
     if (d && bp->cfg->max_outbox_rows > 0) {
         double age;
+        /* A restarted PostgreSQL leaves the connection closed: without reconnecting, the bound
+         * would go unwatched for good. */
+        if (!db_is_open(d))
+            db_reconnect(d);
         if (outbox_backlog(d, &rows, &age) != OP_OK)
             rows = -1;
+        if ((rows < 0) != bp->db_lost) {
+            bp->db_lost = rows < 0;
+            if (bp->db_lost)
+                log_warn(NULL, "backpressure: cannot read the outbox backlog (%s); keeping the "
+                               "last verdict and reconnecting", db_last_error(d));
+            else
+                log_info(NULL, "backpressure: reading the outbox backlog again");
+        }
     }
     if (queued >= 0)
         atomic_store(&bp->queued, queued);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Backpressure (DESIGN.md §1): when the work queues or the outbox fall behind past their bounds,
 # the intake answers new orders 429 with Retry-After and a JSON reason, accepts nothing it cannot
-# confirm, and admits orders again once the backlog drains.
+# confirm, and admits orders again once the backlog drains. The watcher survives a PostgreSQL
+# restart.
 source "$(dirname "$0")/lib.sh"
 port=$(free_base 20000 24000 4 4)
 export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
@@ -45,10 +46,15 @@ check "orders are admitted again below the bound" wait_for 10 admitted
 # The outbox bound: unpublished events past it refuse orders too (with no worker to relay them).
 check "the pipeline goes idle" wait_for 60 pipeline_idle
 kill -TERM "${workers[@]}"; wait "${workers[@]}"
+# The watcher reconnects: a PostgreSQL restart must not leave the bound unwatched.
+check "PostgreSQL restarts" "$ROOT/scripts/dev-stack" restart-pg
 sql "insert into outbox(message_id, aggregate_id, routing_key, payload)
      select gen_random_uuid(), 'bp-' || g, 'test.nothing', '{}' from generate_series(1, 60) g" >/dev/null
-sleep 0.3
-check_eq "an outbox past its bound gives 429" 429 "$(post)"
+refused() { [ "$(post)" = 429 ]; }
+check "an outbox past its bound gives 429" wait_for 10 refused
+check "the intake said it lost the backlog while PostgreSQL was down" \
+  grep -q "cannot read the outbox backlog" "$TEST_TMP/intake.log"
+check "and that it reads it again" grep -q "reading the outbox backlog again" "$TEST_TMP/intake.log"
 sql "delete from outbox where aggregate_id like 'bp-%'" >/dev/null
 admitted_again() { [ "$(post)" = 202 ]; }
 check "and orders are admitted once it drains" wait_for 10 admitted_again
