@@ -192,6 +192,14 @@ static op_status outbox_relay_body(db *d, void *arg)
         st = OP_ERR_TRANSIENT;
     if (st == OP_OK)
         st = broker_wait_confirms(r->broker, 10000);
+    if (st == OP_ERR_PERMANENT && broker_is_open(r->broker)) {
+        /* Returned unroutable: a queue was deleted while its consumer is away. Declaring the
+         * topology again makes the next pass go through, where each pass would otherwise fail
+         * on the same rows at the head of the outbox. The caller logs the failure (with the
+         * declaration's error instead, should that fail too). */
+        if (broker_declare_topology(r->broker) != OP_OK)
+            st = OP_ERR_TRANSIENT;
+    }
     if (st != OP_OK) {
         free(ids);
         return st == OP_TIMEOUT ? OP_ERR_TRANSIENT : st;

@@ -3,8 +3,9 @@
 # route is gone (its dead-letter queue) goes back to its queue, and the worker neither loses it nor
 # spins on it: it declares the topology again and pauses before its next batch, and the next
 # attempt dead-letters the message with its reason. A worker whose own queue is deleted is told by
-# the broker (consumer cancel notification), reconnects, declares it again and consumes. Orders
-# keep flowing.
+# the broker (consumer cancel notification), reconnects, declares it again and consumes. A queue
+# deleted while its worker is away is declared again by the relay that finds its events
+# unroutable. Orders keep flowing.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
@@ -40,5 +41,16 @@ back() { [ "$(queue_messages payment)" != -1 ]; }
 check "and declares its queue again" wait_for 20 back
 check "an order placed afterwards is accepted" place_order SKU-G "queue-deleted-$RANDOM"
 check "and confirmed" wait_for 30 confirmed 2
+check "the notification worker stops" "$P" scale notification=0
+check "and its queue is deleted" mgmt DELETE "/queues/$RABBITMQ_VHOST/notification"
+check "an order placed meanwhile is accepted" place_order SKU-G "no-notification-queue-$RANDOM"
+check "and confirmed" wait_for 30 confirmed 3
+published() { [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ]; }
+check "its order.confirmed is published all the same (the relay declares the queue again)" \
+  wait_for 30 published
+check_eq "and waits in the notification queue" 1 "$(queue_messages notification)"
+check "the notification worker comes back" "$P" scale notification=1
+notified() { [ "$(sql "select count(*) from notifications where status = 'sent'")" = 3 ]; }
+check "and every customer is told" wait_for 30 notified
 check_invariants "every invariant holds"
 test_done
