@@ -31,6 +31,7 @@ typedef struct worker_config {
     long batch;
     long idle_wait_ms;
     long linger_ms;             /* how long a batch waits for more after its first delivery */
+    long call_budget_ms;        /* a batch's time for calls to outside services */
     long inbox_retention_s;  /* inbox rows older than this are pruned */
     long outbox_retention_s; /* published outbox rows older than this are pruned */
 } worker_config;
@@ -50,6 +51,7 @@ struct worker {
     struct timespec next_relay; /* when the relay next looks for rows nobody published */
     bool relay_now;             /* a direct publish failed: the relay should look at once */
     int given_back;             /* failed deliveries given back since the last batch */
+    struct timespec batch_started; /* when the batch being handled started (its budget) */
     backoff route_backoff;      /* the pause after given-back deliveries, until routing works */
     unsigned seed;
 };
@@ -62,6 +64,15 @@ static void worker_on_signal(int sig)
 
 const char *worker_name(const worker *w) { return w->spec->name; }
 bool worker_stopping(const worker *w) { (void)w; return worker_stop_requested != 0; }
+
+bool worker_batch_has_time(const worker *w)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long ms = (long long)(now.tv_sec - w->batch_started.tv_sec) * 1000 +
+                   (now.tv_nsec - w->batch_started.tv_nsec) / 1000000;
+    return ms < w->cfg.call_budget_ms;
+}
 
 /* --- configuration ------------------------------------------------------------------------- */
 
@@ -88,6 +99,8 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "                        batch that got one waits for more until MS after its first\n"
             "                        (default %ld, at most 1000; 0 = take only what is there)\n"
             "                        [WORKER_BATCH_LINGER_MS]\n"
+            "  WORKER_CALL_BUDGET_MS how long a batch may spend calling a provider or webhooks\n"
+            "                        (default 20000, 100 to 50000); what does not fit is retried\n"
             "  --metrics-listen H:P  /metrics and /healthz address, port 0 = any (default\n"
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
             "  --schemas DIR         JSON Schemas of the events [ORDERPIPE_SCHEMA_DIR]\n"
@@ -110,7 +123,8 @@ static int worker_parse_config(worker *w, int argc, char **argv)
     if (config_env_long("WORKER_PREFETCH", 512, 1, 65535, &c->prefetch) != 0 ||
         config_env_long("WORKER_BATCH", 256, 1, 10000, &c->batch) != 0 ||
         config_env_long("WORKER_BATCH_LINGER_MS", worker_default_linger_ms(w->spec), 0, 1000,
-                        &c->linger_ms) != 0)
+                        &c->linger_ms) != 0 ||
+        config_env_long("WORKER_CALL_BUDGET_MS", 20000, 100, 50000, &c->call_budget_ms) != 0)
         return 2;
     long inbox_ms, outbox_ms;
     if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||
@@ -647,6 +661,7 @@ static void worker_run_batch(worker *w, worker_item **items, int n)
     if (n == 0)
         return;
     worker_batch b = {w, items, n, false};
+    clock_gettime(CLOCK_MONOTONIC, &w->batch_started);
     for (int i = 0; i < n; i++)
         if (!items[i]->route->handle_set)
             b.one_by_one = true;

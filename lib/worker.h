@@ -138,6 +138,13 @@ char *worker_event_order_ids(const cloudevent_view *const *evs, int n, const cha
 /* The worker's name (its queue), for handlers that log or label. */
 const char *worker_name(const worker *w);
 
+/* In before_batch: false once the batch has spent its time for calls to outside services
+ * (WORKER_CALL_BUDGET_MS, default 20 s). A provider or webhook call can take seconds, and while
+ * it runs nothing answers the broker's heartbeats (30 s; the broker gives up after two): a batch
+ * of slow calls would lose both connections, and its deliveries would come back to the same
+ * fate. A message whose call did not fit fails transiently and goes through the retry tiers. */
+bool worker_batch_has_time(const worker *w);
+
 /* True once SIGTERM arrived: long handlers (provider calls) should finish and return. */
 bool worker_stopping(const worker *w);
 

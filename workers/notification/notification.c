@@ -158,7 +158,6 @@ static op_status notify_claim_batch(db *d, notify_ctx *ctx, worker_msg *const *m
 /* Outside any transaction: claim the batch (one commit), then send what is not sent yet. */
 static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, int n, void *arg)
 {
-    (void)w;
     notify_ctx *ctx = arg;
     for (int i = 0; i < n; i++)
         if (!(msgs[i]->state = calloc(1, sizeof(notify_state))))
@@ -172,6 +171,12 @@ static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, 
         notify_state *s = msgs[i]->state;
         if (s->already_sent)
             continue;
+        if (ctx->channel != CHANNEL_LOG && !worker_batch_has_time(w)) {
+            s->sent = OP_ERR_TRANSIENT;
+            snprintf(s->error, sizeof s->error,
+                     "the batch's time for webhook calls ran out before this one");
+            continue;
+        }
         const cloudevent_view *ev = msgs[i]->ev;
         char delivery[120];
         snprintf(delivery, sizeof delivery, "%s/%s", ev->order_id, ev->type);

@@ -84,7 +84,6 @@ static op_status payment_record_attempts(db *d, worker_msg *const *msgs, int n)
  * books the batch's charges in one transaction of its own books. */
 static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs, int n, void *arg)
 {
-    (void)w;
     payment_ctx *ctx = arg;
     int reserved = 0;
     for (int i = 0; i < n; i++) {
@@ -106,6 +105,12 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
         payment_state *s = msgs[i]->state;
         if (!s || !s->charge)
             continue;
+        if (!worker_batch_has_time(w)) { /* its attempt is recorded: the retry charges once */
+            s->result = PROVIDER_TRANSIENT;
+            snprintf(s->error, sizeof s->error,
+                     "the batch's time for provider calls ran out before this charge");
+            continue;
+        }
         provider_charge_req req = {.key = msgs[i]->ev->order_id, .order_id = msgs[i]->ev->order_id,
                                    .amount = s->amount, .currency = s->currency, .token = s->token,
                                    .attempt = s->attempt};
