@@ -110,7 +110,8 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "%s%s"
             "\nLogs are JSON lines on stderr (LOG_LEVEL=debug|info|warn|error). SIGTERM drains.\n",
             spec->program, spec->summary, spec->name, spec->name, spec->name,
-            worker_default_linger_ms(spec), spec->help_extra ? "\n" : "", spec->help_extra ? spec->help_extra : "");
+            worker_default_linger_ms(spec), spec->help_extra ? "\n" : "",
+            spec->help_extra ? spec->help_extra : "");
 }
 
 static int worker_parse_config(worker *w, int argc, char **argv)
