@@ -65,13 +65,18 @@ static void worker_on_signal(int sig)
 const char *worker_name(const worker *w) { return w->spec->name; }
 bool worker_stopping(const worker *w) { (void)w; return worker_stop_requested != 0; }
 
-bool worker_batch_has_time(const worker *w)
+/* Whole milliseconds on CLOCK_MONOTONIC since `since`. */
+static long long worker_ms_since(const struct timespec *since)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    long long ms = (long long)(now.tv_sec - w->batch_started.tv_sec) * 1000 +
-                   (now.tv_nsec - w->batch_started.tv_nsec) / 1000000;
-    return ms < w->cfg.call_budget_ms;
+    return ((long long)(now.tv_sec - since->tv_sec) * 1000000000LL +
+            (now.tv_nsec - since->tv_nsec)) / 1000000;
+}
+
+bool worker_batch_has_time(const worker *w)
+{
+    return worker_ms_since(&w->batch_started) < w->cfg.call_budget_ms;
 }
 
 /* --- configuration ------------------------------------------------------------------------- */
@@ -771,13 +776,9 @@ static int worker_handle_batch(worker *w)
          * batches: taking only what is already there makes every message pay a batch's round
          * trips alone at a moderate rate, which keeps the cores busy and everyone waiting. */
         int wait_ms = (int)w->cfg.idle_wait_ms;
-        if (got > 0) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            long since_first = (long)(((long long)(now.tv_sec - items[0].t0.tv_sec) * 1000000000LL +
-                                       (now.tv_nsec - items[0].t0.tv_nsec)) / 1000000);
-            wait_ms = (int)linger_wait_ms(since_first, got, w->cfg.linger_ms);
-        }
+        if (got > 0)
+            wait_ms = (int)linger_wait_ms((long)worker_ms_since(&items[0].t0), got,
+                                          w->cfg.linger_ms);
         if (broker_next(w->consumer, wait_ms, &it->d) != OP_OK)
             break;
         got++;
