@@ -39,6 +39,13 @@ check "it goes through the retry tiers to the dead-letter queue" wait_for 30 dea
 check "after its 5 attempts" grep -Eq "crafted-2 .* retries_exhausted +5 " "$TEST_TMP/list2.txt"
 check_eq "its first retry went through tier 1" 1 \
   "$(cat "$ORDERPIPE_RUN_DIR"/logs/compensation.*.log | grep -c 'attempt 1 failed, retrying through compensation.retry.1')"
+check "one with x-attempt 99 is published" orderpipe-amqp-probe publish order.cancel_requested \
+  '{"specversion":"1.0","id":"88888888-8888-4888-8888-888888888888","source":"t","type":"order.cancel_requested","time":"2026-11-25T10:00:00Z","orderid":"77777777-7777-4777-8777-777777777777","data":{"order_id":"77777777-7777-4777-8777-777777777777","requested_at":"2026-11-25T10:00:00Z"}}' \
+  --message-id crafted-3 --header x-attempt=99
+two() { [ "$(queue_messages compensation.dlq)" = 2 ]; }
+check "it is dead-lettered at once" wait_for 30 two
+"$R" list --queue compensation > "$TEST_TMP/list3.txt"
+check "counted as its last attempt, 5" grep -Eq "crafted-3 .* retries_exhausted +5 " "$TEST_TMP/list3.txt"
 check_eq "no delivery was given back" 0 \
   "$(cat "$ORDERPIPE_RUN_DIR"/logs/*.log | grep -c 'goes back to its queue')"
 check_invariants "every invariant holds"
