@@ -1,4 +1,4 @@
-/* order_state: the transition table of DESIGN.md §2 (see order_state.h). */
+/* order_state: the transition table of docs/design.md §2 (see order_state.h). */
 #include "order_state.h"
 
 #include <string.h>

@@ -1,4 +1,4 @@
-/* order_state: the order state machine of DESIGN.md §2.
+/* order_state: the order state machine of docs/design.md §2.
  *
  * pending -> reserved -> paid -> confirmed; pending|reserved|paid -> cancelled(reason).
  * confirmed and cancelled are terminal. Workers ask order_state_can_move before every update and
@@ -36,7 +36,7 @@ cancel_reason cancel_reason_parse(const char *name);
 
 bool order_state_is_terminal(order_state s);
 
-/* True if `from` -> `to` is a transition of DESIGN.md §2. Staying in the same state is not a
+/* True if `from` -> `to` is a transition of docs/design.md §2. Staying in the same state is not a
  * transition (false): callers treat it as "already done". */
 bool order_state_can_move(order_state from, order_state to);
 

@@ -1,4 +1,4 @@
-/* topology: the routing table of the saga (see topology.h and DESIGN.md §1). */
+/* topology: the routing table of the saga (see topology.h and docs/design.md §1). */
 #include "topology.h"
 
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-/* intake_backpressure: slows new orders with 429 when the pipeline falls behind (DESIGN.md §1).
+/* intake_backpressure: slows new orders with 429 when the pipeline falls behind (docs/design.md §1).
  *
  * A watcher thread with its own broker and database connections samples, every interval, the
  * ready messages of the work queues and the unpublished outbox rows; the event loop only reads

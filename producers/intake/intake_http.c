@@ -1,6 +1,6 @@
 /* intake_http: routes, request limits, authentication, rate limits, and the JSON answers.
  *
- * Every error is a JSON body {"error","message","field"?} with the status of DESIGN.md §4, and
+ * Every error is a JSON body {"error","message","field"?} with the status of docs/design.md §4, and
  * no error path publishes anything: checks run before the publish, in the order method, path,
  * content type, body size, key, rate, Idempotency-Key, JSON, schema. */
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-/* orderpipe-intake: the HTTP front door (DESIGN.md §4). main reads as the table of contents:
+/* orderpipe-intake: the HTTP front door (docs/design.md §4). main reads as the table of contents:
  * configuration, schemas and keys, the database and the broker, the HTTP server, the loop, the
  * drain on SIGTERM. */
 #include <getopt.h>

@@ -69,7 +69,7 @@ chaos_provider_stall() {
 }
 
 # chaos_settle_and_check LABEL: waits for the load and for every accepted order to end, loads the
-# provider's books, and checks every invariant of DESIGN.md §3.
+# provider's books, and checks every invariant of docs/design.md §3.
 chaos_settle_and_check() {
   wait "$load_pid"
   cat "$TEST_TMP/load.out"
@@ -91,7 +91,7 @@ chaos_settle_and_check() {
     > "$TEST_TMP/inv.txt" 2>&1
   local rc=$?
   cat "$TEST_TMP/inv.txt"
-  check "every invariant of DESIGN.md §3 holds after $1" test $rc = 0
+  check "every invariant of docs/design.md §3 holds after $1" test $rc = 0
   echo "# figures: orders_sent=$(jq .sent "$TEST_TMP/load.out") accepted=$accepted distinct=$want" \
        "kills=$CHAOS_KILLS duration=${SECONDS}s invariants=$([ $rc = 0 ] && echo hold || echo VIOLATED)"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Backpressure (DESIGN.md §1): when the work queues or the outbox fall behind past their bounds,
+# Backpressure (docs/design.md §1): when the work queues or the outbox fall behind past their bounds,
 # the intake answers new orders 429 with Retry-After and a JSON reason, accepts nothing it cannot
 # confirm, and admits orders again once the backlog drains. The watcher survives a PostgreSQL
 # restart.

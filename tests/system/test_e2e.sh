@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End to end (issue 4): 2,000 orders over HTTP through the whole saga with two processes of each
 # worker — fine orders, out of stock, declined and flaky payments, repeated Idempotency-Keys and a
-# flash sale on one scarce SKU — then every invariant of DESIGN.md §3.
+# flash sale on one scarce SKU — then every invariant of docs/design.md §3.
 #   E2E_ORDERS (default 2000), PAYMENT_PROVIDER / NOTIFY_CHANNEL as the workers read them.
 source "$(dirname "$0")/lib.sh"
 ORDERS=${E2E_ORDERS:-2000}
@@ -35,6 +35,6 @@ check "flaky payments were confirmed after retries" test "$(sql "select count(*)
 "$ROOT/scripts/check-invariants" --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem" > "$TEST_TMP/inv.txt"
 rc=$?
 cat "$TEST_TMP/inv.txt"
-check "every invariant of DESIGN.md §3 holds" test $rc = 0
+check "every invariant of docs/design.md §3 holds" test $rc = 0
 "$ROOT/scripts/pipeline" status
 test_done

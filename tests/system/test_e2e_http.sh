@@ -2,7 +2,7 @@
 # End to end against outside services (issue 4): PAYMENT_PROVIDER=http against the fake provider,
 # which first stalls (answers after the worker's timeout, having booked the charge), then fails a
 # share of calls, then recovers; and NOTIFY_CHANNEL=webhook against a receiver that is down for
-# the first seconds of the run. Then every invariant of DESIGN.md §3, read from the provider's
+# the first seconds of the run. Then every invariant of docs/design.md §3, read from the provider's
 # own books, and exactly one signed webhook delivery per terminal order.
 source "$(dirname "$0")/lib.sh"
 ORDERS=${E2E_HTTP_ORDERS:-1200}
@@ -65,7 +65,7 @@ check_eq "the provider booked one charge per charged order" \
 "$ROOT/scripts/check-invariants" --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem" > "$TEST_TMP/inv.txt"
 rc=$?
 cat "$TEST_TMP/inv.txt"
-check "every invariant of DESIGN.md §3 holds against the provider's books" test $rc = 0
+check "every invariant of docs/design.md §3 holds against the provider's books" test $rc = 0
 
 terminal_orders=$(sql "select count(*) from orders where status in ('confirmed','cancelled')")
 check_eq "one signed webhook delivery per terminal order" "$terminal_orders" \

@@ -104,5 +104,5 @@ for t in order.placed stock.reserved payment.succeeded payment.failed payment.re
     grep -q "\"$t already handled: redelivery ignored\"\|\"$t already notified\"" "$ORDERPIPE_RUN_DIR"/logs/*.log
 done
 mgmt DELETE "/queues/$RABBITMQ_VHOST/capture" >/dev/null
-check_invariants "every invariant of DESIGN.md §3 holds"
+check_invariants "every invariant of docs/design.md §3 holds"
 test_done

@@ -3,7 +3,7 @@
 # stock, declined, flaky, a flash sale, repeated Idempotency-Keys) while `scripts/pipeline scale`
 # takes reservation from 1 to 4 processes and back to 1 (and payment 1 -> 2 -> 1). The processes
 # stopped must drain and exit cleanly, the four-process phase must really have shared the work,
-# nothing may be dead-lettered, and every invariant of DESIGN.md §3 must hold at the end.
+# nothing may be dead-lettered, and every invariant of docs/design.md §3 must hold at the end.
 #   SCALE_ORDERS (default 10000), SCALE_RATE orders/s (default 800); the scale-up happens once
 #   SCALE_UP_AT % of the orders are accepted (default 15), the scale-down at SCALE_DOWN_AT % (55).
 source "$(dirname "$0")/lib.sh"
@@ -129,7 +129,7 @@ check_eq "the flash sale sold exactly the scarce stock" "$HOT_STOCK" "$(sql "sel
 "$ROOT/scripts/check-invariants" --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem" > "$TEST_TMP/inv.txt"
 rc=$?
 cat "$TEST_TMP/inv.txt"
-check "every invariant of DESIGN.md §3 holds" test $rc = 0
+check "every invariant of docs/design.md §3 holds" test $rc = 0
 for q in reservation payment notification compensation; do
   check_eq "nothing went to $q.dlq" 0 "$(queue_messages "$q.dlq")"
 done

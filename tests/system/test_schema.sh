@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The migrations and the schema's own guards: re-running the migration step changes nothing, and
-# the database refuses oversold stock and order transitions outside DESIGN.md §2.
+# the database refuses oversold stock and order transitions outside docs/design.md §2.
 source "$(dirname "$0")/lib.sh"
 
 before=$(sql "select count(*) from schema_migrations")

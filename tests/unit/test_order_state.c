@@ -1,4 +1,4 @@
-/* Unit tests for the order state machine (DESIGN.md §2). */
+/* Unit tests for the order state machine (docs/design.md §2). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -29,7 +29,7 @@
 #define FLOOR_HOPS 3
 #define FLOOR_BODY_SIZE 700
 
-/* The saga's commits between placed and confirmed, by the hop they follow (DESIGN.md §2):
+/* The saga's commits between placed and confirmed, by the hop they follow (docs/design.md §2):
  * after order.placed the reservation commits once; after stock.reserved the payment commits its
  * attempt, the provider its booking, the payment its outcome; after payment.succeeded the
  * confirmed transition is timestamped inside the transaction, before its commit. */

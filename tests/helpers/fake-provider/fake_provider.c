@@ -1,4 +1,4 @@
-/* fake-provider: a payment provider for the tests of PAYMENT_PROVIDER=http (DESIGN.md §4).
+/* fake-provider: a payment provider for the tests of PAYMENT_PROVIDER=http (docs/design.md §4).
  *
  * POST /charges and POST /refunds with an Idempotency-Key: a key is booked once, and a repeat of
  * it answers the first booking again, as a real provider does. Every new booking is appended to a
