@@ -25,6 +25,7 @@ struct admin_http {
     struct evhttp *http;
     pthread_t thread;
     int port;
+    bool own_base;  /* admin_http_start: the base and the thread running it are ours */
     admin_routes routes;
 };
 
@@ -91,7 +92,8 @@ void admin_http_attach(struct evhttp *http, metrics_registry *reg, admin_health_
     /* The routes live as long as the process: one small allocation, freed at exit. */
     static admin_routes routes;
     routes = (admin_routes){reg, health, arg};
-    evhttp_set_cb(http, "/metrics", admin_http_on_metrics, &routes);
+    if (reg)
+        evhttp_set_cb(http, "/metrics", admin_http_on_metrics, &routes);
     evhttp_set_cb(http, "/healthz", admin_http_on_health, &routes);
 }
 
@@ -116,30 +118,18 @@ static void *admin_http_thread(void *arg)
     return NULL;
 }
 
-op_status admin_http_start(admin_http **out, const char *listen, metrics_registry *reg,
-                           admin_health_fn health, void *arg)
+/* Binds a's server (on a->base) to `listen` and adds the routes; a->port gets the bound port. */
+static op_status admin_http_bind(admin_http *a, const char *listen)
 {
     char host[256];
     int port;
-    *out = NULL;
     if (admin_http_parse_listen(listen, host, sizeof host, &port) != 0)
         return OP_ERR_PERMANENT;
-    evthread_use_pthreads();
-    admin_http *a = calloc(1, sizeof *a);
-    a->routes = (admin_routes){reg, health, arg};
-    a->base = event_base_new();
-    a->http = a->base ? evhttp_new(a->base) : NULL;
-    struct evhttp_bound_socket *sock = a->http ? evhttp_bind_socket_with_handle(a->http, host,
-                                                                                (unsigned short)port)
-                                               : NULL;
-    if (!sock) {
-        if (a->http)
-            evhttp_free(a->http);
-        if (a->base)
-            event_base_free(a->base);
-        free(a);
+    a->http = evhttp_new(a->base);
+    struct evhttp_bound_socket *sock =
+        a->http ? evhttp_bind_socket_with_handle(a->http, host, (unsigned short)port) : NULL;
+    if (!sock)
         return OP_ERR_PERMANENT;
-    }
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len);
@@ -149,10 +139,49 @@ op_status admin_http_start(admin_http **out, const char *listen, metrics_registr
     evhttp_set_cb(a->http, "/healthz", admin_http_on_health, &a->routes);
     evhttp_set_gencb(a->http, admin_http_on_other, NULL);
     evhttp_set_timeout(a->http, 10);
-    if (pthread_create(&a->thread, NULL, admin_http_thread, a) != 0) {
+    return OP_OK;
+}
+
+static void admin_http_free(admin_http *a)
+{
+    if (a->http)
         evhttp_free(a->http);
+    if (a->own_base && a->base)
         event_base_free(a->base);
-        free(a);
+    free(a);
+}
+
+op_status admin_http_start(admin_http **out, const char *listen, metrics_registry *reg,
+                           admin_health_fn health, void *arg)
+{
+    *out = NULL;
+    evthread_use_pthreads();
+    admin_http *a = calloc(1, sizeof *a);
+    if (!a)
+        return OP_ERR_PERMANENT;
+    a->routes = (admin_routes){reg, health, arg};
+    a->own_base = true;
+    a->base = event_base_new();
+    if (!a->base || admin_http_bind(a, listen) != OP_OK ||
+        pthread_create(&a->thread, NULL, admin_http_thread, a) != 0) {
+        admin_http_free(a);
+        return OP_ERR_PERMANENT;
+    }
+    *out = a;
+    return OP_OK;
+}
+
+op_status admin_http_start_on(admin_http **out, struct event_base *base, const char *listen,
+                              metrics_registry *reg, admin_health_fn health, void *arg)
+{
+    *out = NULL;
+    admin_http *a = calloc(1, sizeof *a);
+    if (!a)
+        return OP_ERR_PERMANENT;
+    a->routes = (admin_routes){reg, health, arg};
+    a->base = base;
+    if (admin_http_bind(a, listen) != OP_OK) {
+        admin_http_free(a);
         return OP_ERR_PERMANENT;
     }
     *out = a;
@@ -165,9 +194,9 @@ void admin_http_stop(admin_http *a)
 {
     if (!a)
         return;
-    event_base_loopbreak(a->base);
-    pthread_join(a->thread, NULL);
-    evhttp_free(a->http);
-    event_base_free(a->base);
-    free(a);
+    if (a->own_base) {
+        event_base_loopbreak(a->base);
+        pthread_join(a->thread, NULL);
+    }
+    admin_http_free(a);
 }

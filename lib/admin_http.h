@@ -5,7 +5,9 @@
  * own (workers, whose main loop blocks in rabbitmq-c and libpq), so a scrape never waits for a
  * batch. The health callback may then run on that thread: it must only read state that is safe
  * to read concurrently (atomics).
- * Memory: admin_http_start allocates, admin_http_stop joins the thread and frees it.
+ * admin_http_start_on serves on a listener of its own but from the caller's event loop (the
+ * intake's admin listener, kept off the public port), so the health callback runs on that loop.
+ * Memory: admin_http_start(_on) allocates, admin_http_stop joins the thread (if any) and frees it.
  */
 #ifndef ORDERPIPE_ADMIN_HTTP_H
 #define ORDERPIPE_ADMIN_HTTP_H
@@ -23,13 +25,16 @@ typedef bool (*admin_health_fn)(void *arg, char *reason, size_t n);
 
 typedef struct admin_http admin_http;
 
-/* GET /metrics and GET /healthz on `http`; other methods on them get 405. */
+/* GET /metrics (unless reg is NULL) and GET /healthz on `http`; other methods on them get 405. */
 void admin_http_attach(struct evhttp *http, metrics_registry *reg, admin_health_fn health,
                        void *arg);
 
 /* Serves on `listen` ("host:port", port 0 = any free port) from a new thread. */
 op_status admin_http_start(admin_http **out, const char *listen, metrics_registry *reg,
                            admin_health_fn health, void *arg);
+/* Serves on `listen` from `base` (borrowed; must outlive the server), on the caller's thread. */
+op_status admin_http_start_on(admin_http **out, struct event_base *base, const char *listen,
+                              metrics_registry *reg, admin_health_fn health, void *arg);
 int admin_http_port(const admin_http *a);
 void admin_http_stop(admin_http *a);
 

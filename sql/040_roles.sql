@@ -1,7 +1,7 @@
 -- One database role per program, each with only the privileges its SQL needs (issue 5).
 -- scripts/pipeline connects each program as its role. The roles are created here when missing
--- (LOGIN without a password: the dev stack trusts loopback; in production give each a password
--- or a certificate, and keep the schema owner for migrations and operators).
+-- (LOGIN; scripts/dev-stack gives each a password kept in .stack/pgpass; in production give each
+-- a password or a certificate, and keep the schema owner for migrations and operators).
 -- SELECT ... FOR UPDATE needs UPDATE on the table, hence UPDATE where a program only locks rows.
 do $$
 declare r text;

@@ -18,11 +18,13 @@
 #include "broker.h"
 #include "db.h"
 #include "jsonschema.h"
+#include "admin_http.h"
 #include "metrics.h"
 #include "ratelimit.h"
 
 typedef struct intake_config {
     const char *listen;
+    const char *metrics_listen;    /* /metrics and /healthz, off the public port */
     const char *amqp_url;
     const char *database_url;
     const char *keys_file;
@@ -60,6 +62,7 @@ typedef struct intake {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *socket;
+    admin_http *admin;          /* the metrics listener (cfg.metrics_listen) */
     struct event *broker_event, *tick, *sigterm, *sigint, *drain_check;
     struct event *uncork;       /* end of a loop turn: sends the turn's publishes together */
     broker *broker;

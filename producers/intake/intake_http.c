@@ -346,7 +346,8 @@ int intake_http_start(intake *in)
     evhttp_set_timeout(in->http, (int)in->cfg.timeout_s);
     evhttp_set_allowed_methods(in->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
-    admin_http_attach(in->http, in->m.reg, intake_health, in);
+    /* Only /healthz here: /metrics (client ids, volumes) is on the admin listener. */
+    admin_http_attach(in->http, NULL, intake_health, in);
     evhttp_set_gencb(in->http, intake_on_request, in);
 
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -365,6 +366,13 @@ int intake_http_start(intake *in)
     }
     in->socket = evhttp_bind_listener(in->http, l);
     log_info(NULL, "listening on %s", in->cfg.listen);
+    if (admin_http_start_on(&in->admin, in->base, in->cfg.metrics_listen, in->m.reg, intake_health,
+                            in) != OP_OK) {
+        log_error(NULL, "cannot serve /metrics on '%s' (--metrics-listen host:port)",
+                  in->cfg.metrics_listen);
+        return -1;
+    }
+    log_info(NULL, "serving /metrics and /healthz on port %d", admin_http_port(in->admin));
     return 0;
 }
 

@@ -16,9 +16,11 @@ static void intake_usage(FILE *out)
     fprintf(out,
             "usage: orderpipe-intake [options]\n"
             "The HTTP front door: POST /v1/orders, GET /v1/orders/{id}, POST /v1/orders/{id}/cancel,\n"
-            "GET /healthz, GET /metrics. An order is answered 202 only once the broker confirmed it.\n\n"
+            "GET /healthz. An order is answered 202 only once the broker confirmed it.\n\n"
             "options (environment variable in brackets):\n"
             "  --listen HOST:PORT       address (default 127.0.0.1:38080) [INTAKE_LISTEN]\n"
+            "  --metrics-listen HOST:PORT  GET /metrics and /healthz, not on the public port\n"
+            "                           (default 127.0.0.1:0, any free port; logged) [METRICS_LISTEN]\n"
             "  --amqp-url URLS          AMQP URLs, first reachable wins [AMQP_URL]\n"
             "  --database-url URL       PostgreSQL, for GET /v1/orders/{id} [DATABASE_URL]\n"
             "  --api-keys-file FILE     lines 'client:key' [ORDERPIPE_API_KEYS_FILE]\n"
@@ -47,6 +49,7 @@ static int intake_env_rate(const char *name, long def, double *out)
 static int intake_parse_config(intake_config *c, int argc, char **argv)
 {
     c->listen = config_env_str("INTAKE_LISTEN", "127.0.0.1:38080");
+    c->metrics_listen = config_env_str("METRICS_LISTEN", "127.0.0.1:0");
     c->amqp_url = config_env_str("AMQP_URL", NULL);
     c->database_url = config_env_str("DATABASE_URL", NULL);
     c->keys_file = config_env_str("ORDERPIPE_API_KEYS_FILE", NULL);
@@ -69,12 +72,14 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
     static const struct option opts[] = {
         {"listen", 1, NULL, 'l'}, {"amqp-url", 1, NULL, 'a'}, {"database-url", 1, NULL, 'd'},
         {"api-keys-file", 1, NULL, 'k'}, {"schemas", 1, NULL, 's'}, {"help", 0, NULL, 'h'},
+        {"metrics-listen", 1, NULL, 'm'},
         {NULL, 0, NULL, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
         case 'l': c->listen = optarg; break;
+        case 'm': c->metrics_listen = optarg; break;
         case 'a': c->amqp_url = optarg; break;
         case 'd': c->database_url = optarg; break;
         case 'k': c->keys_file = optarg; break;
@@ -193,6 +198,7 @@ int main(int argc, char **argv)
     event_free(in.sigint);
     if (in.drain_check)
         event_free(in.drain_check);
+    admin_http_stop(in.admin);
     evhttp_free(in.http);
     event_base_free(in.base);
     db_close(in.db);

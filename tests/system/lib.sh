@@ -130,3 +130,10 @@ seed_stock() {
   "$ROOT/scripts/stock" set HOT-1 "$3" >/dev/null
   "$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
 }
+
+# metrics_port NAME: the port of the /metrics (admin) listener the first NAME process that
+# scripts/pipeline started logged at start-up (METRICS_LISTEN defaults to any free port).
+metrics_port() {
+  grep -ho 'serving /metrics and /healthz on port [0-9]*' "$ORDERPIPE_RUN_DIR/logs/$1.1.log" 2>/dev/null |
+    tail -1 | grep -o '[0-9]*$'
+}

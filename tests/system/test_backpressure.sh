@@ -10,7 +10,8 @@ export INTAKE_MAX_QUEUE_DEPTH=100 INTAKE_MAX_OUTBOX_ROWS=50 INTAKE_BACKPRESSURE_
 export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000
 "$ROOT/scripts/stock" set SKU-0001 100000 >/dev/null
 orderpipe-amqp-probe declare >/dev/null
-start_bg intake orderpipe-intake
+# Its /metrics on a port of its own (the workers started below pick their own).
+start_bg intake env METRICS_LISTEN=127.0.0.1:$((port + 1)) orderpipe-intake
 intake_pid=$bg_pid
 up() { curl -fs "$INTAKE_URL/healthz" >/dev/null; }
 check "the intake comes up" wait_for 10 up
@@ -31,7 +32,7 @@ check_eq "a POST now gets 429" 429 "$(post)"
 check_eq "with the reason" overloaded "$(jq -r .error "$TEST_TMP/r")"
 check "and the figures in the message" grep -q "messages queued" "$TEST_TMP/r"
 check "and Retry-After" grep -qi '^Retry-After: 1' "$TEST_TMP/h"
-check "the refusals are counted" grep -Eq '^orderpipe_intake_backpressure_refused_total [1-9]' <(curl -s "$INTAKE_URL/metrics")
+check "the refusals are counted" grep -Eq '^orderpipe_intake_backpressure_refused_total [1-9]' <(curl -s "http://127.0.0.1:$((port + 1))/metrics")
 check "the intake says so in its log" grep -q "backpressure on" "$TEST_TMP/intake.log"
 
 # The workers drain the queues: orders are admitted again.

@@ -28,6 +28,29 @@ check "the relay cannot read orders" refused orderpipe_relay "select count(*) fr
 check "notification cannot change orders" refused orderpipe_notification "update orders set status = status"
 check "compensation cannot create orders" refused orderpipe_compensation "insert into orders(id) values (gen_random_uuid())"
 
+# Column privileges (sql/085_column_privileges.sql): the intake reads what GET and the backlog need
+# and never a payment token, an order's notify address or an outbox payload; only payment and
+# replay (which pass the token to the provider) read payment tokens.
+check "the intake reads what GET /v1/orders/{id} shows" as_role orderpipe_intake \
+  "select id, client_id, customer_id, currency, total, status, cancel_reason, placed_at, recorded_at, state_entered_at from orders"
+check "the intake reads the outbox backlog" as_role orderpipe_intake \
+  "select count(*), min(created_at) from outbox where published_at is null"
+check "the intake cannot read outbox payloads" refused orderpipe_intake "select payload from outbox"
+check "the intake cannot read whole outbox rows" refused orderpipe_intake "select * from outbox"
+check "the intake cannot read whole order rows" refused orderpipe_intake "select * from orders"
+check "the intake cannot read an order's notify address" refused orderpipe_intake "select notify from orders"
+token_cols=$(sql "select table_name || '.' || column_name from information_schema.columns
+                  where table_schema = 'public' and column_name like '%token%' order by 1")
+check "there is a payment token column to guard" test -n "$token_cols"
+for tc in $token_cols; do
+  check "the intake cannot read $tc" refused orderpipe_intake "select ${tc#*.} from ${tc%.*}"
+done
+for r in reservation notification compensation relay; do
+  check "orderpipe_$r cannot read payment tokens" refused "orderpipe_$r" "select payment_token from orders"
+done
+check "orderpipe_reservation reads the rest of an order" as_role orderpipe_reservation "select id, status, total, notify from orders"
+check "payment reads the payment token it charges" as_role orderpipe_payment "select payment_token from orders"
+
 # The saga runs end to end under these roles.
 pipeline_env
 seed_stock 10 1000 20

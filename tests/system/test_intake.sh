@@ -9,6 +9,8 @@ K1=key-one-0123456789abcdef
 K2=key-two-0123456789abcdef
 export ORDERPIPE_API_KEYS="shop:$K1,other:$K2"
 unset ORDERPIPE_API_KEYS_FILE
+# /metrics is on the admin listener (METRICS_LISTEN), not on the public port.
+export METRICS_LISTEN=127.0.0.1:$((port + 1))
 export INTAKE_LISTEN=127.0.0.1:$port INTAKE_MAX_BODY=8192 INTAKE_RATE_PER_CLIENT=1000 INTAKE_BURST_PER_CLIENT=1000
 start_bg intake "$ROOT/bin/orderpipe-intake"
 up() { curl -fs "$U/healthz" >/dev/null; }
@@ -142,7 +144,7 @@ req POST /v1/orders "$GOOD" "${A[@]}" -D "$TEST_TMP/headers" >/dev/null
 check "429 carries Retry-After" grep -qi '^Retry-After: [1-9]' "$TEST_TMP/headers"
 check_eq "with a JSON reason" rate_limited "$(jq -r .error "$TEST_TMP/resp")"
 check_eq "another client is still served" "202 - -" "$(req POST /v1/orders "$GOOD" -H "Authorization: Bearer $K2" -H 'Content-Type: application/json')"
-curl -s "$U/metrics" > "$TEST_TMP/metrics"
+curl -s "http://$METRICS_LISTEN/metrics" > "$TEST_TMP/metrics"
 check "metrics count the 429s by client" grep -q 'orderpipe_rate_limited_total{client="shop"} [1-9]' "$TEST_TMP/metrics"
 
 # --- SIGTERM: stop accepting, answer what is in flight, exit 0 ---

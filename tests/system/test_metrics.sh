@@ -29,12 +29,8 @@ trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; stop_all' EXIT
 check "the pipeline starts" "$ROOT/scripts/pipeline" up > "$TEST_TMP/up.txt"
 
 # --- each worker's metrics address, from the line it logs at start-up ---
-declare -A addr=([intake]=127.0.0.1:$port)
-metrics_port() { # NAME -> the port its first process logged
-  grep -ho 'serving /metrics and /healthz on port [0-9]*' "$ORDERPIPE_RUN_DIR/logs/$1.1.log" 2>/dev/null |
-    tail -1 | grep -o '[0-9]*$'
-}
-for w in "${WORKERS[@]}"; do
+declare -A addr
+for w in intake "${WORKERS[@]}"; do
   has_port() { [ -n "$(metrics_port "$w")" ]; }
   check "$w logs the port of its /metrics" wait_for 10 has_port
   addr[$w]=127.0.0.1:$(metrics_port "$w")

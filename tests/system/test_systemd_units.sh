@@ -63,6 +63,11 @@ for w in "${WORKERS[@]}"; do
     ports="$ports $p"
   done
 done
+# The intake's /metrics is on a loopback port per instance too, never on the public INTAKE_LISTEN.
+listen=$(value ExecStart "$D/orderpipe-intake@.service" | grep -o -- '--metrics-listen [^ ]*' | cut -d' ' -f2)
+check "orderpipe-intake@: --metrics-listen per instance on loopback (%i)" grep -Eq '^127\.0\.0\.1:900%i$' <<< "$listen"
+check "orderpipe-intake accepts --metrics-listen" grep -q -- '--metrics-listen' <(timeout 5 "$ROOT/bin/orderpipe-intake" --help)
+ports="$ports 9001 9004 9009"
 check_eq "no two worker instances share a metrics port" 0 "$(tr ' ' '\n' <<< "$ports" | grep . | sort | uniq -d | wc -l)"
 check "the notification worker may write its log file" section_has Service LogsDirectory=orderpipe "$D/orderpipe-notification@.service"
 check "NOTIFY_LOG_FILE is under that directory" grep -qx 'NOTIFY_LOG_FILE=/var/log/orderpipe/.*' "$D/orderpipe.env.example"
