@@ -118,6 +118,19 @@ check_eq "B's key with another body is B's own" "202 - -" "$(req POST /v1/orders
 check_eq "two orders published" 2 "$(published)"
 queue_get tap 10 >/dev/null
 
+# The bulk import follows the same rule, with the same table.
+printf '%s\n' "{\"client_id\":\"$A_ID\",\"idempotency_key\":\"k-1\",\"order\":$(order c-k 1)}" \
+  "{\"client_id\":\"$A_ID\",\"idempotency_key\":\"k-1\",\"order\":$(order c-k 5)}" > "$TEST_TMP/bulk.ndjson"
+mark
+"$ROOT/bin/orderpipe-enqueue" "$TEST_TMP/bulk.ndjson" > "$TEST_TMP/bulk.json"; rc=$?
+check_eq "enqueue: a reused key with another body rejects that line (exit 1)" 1 "$rc"
+check "enqueue: line 1 (the same body) accepted, line 2 idempotency_key_reused" \
+  jq -e '.accepted == 1 and ([.rejected[] | [.line, .error, .field]] == [[2, "idempotency_key_reused", "idempotency_key"]])' "$TEST_TMP/bulk.json"
+msgs=$(queue_get tap 10)
+check_eq "enqueue: only the same body's order went out" "$k1" "$(jq -r '[.[].payload | fromjson | .orderid] | unique | join(",")' <<< "$msgs")"
+(unset DATABASE_URL; "$ROOT/bin/orderpipe-enqueue" "$TEST_TMP/bulk.ndjson" > "$TEST_TMP/bulk2.json" 2>/dev/null); rc=$?
+check_eq "enqueue: keyed lines without a database stop the import (exit 2)" "2 0" "$rc $(jq .accepted "$TEST_TMP/bulk2.json")"
+
 # Two requests at once: the same body answers one order to both; different bodies: one wins.
 both() { # KEY BODY1 BODY2 -> "status1 status2 id1 id2"
   local i
