@@ -259,6 +259,7 @@ static int intake_db_send_claims(intake_db *d)
     json_t *rows = json_array();
     intake_db_req **pp = &d->head, *last_busy = NULL, *prev = NULL;
     int n = 0;
+    bool failed = !rows;
     while (*pp && n < INTAKE_DB_BATCH) {
         intake_db_req *r = *pp;
         if (r->kind != IDB_CLAIM) {
@@ -284,9 +285,9 @@ static int intake_db_send_claims(intake_db *d)
         if (!seen && json_array_append_new(rows, json_pack("{ss ss ss ss}", "client_id", r->params[0],
                                                            "key", r->params[1], "body_sha256",
                                                            r->params[2], "order_id", r->params[3])))
-            n = -1;
+            failed = true; /* out of memory, or a client id that is not UTF-8 */
     }
-    char *text = n > 0 ? json_dumps(rows, JSON_COMPACT) : NULL;
+    char *text = !failed && n > 0 ? json_dumps(rows, JSON_COMPACT) : NULL;
     json_decref(rows);
     if (!text)
         return -1;
