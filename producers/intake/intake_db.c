@@ -31,6 +31,7 @@
 #define INTAKE_DB_BATCH 256            /* claims per statement */
 #define INTAKE_DB_CONNECT_MIN_MS 2000  /* a connection attempt gets at least this long */
 #define INTAKE_DB_PRUNE_EVERY_S 60
+#define INTAKE_DB_PRUNE_RETRY_S 10
 #define INTAKE_DB_PRUNE_BATCH "1000"
 
 typedef enum { IDB_QUERY, IDB_CLAIM } intake_db_kind;
@@ -469,8 +470,10 @@ static void intake_db_on_pruned(intake *in, PGresult *r, void *arg)
     long n = r ? atol(PQcmdTuples(r)) : 0;
     if (n > 0)
         log_info(NULL, "pruned %ld idempotency keys past retention", n);
-    /* A full batch: more are due, go on soon rather than in a minute. */
-    struct timeval tv = {n >= atol(INTAKE_DB_PRUNE_BATCH) ? 1 : INTAKE_DB_PRUNE_EVERY_S + rand() % 30, 0};
+    /* A full batch: more are due, go on soon rather than in a minute; a failure: try again soon. */
+    struct timeval tv = {!r ? INTAKE_DB_PRUNE_RETRY_S
+                            : n >= atol(INTAKE_DB_PRUNE_BATCH) ? 1 : INTAKE_DB_PRUNE_EVERY_S + rand() % 30,
+                         0};
     event_add(in->dbq->prune_ev, &tv);
 }
 
@@ -481,7 +484,7 @@ static void intake_db_on_prune(evutil_socket_t fd, short what, void *arg)
     snprintf(ret, sizeof ret, "%ld", in->cfg.idempotency_retention_s);
     const char *params[] = {ret, INTAKE_DB_PRUNE_BATCH};
     if (intake_db_query(in, intake_db_prune_sql, 2, params, intake_db_on_pruned, NULL) != 0) {
-        struct timeval tv = {INTAKE_DB_PRUNE_EVERY_S, 0};
+        struct timeval tv = {INTAKE_DB_PRUNE_RETRY_S, 0};
         event_add(in->dbq->prune_ev, &tv);
     }
 }

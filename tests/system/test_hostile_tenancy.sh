@@ -26,6 +26,9 @@ stopped=()
 # PostgreSQL is the whole run's: whatever this test stops is resumed however it ends.
 trap 'for p in "${stopped[@]}"; do kill -CONT "$p" 2>/dev/null; done; stop_all' EXIT
 
+# A key past its retention, which the intake prunes (its first round is 5-35 s after start).
+sql "insert into idempotency_keys(client_id, key, body_sha256, order_id, created_at) values
+     ('$A_ID', 'ancient', sha256('x'), gen_random_uuid(), now() - interval '8 days')" >/dev/null
 start_bg intake "$ROOT/bin/orderpipe-intake"
 start_bg compensation "$ROOT/bin/orderpipe-compensation"
 up() { curl -fs -m 2 "$U/healthz" >/dev/null; }
@@ -186,4 +189,7 @@ reads() { [ "$(req GET "/v1/orders/$a1" '' "$KA")" = "200 - -" ]; }
 check "after SIGCONT: GET works again" wait_for 30 reads
 check_eq "after SIGCONT: a keyed order is accepted" "202 - -" "$(req POST /v1/orders "$(order c-n 1)" "$KA" -H 'Idempotency-Key: stalled-1')"
 check_eq "after SIGCONT: a cancel by its owner is accepted" "202 - -" "$(req POST "/v1/orders/$a1/cancel" '' "$KA")"
+pruned() { [ "$(sql "select count(*) from idempotency_keys where key = 'ancient'")" = 0 ]; }
+check "a key past IDEMPOTENCY_RETENTION (7d) is pruned" wait_for 60 pruned
+check_eq "and the recent ones are kept" 1 "$(sql "select count(*) from idempotency_keys where key = 'k-1' and client_id = '$A_ID'")"
 test_done
