@@ -6,7 +6,10 @@
  *
  * A line is an order body as POSTed, or {"client_id": "...", "idempotency_key": "...",
  * "order": {...}} to import on behalf of a client with a key, so that re-running an import (or
- * replaying it) makes no second order.
+ * replaying it) makes no second order. Keys follow the HTTP intake's rule (issue 14): a key is
+ * bound to the body it was first used with (table idempotency_keys, shared with the intake), and
+ * a line reusing a key with another body is rejected (idempotency_key_reused) and not published.
+ * Keyed lines therefore need DATABASE_URL; without the database the import stops (exit 2).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -15,6 +18,8 @@
 
 #include "broker.h"
 #include "config.h"
+#include "db.h"
+#include "idempotency.h"
 #include "jsonschema.h"
 #include "log.h"
 #include "order_request.h"
@@ -23,6 +28,7 @@
 
 typedef struct enqueue_config {
     const char *amqp_url;
+    const char *database_url;
     const char *input;
     const char *client_id;
     const char *schema_dir;
@@ -31,12 +37,14 @@ typedef struct enqueue_config {
 static void enqueue_usage(FILE *out)
 {
     fprintf(out,
-            "usage: orderpipe-enqueue [--client ID] [--schemas DIR] [FILE]\n"
+            "usage: orderpipe-enqueue [--client ID] [--schemas DIR] [--database-url URL] [FILE]\n"
             "Publishes NDJSON orders (FILE or stdin) with confirms; prints a JSON summary.\n"
             "A line is an order body, or {\"client_id\",\"idempotency_key\",\"order\"}.\n"
-            "  --client ID   client the orders are placed for (default: import)\n"
-            "  AMQP_URL      broker URLs (required)\n"
-            "exit: 0 all accepted, 1 some rejected, 2 broker failure\n");
+            "  --client ID         client the orders are placed for (default: import)\n"
+            "  --database-url URL  PostgreSQL, needed for lines with an idempotency_key: a key\n"
+            "                      reused with another body is rejected [DATABASE_URL]\n"
+            "  AMQP_URL            broker URLs (required)\n"
+            "exit: 0 all accepted, 1 some rejected, 2 broker or database failure\n");
 }
 
 /* Splits a line into (client, key, order text). The returned text is owned by *wrapper or line. */
@@ -55,18 +63,61 @@ static const char *enqueue_unwrap(const char *line, json_t **wrapper, const char
     return *owned;
 }
 
+/* Binds (client, key) to the line's body as the intake does (intake_db.c): OP_OK with *reused
+ * set when the key was used before with another body; an error status when the database is
+ * unavailable (the import then stops: a keyed line must not go out unchecked). */
+static op_status enqueue_claim_key(db **d, const char *url, const char *client, const char *key,
+                                   const char *text, const char *order_id, bool *reused)
+{
+    *reused = false;
+    char hash[IDEMPOTENCY_HASH_LEN];
+    if (idempotency_hash_body(text, strlen(text), hash) != OP_OK)
+        return OP_ERR_PERMANENT; /* cannot happen: the line was parsed already */
+    if (!url) {
+        fprintf(stderr, "orderpipe-enqueue: DATABASE_URL is needed for lines with an idempotency_key\n");
+        return OP_ERR_PERMANENT;
+    }
+    if (!*d && db_connect(d, url, "orderpipe-enqueue") != OP_OK) {
+        fprintf(stderr, "orderpipe-enqueue: database: %s\n", db_last_error(*d));
+        return OP_ERR_TRANSIENT;
+    }
+    if (!db_is_open(*d) && db_reconnect(*d) != OP_OK) {
+        fprintf(stderr, "orderpipe-enqueue: database: %s\n", db_last_error(*d));
+        return OP_ERR_TRANSIENT;
+    }
+    const char *params[] = {client, key, hash, order_id};
+    op_status st;
+    PGresult *r = db_exec_prepared(
+        *d, "enqueue_claim_key",
+        "insert into idempotency_keys as k (client_id, key, body_sha256, order_id)"
+        " values ($1, $2, decode($3, 'hex'), $4::uuid)"
+        " on conflict (client_id, key) do update set client_id = k.client_id"
+        " returning encode(k.body_sha256, 'hex')",
+        4, params, &st);
+    if (!r) {
+        fprintf(stderr, "orderpipe-enqueue: database: %s\n", db_last_error(*d));
+        return st;
+    }
+    *reused = PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), hash) != 0;
+    PQclear(r);
+    return OP_OK;
+}
+
 int main(int argc, char **argv)
 {
     enqueue_config cfg = {.client_id = "import"};
     log_init("orderpipe-enqueue");
     cfg.amqp_url = config_env_str("AMQP_URL", NULL);
+    cfg.database_url = config_env_str("DATABASE_URL", NULL);
     cfg.schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", jsonschema_default_dir());
     static const struct option opts[] = {
-        {"client", 1, NULL, 'c'}, {"schemas", 1, NULL, 's'}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"client", 1, NULL, 'c'}, {"schemas", 1, NULL, 's'}, {"database-url", 1, NULL, 'd'},
+        {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (o == 'c') cfg.client_id = optarg;
         else if (o == 's') cfg.schema_dir = optarg;
+        else if (o == 'd') cfg.database_url = optarg;
         else if (o == 'h') { enqueue_usage(stdout); return 0; }
         else { enqueue_usage(stderr); return 2; }
     }
@@ -100,6 +151,8 @@ int main(int argc, char **argv)
         jsonschema_registry_free(reg);
         return 2;
     }
+    db *d = NULL;
+    bool db_failed = false; /* the broker is fine: what it holds is still confirmed below */
     json_t *rejected = json_array();
     long lineno = 0, accepted = 0, window = 0;
     int rc = 0;
@@ -119,11 +172,26 @@ int main(int argc, char **argv)
         json_t *ev;
         char order_id[UUID_STR_LEN];
         order_request_error oe;
+        bool reused = false;
         if (order_request_build(text, strlen(text), schema, client, key, NULL, "orderpipe-enqueue",
                                 &ev, order_id, &oe) != OP_OK) {
             json_array_append_new(rejected, json_pack("{sI ss ss ss}", "line", (json_int_t)lineno,
                                                       "error", oe.code, "message", oe.message,
                                                       "field", oe.field));
+        } else if (key && (enqueue_claim_key(&d, cfg.database_url, client, key, text, order_id,
+                                             &reused) != OP_OK || reused)) {
+            json_decref(ev);
+            if (reused) {
+                json_array_append_new(
+                    rejected, json_pack("{sI ss ss ss}", "line", (json_int_t)lineno, "error",
+                                        "idempotency_key_reused", "message",
+                                        "this idempotency_key was used before with a different "
+                                        "order; a new order needs a new key",
+                                        "field", "idempotency_key"));
+            } else {
+                rc = 2;
+                db_failed = true;
+            }
         } else {
             char *body = json_dumps(ev, JSON_COMPACT);
             json_t *h = json_pack("{ss}", "traceparent",
@@ -152,7 +220,7 @@ int main(int argc, char **argv)
         if (rc)
             break;
     }
-    if (rc == 0 && window > 0) {
+    if ((rc == 0 || db_failed) && window > 0) {
         if (broker_wait_confirms(b, 30000) == OP_OK)
             accepted += window;
         else
@@ -170,6 +238,7 @@ int main(int argc, char **argv)
     free(text);
     json_decref(summary);
     broker_close(b);
+    db_close(d);
     jsonschema_registry_free(reg);
     return rc;
 }

@@ -5,6 +5,7 @@
  *                     answered when their publisher confirm arrives
  *   intake_http.c     routes, limits, validation and the JSON error bodies
  *   intake_orders.c   GET /v1/orders/{id} from PostgreSQL
+ *   intake_db.c       the non-blocking PostgreSQL connection: queued requests with deadlines
  *   intake_backpressure.c  429s while the work queues or the outbox are past their bounds
  */
 #ifndef ORDERPIPE_INTAKE_H
@@ -39,6 +40,9 @@ typedef struct intake_config {
     long max_queue_depth;          /* ready messages in the work queues; 0: no bound */
     long max_outbox_rows;          /* unpublished outbox rows; 0: no bound */
     long backpressure_interval_ms;
+    long db_timeout_ms;            /* a database request's deadline */
+    long db_max_queue;             /* database requests waiting at most; past it: 503 */
+    long idempotency_retention_s;  /* Idempotency-Keys older than this are pruned */
 } intake_config;
 
 typedef struct intake_client {
@@ -50,6 +54,7 @@ typedef struct intake_client {
 
 typedef struct intake_pending intake_pending;
 typedef struct intake_backpressure intake_backpressure;
+typedef struct intake_db intake_db;
 
 typedef struct intake_metrics {
     metrics_registry *reg;
@@ -67,7 +72,7 @@ typedef struct intake {
     struct event *uncork;       /* end of a loop turn: sends the turn's publishes together */
     broker *broker;
     int broker_fd;
-    db *db;
+    intake_db *dbq;            /* NULL without DATABASE_URL */
     jsonschema_registry *schemas;
     const jsonschema *order_schema;
     intake_client *clients;
@@ -115,7 +120,37 @@ uint64_t intake_now_ms(void);
 int intake_backpressure_start(intake *in);
 void intake_backpressure_stop(intake *in);
 bool intake_backpressure_active(const intake *in, long *queued, long *backlog);
+/* intake_db.c: every database request of the intake, none blocking the loop. A request's callback
+ * runs exactly once, later, from the loop (never inside the call that queued it): with the
+ * result, or with "unavailable" (no database configured or connected, INTAKE_DB_TIMEOUT_MS
+ * overrun, an SQL error, or the intake stopping). The calls return -1 when the request is refused
+ * at once (not configured, disconnected, INTAKE_DB_MAX_QUEUE reached, out of memory): the
+ * callback is then never called and the caller answers 503. Parameters are copied. */
+typedef void (*intake_db_result_fn)(intake *in, PGresult *r /* NULL: unavailable; borrowed */,
+                                    void *arg);
+/* ok false: unavailable. Else the key's stored body hash and order id (borrowed for the call):
+ * the caller's own when the key was new or was used with the same body. */
+typedef void (*intake_db_claim_fn)(intake *in, bool ok, const char *stored_sha256,
+                                   const char *stored_order_id, void *arg);
+int intake_db_start(intake *in); /* -1: DATABASE_URL malformed */
+void intake_db_stop(intake *in); /* answers every waiting request as unavailable */
+/* `sql` is a string literal (it must outlive the request). */
+int intake_db_query(intake *in, const char *sql, int nparams, const char *const *params,
+                    intake_db_result_fn cb, void *arg);
+/* Records (client_id, key) -> (body_sha256, order_id) unless the key has a row already. */
+int intake_db_claim_key(intake *in, const char *client_id, const char *key, const char *body_sha256,
+                        const char *order_id, intake_db_claim_fn cb, void *arg);
+/* Requests waiting or in flight (the drain waits for them). */
+long intake_db_pending(const intake *in);
+
 /* intake_orders.c */
 void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id);
+/* Tenant check of a request on an order: calls `then` (later, from the loop) when order_id is
+ * recorded and belongs to client c; otherwise answers req itself (404 not_found when it is not
+ * recorded or is another client's, 503 database_unavailable) and never calls it. */
+typedef void (*intake_owned_fn)(intake *in, struct evhttp_request *req, const char *order_id,
+                                intake_client *c, void *arg);
+void intake_orders_owned(intake *in, struct evhttp_request *req, const char *order_id,
+                         intake_client *c, const char *route, intake_owned_fn then, void *arg);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "admin_http.h"
 #include "cloudevent.h"
+#include "idempotency.h"
 #include "intake.h"
 #include "log.h"
 #include "order_request.h"
@@ -166,6 +167,57 @@ static intake_client *intake_admit(intake *in, struct evhttp_request *req, const
     return c;
 }
 
+/* Publishes an order.placed event (owned; released here) and answers once it is confirmed. */
+static void intake_order_publish(intake *in, struct evhttp_request *req, json_t *ev,
+                                 const char *order_id)
+{
+    const char *tp = json_string_value(json_object_get(ev, "traceparent"));
+    if (intake_publish(in, req, ev, "order.placed", order_id, tp, 202) != 0)
+        intake_reply_error(in, req, 503, "broker_unavailable",
+                           "the broker is unavailable; nothing was accepted, retry later", NULL,
+                           "post_order");
+    json_decref(ev);
+}
+
+/* A keyed order waiting for its Idempotency-Key to be claimed in the database. */
+typedef struct intake_keyed {
+    struct evhttp_request *req;
+    json_t *ev;
+    char order_id[UUID_STR_LEN];
+    char hash[IDEMPOTENCY_HASH_LEN];
+} intake_keyed;
+
+static void intake_key_unavailable(intake *in, struct evhttp_request *req, const char *order_id)
+{
+    log_warn(&(log_ctx){.order_id = order_id}, "Idempotency-Key not checked: database unavailable");
+    intake_reply_error(in, req, 503, "database_unavailable",
+                       "orders with an Idempotency-Key need the database to check the key, which is "
+                       "unavailable; nothing was accepted, retry later", NULL, "post_order");
+}
+
+static void intake_on_key_claimed(intake *in, bool ok, const char *stored_sha256,
+                                  const char *stored_order_id, void *arg)
+{
+    intake_keyed *k = arg;
+    if (!ok) {
+        json_decref(k->ev);
+        intake_key_unavailable(in, k->req, k->order_id);
+    } else if (strcmp(stored_sha256, k->hash) != 0) {
+        json_decref(k->ev);
+        log_info(&(log_ctx){.order_id = stored_order_id},
+                 "Idempotency-Key reused with another body: refused");
+        intake_reply_error(in, k->req, 422, "idempotency_key_reused",
+                           "this Idempotency-Key was used before with a different body; a new "
+                           "order needs a new key (nothing was accepted)",
+                           "Idempotency-Key", "post_order");
+    } else {
+        /* The same body: publish again (the same event id, which the consumers' inbox drops if
+         * the first went through), so that a retry after a lost answer is answered 202. */
+        intake_order_publish(in, k->req, k->ev, k->order_id);
+    }
+    free(k);
+}
+
 static void intake_post_order(intake *in, struct evhttp_request *req)
 {
     const char *route = "post_order";
@@ -212,16 +264,56 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
         intake_reply_error(in, req, err.http_status, err.code, err.message, err.field, route);
         return;
     }
+    if (!key) {
+        free(body);
+        intake_order_publish(in, req, ev, order_id);
+        return;
+    }
+    /* A keyed order is published only once its key is bound to this body (idempotency.h). */
+    intake_keyed *k = calloc(1, sizeof *k);
+    if (!k || idempotency_hash_body(body, len, k->hash) != OP_OK) {
+        free(body);
+        free(k);
+        json_decref(ev);
+        intake_reply_error(in, req, 500, "internal_error", "the order could not be processed",
+                           NULL, route);
+        return;
+    }
     free(body);
-    const char *tp = json_string_value(json_object_get(ev, "traceparent"));
-    if (intake_publish(in, req, ev, "order.placed", order_id, tp, 202) != 0)
+    k->req = req;
+    k->ev = ev;
+    memcpy(k->order_id, order_id, sizeof k->order_id);
+    if (intake_db_claim_key(in, c->id, key, k->hash, order_id, intake_on_key_claimed, k) != 0) {
+        json_decref(ev);
+        free(k);
+        intake_key_unavailable(in, req, order_id);
+    }
+}
+
+/* --- POST /v1/orders/{id}/cancel ----------------------------------------------------------- */
+
+/* The order is the requester's and recorded: publish the cancel request. */
+static void intake_cancel_owned(intake *in, struct evhttp_request *req, const char *order_id,
+                                intake_client *c, void *arg)
+{
+    const char *route = "post_cancel";
+    char now[32], tp[56];
+    cloudevent_time_now(now);
+    cloudevent_traceparent(evhttp_find_header(evhttp_request_get_input_headers(req), "traceparent"), tp);
+    json_t *data = json_pack("{ss ss ss}", "order_id", order_id, "requested_at", now, "client_id", c->id);
+    json_t *ev = data ? cloudevent_new("order.cancel_requested", "orderpipe-intake", order_id, data, tp)
+                      : NULL;
+    if (!ev)
+        intake_reply_error(in, req, 500, "internal_error", "the cancel could not be processed",
+                           NULL, route);
+    else if (intake_publish(in, req, ev, "order.cancel_requested", order_id, tp, 202) != 0)
         intake_reply_error(in, req, 503, "broker_unavailable",
                            "the broker is unavailable; nothing was accepted, retry later", NULL, route);
     json_decref(ev);
 }
 
-/* --- POST /v1/orders/{id}/cancel ----------------------------------------------------------- */
-
+/* Only the client that placed an order may cancel it, and only once it is recorded: anything
+ * else is 404 and publishes nothing (issue 14). */
 static void intake_post_cancel(intake *in, struct evhttp_request *req, const char *order_id)
 {
     const char *route = "post_cancel";
@@ -233,15 +325,7 @@ static void intake_post_cancel(intake *in, struct evhttp_request *req, const cha
                            "the broker is unavailable; nothing was accepted, retry later", NULL, route);
         return;
     }
-    char now[32], tp[56];
-    cloudevent_time_now(now);
-    cloudevent_traceparent(evhttp_find_header(evhttp_request_get_input_headers(req), "traceparent"), tp);
-    json_t *data = json_pack("{ss ss ss}", "order_id", order_id, "requested_at", now, "client_id", c->id);
-    json_t *ev = cloudevent_new("order.cancel_requested", "orderpipe-intake", order_id, data, tp);
-    if (intake_publish(in, req, ev, "order.cancel_requested", order_id, tp, 202) != 0)
-        intake_reply_error(in, req, 503, "broker_unavailable",
-                           "the broker is unavailable; nothing was accepted, retry later", NULL, route);
-    json_decref(ev);
+    intake_orders_owned(in, req, order_id, c, route, intake_cancel_owned, NULL);
 }
 
 /* --- routing ------------------------------------------------------------------------------- */

@@ -22,7 +22,7 @@ static void intake_usage(FILE *out)
             "  --metrics-listen HOST:PORT  GET /metrics and /healthz, not on the public port\n"
             "                           (default 127.0.0.1:0, any free port; logged) [METRICS_LISTEN]\n"
             "  --amqp-url URLS          AMQP URLs, first reachable wins [AMQP_URL]\n"
-            "  --database-url URL       PostgreSQL, for GET /v1/orders/{id} [DATABASE_URL]\n"
+            "  --database-url URL       PostgreSQL: order lookups, cancels, Idempotency-Keys [DATABASE_URL]\n"
             "  --api-keys-file FILE     lines 'client:key' [ORDERPIPE_API_KEYS_FILE]\n"
             "                           (or a comma list in ORDERPIPE_API_KEYS)\n"
             "  --schemas DIR            JSON Schemas [ORDERPIPE_SCHEMA_DIR]\n"
@@ -33,7 +33,10 @@ static void intake_usage(FILE *out)
             "INTAKE_RATE_GLOBAL / INTAKE_BURST_GLOBAL (20000 / 40000).\n"
             "backpressure (environment only): INTAKE_MAX_QUEUE_DEPTH (ready messages in the work\n"
             "queues, 200000; 0 = off), INTAKE_MAX_OUTBOX_ROWS (unpublished outbox rows, 100000;\n"
-            "0 = off), INTAKE_BACKPRESSURE_INTERVAL_MS (500). Logs: JSON lines on stderr.\n");
+            "0 = off), INTAKE_BACKPRESSURE_INTERVAL_MS (500).\n"
+            "database (environment only): INTAKE_DB_TIMEOUT_MS (deadline of a lookup or key check,\n"
+            "1000), INTAKE_DB_MAX_QUEUE (requests waiting for the database, 1000; past it 503),\n"
+            "IDEMPOTENCY_RETENTION (how long Idempotency-Keys are kept, 7d). Logs: JSON lines on stderr.\n");
 }
 
 static int intake_env_rate(const char *name, long def, double *out)
@@ -67,8 +70,17 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         config_env_long("INTAKE_MAX_QUEUE_DEPTH", 200000, 0, 1L << 40, &c->max_queue_depth) ||
         config_env_long("INTAKE_MAX_OUTBOX_ROWS", 100000, 0, 1L << 40, &c->max_outbox_rows) ||
         config_env_long("INTAKE_BACKPRESSURE_INTERVAL_MS", 500, 10, 60000,
-                        &c->backpressure_interval_ms))
+                        &c->backpressure_interval_ms) ||
+        config_env_long("INTAKE_DB_TIMEOUT_MS", 1000, 10, 600000, &c->db_timeout_ms) ||
+        config_env_long("INTAKE_DB_MAX_QUEUE", 1000, 1, 1000000, &c->db_max_queue))
         return 2;
+    long retention_ms;
+    if (config_parse_duration_ms(config_env_str("IDEMPOTENCY_RETENTION", "7d"), &retention_ms) != 0 ||
+        retention_ms < 1000 || retention_ms / 1000 > 2147483647L) {
+        fprintf(stderr, "IDEMPOTENCY_RETENTION: must be a duration of 1s or more (e.g. 24h, 7d)\n");
+        return 2;
+    }
+    c->idempotency_retention_s = retention_ms / 1000;
     static const struct option opts[] = {
         {"listen", 1, NULL, 'l'}, {"amqp-url", 1, NULL, 'a'}, {"database-url", 1, NULL, 'd'},
         {"api-keys-file", 1, NULL, 'k'}, {"schemas", 1, NULL, 's'}, {"help", 0, NULL, 'h'},
@@ -132,7 +144,7 @@ static void intake_on_drain_check(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     intake *in = arg;
-    if (in->inflight == 0)
+    if (in->inflight == 0 && intake_db_pending(in) == 0)
         event_base_loopexit(in->base, NULL);
 }
 
@@ -175,12 +187,9 @@ int main(int argc, char **argv)
     ratelimit_init(&in.global_bucket, in.cfg.rate_global, in.cfg.burst_global,
                    intake_now_ms() * 1000000ull);
     intake_metrics_init(&in);
-    if (in.cfg.database_url && db_connect(&in.db, in.cfg.database_url, "orderpipe-intake") == OP_OK)
-        db_command(in.db, "set statement_timeout = 200", 0, NULL);
-    else if (in.cfg.database_url)
-        log_warn(NULL, "database unreachable at start; order lookups retry on demand");
-
     in.base = event_base_new();
+    if (intake_db_start(&in) != 0)
+        return 2;
     if (intake_publish_start(&in) != 0 || intake_backpressure_start(&in) != 0 ||
         intake_http_start(&in) != 0)
         return 1;
@@ -193,6 +202,7 @@ int main(int argc, char **argv)
 
     log_info(NULL, "stopped; %ld publishes were still unconfirmed", in.inflight);
     intake_backpressure_stop(&in);
+    intake_db_stop(&in);
     intake_publish_stop(&in);
     event_free(in.sigterm);
     event_free(in.sigint);
@@ -201,7 +211,6 @@ int main(int argc, char **argv)
     admin_http_stop(in.admin);
     evhttp_free(in.http);
     event_base_free(in.base);
-    db_close(in.db);
     intake_auth_free(&in);
     jsonschema_registry_free(in.schemas);
     metrics_registry_free(in.m.reg);

@@ -54,6 +54,7 @@ typedef struct loadgen {
     int *idle;          /* stack of idle connection indexes */
     unsigned rng;
     char last_key[64];
+    char *last_body;    /* the body sent with last_key: a dup is a retry, the same request */
 } loadgen;
 
 typedef struct loadgen_req {
@@ -170,14 +171,25 @@ static void loadgen_issue(loadgen *lg, int conn)
     loadgen_req *r = calloc(1, sizeof *r);
     r->lg = lg;
     r->conn = conn;
-    if (k == MIX_DUP && lg->last_key[0]) {
+    char *body;
+    /* A dup repeats the previous request whole: the same key with another body would be
+     * refused 422 idempotency_key_reused. */
+    if (k == MIX_DUP && lg->last_key[0] && lg->last_body) {
         snprintf(r->key, sizeof r->key, "%s", lg->last_key);
-        k = MIX_OK;
+        body = strdup(lg->last_body);
     } else {
         snprintf(r->key, sizeof r->key, "lg-%ld-%ld", lg->cfg.seed, n);
         snprintf(lg->last_key, sizeof lg->last_key, "%s", r->key);
+        body = loadgen_body(lg, k == MIX_DUP ? MIX_OK : k, n);
+        free(lg->last_body);
+        lg->last_body = body ? strdup(body) : NULL;
     }
-    char *body = loadgen_body(lg, k, n);
+    if (!body) {
+        lg->transport_errors++;
+        lg->completed++;
+        free(r);
+        return;
+    }
     struct evhttp_request *req = evhttp_request_new(loadgen_on_response, r);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char auth[300];
@@ -380,5 +392,6 @@ int main(int argc, char **argv)
     free(lg.conns);
     free(lg.idle);
     free(lg.latency_ms);
+    free(lg.last_body);
     return lg.transport_errors ? 1 : 0;
 }
