@@ -114,7 +114,8 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
         provider_charge_req req = {.key = msgs[i]->ev->order_id, .order_id = msgs[i]->ev->order_id,
                                    .amount = s->amount, .currency = s->currency, .token = s->token,
                                    .attempt = s->attempt};
-        s->result = provider_charge(ctx->provider, d, &req, s->ref, s->error, sizeof s->error);
+        s->result = provider_charge(ctx->provider, d, &req, s->ref, sizeof s->ref, s->error,
+                                    sizeof s->error);
     }
     if (provider_batch_end(ctx->provider, d) != OP_OK) {
         /* The books of the batch did not commit: nothing was charged; every charge retries. */
@@ -146,9 +147,12 @@ static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
             worker_msg_fail(m, OP_ERR_TRANSIENT, "%s", s->error);
         } else {
             bool ok = s->result == PROVIDER_OK;
-            json_array_append_new(outcomes, json_pack("{ss ss ss ss}", "id", m->ev->order_id,
-                                                      "result", ok ? "ok" : "declined", "ref",
-                                                      s->ref, "error", s->error));
+            json_t *o = json_pack("{ss ss ss ss}", "id", m->ev->order_id, "result",
+                                  ok ? "ok" : "declined", "ref", s->ref, "error", s->error);
+            if (!o || json_array_append_new(outcomes, o) != 0) {
+                worker_msg_fail(m, OP_ERR_TRANSIENT, "cannot build the provider's outcome");
+                continue;
+            }
             settled[k++] = m;
         }
     }
