@@ -13,6 +13,7 @@
 #     could not be built and the order went round the retries): cancelled payment_declined;
 #   - a 4000-byte provider reference (before: written into a 128-byte buffer with the size of a
 #     256-byte one), and one with control characters: confirmed, the reference cut and cleaned;
+#   - a refund request for a confirmed order: order_not_cancelled, nothing refunded;
 #   - a customer id of 64 x "é" (128 bytes; before: cut mid-character at 71 bytes, so the order's
 #     order.cancelled carried empty data and its notification was dead-lettered).
 source "$(dirname "$0")/lib.sh"
@@ -195,6 +196,15 @@ notified() { [ "$(sql "select count(*) from notifications where order_id = '$oos
 check "and its customer is notified" wait_for 30 notified
 check_eq "nothing reached the notification DLQ" 0 "$(queue_messages notification.dlq)"
 check_eq "nor the payment DLQ" 0 "$(queue_messages payment.dlq)"
+
+# --- a forged refund request for a confirmed order --------------------------------------------
+publish payment.refund_requested "$(event payment.refund_requested "$(uuid)" "${good[0]}"   "{\"order_id\":\"${good[0]}\",\"amount\":1000,\"reason\":\"order_cancelled\"}")" --message-id forged-refund
+refund_dead() { [ "$(queue_messages payment.dlq)" = 1 ]; }
+check "a refund request for a confirmed order is dead-lettered" wait_for 30 refund_dead
+check "as order_not_cancelled" dead_reason forged-refund order_not_cancelled "refund requested for an order that is confirmed"
+check_eq "its payment stands" "succeeded 0" \
+  "$(sql "select status || ' ' || refunded_amount from payments where order_id = '${good[0]}'")"
+check_eq "the provider refunded nothing" 0 "$(grep -c '"kind":"refund"' "$TEST_TMP/ledger.jsonl")"
 check "every worker is still running" eval '"$P" status > "$TEST_TMP/status.txt"'
 check "the pipeline goes idle" wait_for 60 pipeline_idle
 
