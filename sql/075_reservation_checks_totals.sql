@@ -12,6 +12,10 @@
 -- Same contract as sql/070 otherwise, plus: outcome 'invalid' with `reason` saying why (the
 -- worker dead-letters the message as invalid_order). Nothing of an invalid order is written.
 -- The checks are in SQL so that whatever calls the function, the recorded total is the lines'.
+-- They run before the inventory locks are taken (sql/070), so they add to a batch's latency, not
+-- to its lock hold time: about 25 ms for 256 one-line orders on the 2-core test machine under a
+-- load of 10 (a set-based form was no faster and, estimated at 100 rows per JSON array, tripped
+-- the JIT, which spent 2.7 s compiling it).
 -- The bounds are those of schemas/order.request.json and schemas/order.placed.json.
 
 alter function reservation_place(json, int, uuid[]) rename to reservation_place_checked;
