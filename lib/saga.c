@@ -13,7 +13,8 @@ op_status saga_order_load(db *d, const char *order_id, saga_order *out)
     const char *params[] = {order_id};
     op_status st;
     PGresult *r = db_exec_prepared(d, "saga_order_load",
-                                   "select status, total, currency, customer_id, notify::text, client_id "
+                                   "select status, total, currency, customer_id, notify::text, "
+                                   "client_id "
                                    "from orders where id = $1::uuid for update",
                                    1, params, &st);
     if (!r)

@@ -503,6 +503,7 @@ static bool worker_check_bounds(const broker_delivery *d, const cloudevent_view 
                                 size_t errlen)
 {
     json_t *subject = json_object_get(ev->root, "subject");
+    const char *subject_text = json_is_string(subject) ? json_string_value(subject) : NULL;
     const struct {
         const char *name;
         const char *value;
@@ -512,7 +513,7 @@ static bool worker_check_bounds(const broker_delivery *d, const cloudevent_view 
         {"source", ev->source, WORKER_MAX_SOURCE},
         {"type", ev->type, WORKER_MAX_TYPE},
         {"time", ev->time, WORKER_MAX_TIME},
-        {"subject", json_is_string(subject) ? json_string_value(subject) : NULL, WORKER_MAX_SUBJECT},
+        {"subject", subject_text, WORKER_MAX_SUBJECT},
         {"AMQP message-id", d->message_id, WORKER_MAX_MESSAGE_ID},
     };
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {

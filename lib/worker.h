@@ -125,7 +125,8 @@ void worker_msg_fail(worker_msg *m, op_status st, const char *fmt, ...)
 
 /* A handler refuses m for good: it is dead-lettered with `reason` (a static code, e.g.
  * "invalid_order") as its x-dead-reason and the printf-style text as its x-last-error. Returns
- * OP_ERR_PERMANENT, for a handler to return; in a set handler it marks m as worker_msg_fail does. */
+ * OP_ERR_PERMANENT, for a handler to return; in a set handler it marks m as worker_msg_fail
+ * does. */
 op_status worker_msg_refuse(worker_msg *m, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

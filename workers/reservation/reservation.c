@@ -100,8 +100,8 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
     const char *params[] = {text, ttl, cfg->paid_ids ? cfg->paid_ids : "{}"};
     op_status st;
     PGresult *r = db_exec_prepared(msgs[0]->db, "reservation_place",
-                                   "select n, outcome, expires_at, reason "
-                                   "from reservation_place($1::json, $2::int, $3::uuid[]) order by n",
+                                   "select n, outcome, expires_at, reason from reservation_place("
+                                   "$1::json, $2::int, $3::uuid[]) order by n",
                                    3, params, &st);
     free(text);
     if (!r)
