@@ -5,13 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 op_status saga_order_load(db *d, const char *order_id, saga_order *out)
 {
     memset(out, 0, sizeof *out);
     const char *params[] = {order_id};
     op_status st;
     PGresult *r = db_exec_prepared(d, "saga_order_load",
-                                   "select status, total, currency, customer_id, notify::text "
+                                   "select status, total, currency, customer_id, notify::text, "
+                                   "client_id "
                                    "from orders where id = $1::uuid for update",
                                    1, params, &st);
     if (!r)
@@ -24,12 +27,18 @@ op_status saga_order_load(db *d, const char *order_id, saga_order *out)
     out->state = order_state_parse(PQgetvalue(r, 0, 0));
     out->total = atoll(PQgetvalue(r, 0, 1));
     snprintf(out->currency, sizeof out->currency, "%s", PQgetvalue(r, 0, 2));
-    snprintf(out->customer_id, sizeof out->customer_id, "%s", PQgetvalue(r, 0, 3));
+    utf8_copy(out->customer_id, sizeof out->customer_id, PQgetvalue(r, 0, 3));
+    utf8_copy(out->client_id, sizeof out->client_id, PQgetvalue(r, 0, 5));
     out->notify = json_loads(PQgetvalue(r, 0, 4), 0, NULL);
     if (!out->notify)
         out->notify = json_object();
     PQclear(r);
     return OP_OK;
+}
+
+bool saga_order_owned_by(const saga_order *o, const char *client_id)
+{
+    return client_id && *client_id && strcmp(o->client_id, client_id) == 0;
 }
 
 void saga_order_clear(saga_order *o)

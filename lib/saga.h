@@ -19,14 +19,23 @@
 #include "order_state.h"
 #include "status.h"
 
+/* Room for a text field the schemas bound to 64 characters: up to 4 bytes each in UTF-8. A
+ * smaller buffer would cut a multibyte id in half, and jansson would refuse the events built
+ * from it. */
+#define SAGA_ID_TEXT_MAX (64 * 4 + 1)
+
 typedef struct saga_order {
     char id[40];
     order_state state;
     long long total;
     char currency[4];
-    char customer_id[72];
+    char customer_id[SAGA_ID_TEXT_MAX];
+    char client_id[SAGA_ID_TEXT_MAX]; /* the API client that placed it: its owner */
     json_t *notify;          /* owned; saga_order_clear releases it */
 } saga_order;
+
+/* True when `client_id` (a requester named by an event) is the order's owner. */
+bool saga_order_owned_by(const saga_order *o, const char *client_id);
 
 /* Locks the order row (FOR UPDATE) and reads it. OP_OK, OP_DUPLICATE when there is no such
  * order (not recorded yet), or an error. */

@@ -17,6 +17,7 @@
 #include "linger.h"
 #include "outbox.h"
 #include "topology.h"
+#include "utf8.h"
 #include "worker_metrics.h"
 
 /* The one process-wide flag a signal handler may set; everything else lives in struct worker. */
@@ -432,6 +433,7 @@ typedef struct worker_txn_call {
 static void worker_msg_reset(worker_msg *m)
 {
     m->error[0] = '\0';
+    m->reason = NULL;
     m->outcome = OP_OK;
     json_decref(m->emits);
     m->emits = NULL;
@@ -467,11 +469,75 @@ void worker_msg_fail(worker_msg *m, op_status st, const char *fmt, ...)
     m->emits = NULL;
 }
 
+op_status worker_msg_refuse(worker_msg *m, const char *reason, const char *fmt, ...)
+{
+    /* Formatted wider than m->error, then copied on a character boundary: the text may hold what
+     * a client sent, and half a character would make jansson refuse the DLQ header. */
+    char text[2 * sizeof m->error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    utf8_copy(m->error, sizeof m->error, text);
+    m->reason = reason;
+    m->outcome = OP_ERR_PERMANENT;
+    json_decref(m->emits);
+    m->emits = NULL;
+    return OP_ERR_PERMANENT;
+}
+
+/* The longest envelope attributes a delivery may carry. Anyone with the broker's credentials can
+ * publish: the id becomes the inbox key (a btree entry is limited to about 2.7 KB, and one that
+ * does not fit fails the whole batch's statement), and the others reach logs and headers. The
+ * same bounds are in schemas/cloudevent.json. */
+#define WORKER_MAX_EVENT_ID 128
+#define WORKER_MAX_SOURCE 128
+#define WORKER_MAX_TYPE 64
+#define WORKER_MAX_TIME 64
+#define WORKER_MAX_SUBJECT 256
+#define WORKER_MAX_MESSAGE_ID 128
+
+/* The length bounds of the envelope's attributes (in bytes) and the AMQP message id; on failure
+ * fills err and returns false. Only what the parse found is checked, so run after it. */
+static bool worker_check_bounds(const broker_delivery *d, const cloudevent_view *ev, char *err,
+                                size_t errlen)
+{
+    json_t *subject = json_object_get(ev->root, "subject");
+    const char *subject_text = json_is_string(subject) ? json_string_value(subject) : NULL;
+    const struct {
+        const char *name;
+        const char *value;
+        size_t max;
+    } attrs[] = {
+        {"id", ev->id, WORKER_MAX_EVENT_ID},
+        {"source", ev->source, WORKER_MAX_SOURCE},
+        {"type", ev->type, WORKER_MAX_TYPE},
+        {"time", ev->time, WORKER_MAX_TIME},
+        {"subject", subject_text, WORKER_MAX_SUBJECT},
+        {"AMQP message-id", d->message_id, WORKER_MAX_MESSAGE_ID},
+    };
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        size_t n = attrs[i].value ? strlen(attrs[i].value) : 0;
+        if (n > attrs[i].max) {
+            snprintf(err, errlen, "attribute '%s' is %zu bytes long, at most %zu allowed",
+                     attrs[i].name, n, attrs[i].max);
+            return false;
+        }
+    }
+    if (subject && !json_is_string(subject)) {
+        snprintf(err, errlen, "attribute 'subject' must be a string");
+        return false;
+    }
+    return true;
+}
+
 /* Envelope, type and schema checks; on failure fills err and returns the DLQ reason. */
 static const char *worker_check(worker *w, const broker_delivery *d, cloudevent_view *ev,
                                 const worker_route **route, char *err, size_t errlen)
 {
     if (cloudevent_parse(d->body, d->len, ev, err, errlen) != OP_OK)
+        return "invalid_message";
+    if (!worker_check_bounds(d, ev, err, errlen))
         return "invalid_message";
     *route = worker_find_route(w, ev->type);
     if (!*route) {
@@ -528,7 +594,7 @@ static void worker_settle(worker *w, worker_item *it, bool *ack_later)
     case OP_ERR_PERMANENT:
         outcome = "dead_lettered";
         if (same_conn)
-            worker_dead_letter(w, &it->d, "handler_refused",
+            worker_dead_letter(w, &it->d, it->m.reason ? it->m.reason : "handler_refused",
                                it->m.error[0] ? it->m.error : db_last_error(w->db), it->m.attempt, lc);
         break;
     default:
@@ -869,10 +935,17 @@ char *worker_event_order_ids(const cloudevent_view *const *evs, int n, const cha
 
 /* --- emitting ------------------------------------------------------------------------------ */
 
-/* The outbox row of a new event (a new reference), or NULL when out of memory. */
+/* The outbox row of a new event (a new reference), or NULL when out of memory or when data is
+ * NULL: a failed json_pack (say, of text that is not valid UTF-8) must not become an event with
+ * empty data, which its consumer would dead-letter while the saga waits for it. */
 static json_t *worker_event_row(worker *w, const char *type, const char *order_id, json_t *data,
                                 const char *traceparent)
 {
+    if (!data) {
+        log_error(&(log_ctx){.order_id = order_id}, "the data of a %s event could not be built",
+                  type);
+        return NULL;
+    }
     char tp[56];
     cloudevent_traceparent(traceparent, tp);
     json_t *ev = cloudevent_new(type, w->spec->program, order_id, data, tp);
@@ -898,8 +971,10 @@ op_status worker_emit_free(worker *w, db *d, const char *type, const char *order
 op_status worker_emit(worker_msg *m, const char *type, const char *order_id, json_t *data)
 {
     json_t *row = worker_event_row(m->w, type, order_id, data, m->ev->traceparent);
-    if (!row)
+    if (!row) {
+        snprintf(m->error, sizeof m->error, "the data of its %s event could not be built", type);
         return OP_ERR_TRANSIENT;
+    }
     if (!m->emits)
         m->emits = json_array();
     return json_array_append_new(m->emits, row) == 0 ? OP_OK : OP_ERR_TRANSIENT;

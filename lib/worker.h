@@ -39,6 +39,8 @@ typedef struct worker_msg {
     int attempt;                /* 1 on first delivery, +1 per retry */
     log_ctx log;                /* order id, message id, traceparent for log lines */
     char error[256];            /* a handler that fails says why here (goes to DLQ headers) */
+    const char *reason;         /* the DLQ reason code of a permanent failure (a static string;
+                                   NULL: "handler_refused"), e.g. "not_order_owner" */
     void *state;                /* set by the spec's before_batch for the handler; freed with
                                    the spec's free_state after the message is settled */
     op_status outcome;          /* OP_OK unless a set handler gave up on it (worker_msg_fail) */
@@ -119,6 +121,13 @@ op_status worker_emit(worker_msg *m, const char *type, const char *order_id, jso
 /* Inside a set handler: m could not be handled (st: OP_ERR_TRANSIENT retries it, OP_ERR_PERMANENT
  * dead-letters it), for the reason given printf-style. */
 void worker_msg_fail(worker_msg *m, op_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A handler refuses m for good: it is dead-lettered with `reason` (a static code, e.g.
+ * "invalid_order") as its x-dead-reason and the printf-style text as its x-last-error. Returns
+ * OP_ERR_PERMANENT, for a handler to return; in a set handler it marks m as worker_msg_fail
+ * does. */
+op_status worker_msg_refuse(worker_msg *m, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Outside a message (tick): the same, with an explicit traceparent (may be NULL). */

@@ -31,7 +31,7 @@ check_eq "none of them was retried" 0 \
 
 check "a cancel request for an unknown order with x-attempt 0 is published" \
   orderpipe-amqp-probe publish order.cancel_requested \
-  '{"specversion":"1.0","id":"66666666-6666-4666-8666-666666666666","source":"t","type":"order.cancel_requested","time":"2026-11-25T10:00:00Z","orderid":"77777777-7777-4777-8777-777777777777","data":{"order_id":"77777777-7777-4777-8777-777777777777","requested_at":"2026-11-25T10:00:00Z"}}' \
+  '{"specversion":"1.0","id":"66666666-6666-4666-8666-666666666666","source":"t","type":"order.cancel_requested","time":"2026-11-25T10:00:00Z","orderid":"77777777-7777-4777-8777-777777777777","data":{"order_id":"77777777-7777-4777-8777-777777777777","requested_at":"2026-11-25T10:00:00Z","client_id":"t"}}' \
   --message-id crafted-2 --header x-attempt=0
 dead() { [ "$(queue_messages compensation.dlq)" = 1 ]; }
 check "it goes through the retry tiers to the dead-letter queue" wait_for 30 dead
@@ -40,7 +40,7 @@ check "after its 5 attempts" grep -Eq "crafted-2 .* retries_exhausted +5 " "$TES
 check_eq "its first retry went through tier 1" 1 \
   "$(cat "$ORDERPIPE_RUN_DIR"/logs/compensation.*.log | grep -c 'attempt 1 failed, retrying through compensation.retry.1')"
 check "one with x-attempt 99 is published" orderpipe-amqp-probe publish order.cancel_requested \
-  '{"specversion":"1.0","id":"88888888-8888-4888-8888-888888888888","source":"t","type":"order.cancel_requested","time":"2026-11-25T10:00:00Z","orderid":"77777777-7777-4777-8777-777777777777","data":{"order_id":"77777777-7777-4777-8777-777777777777","requested_at":"2026-11-25T10:00:00Z"}}' \
+  '{"specversion":"1.0","id":"88888888-8888-4888-8888-888888888888","source":"t","type":"order.cancel_requested","time":"2026-11-25T10:00:00Z","orderid":"77777777-7777-4777-8777-777777777777","data":{"order_id":"77777777-7777-4777-8777-777777777777","requested_at":"2026-11-25T10:00:00Z","client_id":"t"}}' \
   --message-id crafted-3 --header x-attempt=99
 two() { [ "$(queue_messages compensation.dlq)" = 2 ]; }
 check "it is dead-lettered at once" wait_for 30 two

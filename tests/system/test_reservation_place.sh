@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# reservation_place (sql/060, sql/070), called as the reservation worker calls it: a batch the
+# reservation_place (sql/060, sql/070, sql/075), called as the reservation worker calls it: a batch the
 # stock covers whole is reserved in one step, a batch it does not is decided order by order in
 # batch order, all lines or none; duplicates and unknown SKUs; the stock adds up; the function
 # takes its inventory locks after recording the orders, with those of the caller's paid orders.
@@ -7,7 +7,8 @@ source "$(dirname "$0")/lib.sh"
 
 order() { # ID LINES_JSON -> one element of p_orders
   jq -cn --arg id "$1" --argjson lines "$2" '{id: $id, tp: null,
-    d: {client_id: "dev", idempotency_key: null, customer_id: "c-1", currency: "EUR", total: 100,
+    d: {client_id: "dev", idempotency_key: null, customer_id: "c-1", currency: "EUR",
+        total: ([$lines[] | .quantity * .unit_price] | add // 0),
         payment: {token: "tok_ok"}, notify: {}, placed_at: "2026-11-25T10:00:00Z", lines: $lines}}'
 }
 line() { jq -cn --arg s "$1" --argjson q "$2" '{sku: $s, quantity: $q, unit_price: 50}'; }

@@ -1,6 +1,7 @@
 /* orderpipe-compensation: the saga's undo. Releases the stock, asks for a refund of whatever was
  * charged, and cancels the order with its reason — on a failed payment, on a customer's cancel
- * request, and, from its watchdog timer, for reservations past their expiry. The watchdog also
+ * request (only its owner's: one naming another client is dead-lettered as not_order_owner,
+ * nothing changed), and, from its watchdog timer, for reservations past their expiry. It also
  * re-drives orders stuck in `paid` (their payment.succeeded is re-emitted; the reservation worker
  * confirms an order only while it is paid, so a repeat changes nothing).
  */
@@ -10,6 +11,7 @@
 
 #include "config.h"
 #include "saga.h"
+#include "utf8.h"
 #include "worker.h"
 
 typedef struct compensation_config {
@@ -107,6 +109,16 @@ static op_status compensation_on_cancel_request(worker_msg *m, void *arg)
     }
     if (st != OP_OK)
         return st;
+    /* The intake answers 404 to another client's cancel; this is the second layer, for events
+     * published on the broker by anyone else: only the owner's request acts. */
+    const char *requester = json_string_value(json_object_get(m->ev->data, "client_id"));
+    if (!saga_order_owned_by(&o, requester)) {
+        char who[SAGA_ID_TEXT_MAX];
+        utf8_copy(who, sizeof who, requester);
+        saga_order_clear(&o);
+        return worker_msg_refuse(m, "not_order_owner",
+                                 "cancel requested by client '%s', not the order's owner", who);
+    }
     if (order_state_is_terminal(o.state)) {
         log_warn(&m->log, "cancel request refused: the order is already %s", order_state_name(o.state));
         st = OP_OK;

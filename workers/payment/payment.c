@@ -5,7 +5,9 @@
  * commit), the provider is called with the order id as idempotency key, and the outcome is
  * recorded with the inbox row and the emitted event in a final transaction. A redelivery, or a
  * restart after a crash mid-charge, finds the attempt and charges again with the same key, which
- * the provider answers with the first result: one charge.
+ * the provider answers with the first result: one charge. It charges the total the reservation
+ * recorded (computed from the lines), never an amount an event states, and refunds only
+ * cancelled orders.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +116,8 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
         provider_charge_req req = {.key = msgs[i]->ev->order_id, .order_id = msgs[i]->ev->order_id,
                                    .amount = s->amount, .currency = s->currency, .token = s->token,
                                    .attempt = s->attempt};
-        s->result = provider_charge(ctx->provider, d, &req, s->ref, s->error, sizeof s->error);
+        s->result = provider_charge(ctx->provider, d, &req, s->ref, sizeof s->ref, s->error,
+                                    sizeof s->error);
     }
     if (provider_batch_end(ctx->provider, d) != OP_OK) {
         /* The books of the batch did not commit: nothing was charged; every charge retries. */
@@ -146,9 +149,12 @@ static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
             worker_msg_fail(m, OP_ERR_TRANSIENT, "%s", s->error);
         } else {
             bool ok = s->result == PROVIDER_OK;
-            json_array_append_new(outcomes, json_pack("{ss ss ss ss}", "id", m->ev->order_id,
-                                                      "result", ok ? "ok" : "declined", "ref",
-                                                      s->ref, "error", s->error));
+            json_t *o = json_pack("{ss ss ss ss}", "id", m->ev->order_id, "result",
+                                  ok ? "ok" : "declined", "ref", s->ref, "error", s->error);
+            if (!o || json_array_append_new(outcomes, o) != 0) {
+                worker_msg_fail(m, OP_ERR_TRANSIENT, "cannot build the provider's outcome");
+                continue;
+            }
             settled[k++] = m;
         }
     }
@@ -210,10 +216,40 @@ static op_status payment_record_refund(worker_msg *m, void *arg)
                       2, (const char *[]){m->ev->order_id, amount});
 }
 
+/* A refund is owed only for a cancelled order (compensation and payment_settle emit the request
+ * in the transaction that cancels it or finds it cancelled). Anyone with the broker's credentials
+ * can publish: a request for an order that is paid, confirmed or unknown would give a customer
+ * back the money of goods that ship. OP_OK when the order is cancelled; otherwise m is refused
+ * (OP_ERR_PERMANENT) or the lookup failed (its status). */
+static op_status payment_refund_owed(worker_msg *m)
+{
+    const char *params[] = {m->ev->order_id};
+    op_status st;
+    PGresult *r = db_exec_prepared(m->db, "payment_refund_order",
+                                   "select status from orders where id = $1::uuid", 1, params, &st);
+    if (!r) {
+        snprintf(m->error, sizeof m->error, "%s", db_last_error(m->db));
+        return st;
+    }
+    char status[16] = "";
+    if (PQntuples(r) == 1)
+        snprintf(status, sizeof status, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (strcmp(status, "cancelled") == 0)
+        return OP_OK;
+    if (!status[0])
+        return worker_msg_refuse(m, "order_not_cancelled", "refund requested for an unknown order");
+    return worker_msg_refuse(m, "order_not_cancelled", "refund requested for an order that is %s",
+                             status);
+}
+
 static op_status payment_on_refund(worker_msg *m, void *arg)
 {
     payment_ctx *ctx = arg;
     const char *id = m->ev->order_id;
+    op_status owed = payment_refund_owed(m);
+    if (owed != OP_OK)
+        return owed;
     long long amount = json_integer_value(json_object_get(m->ev->data, "amount"));
     long long refunded = 0;
     char err[256];

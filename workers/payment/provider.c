@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 typedef enum { PROVIDER_SIM, PROVIDER_HTTP } provider_kind;
 
 struct provider {
@@ -51,7 +53,7 @@ void provider_free(provider *p)
 /* --- sim ----------------------------------------------------------------------------------- */
 
 static provider_result sim_charge(provider *p, const provider_charge_req *q, char *ref,
-                                  char *err, size_t n)
+                                  size_t refsize, char *err, size_t n)
 {
     if (strcmp(q->token, "tok_decline") == 0) {
         snprintf(err, n, "card declined");
@@ -69,7 +71,7 @@ static provider_result sim_charge(provider *p, const provider_charge_req *q, cha
         snprintf(err, n, "out of memory");
         return PROVIDER_TRANSIENT;
     }
-    snprintf(ref, n, "sim-%s", q->key);
+    snprintf(ref, refsize, "sim-%s", q->key);
     return PROVIDER_OK;
 }
 
@@ -96,6 +98,16 @@ static provider_result sim_refund(db *d, const char *charge_key, const char *ord
 }
 
 /* --- http ---------------------------------------------------------------------------------- */
+
+/* Copies text a provider sent into dst (size n): valid UTF-8 cut on a character boundary
+ * (utf8_copy), its control characters replaced by '?' (they would reach logs and tables). */
+static void provider_copy_text(char *dst, size_t n, const char *src)
+{
+    utf8_copy(dst, n, src);
+    for (char *c = dst; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
 
 typedef struct http_body {
     char *p;
@@ -149,7 +161,12 @@ static provider_result http_post(provider *p, const char *path, const char *key,
     if (status >= 200 && status < 300)
         return PROVIDER_OK;
     const char *msg = json_string_value(json_object_get(*resp, "message"));
-    snprintf(err, n, "provider %s answered %ld%s%s", path, status, msg ? ": " : "", msg ? msg : "");
+    int len = snprintf(err, n, "provider %s answered %ld%s", path, status, msg ? ": " : "");
+    /* The provider's text, cut on a character boundary: half a character at the end would make
+     * jansson refuse the payment.failed event built from it, and the decline would go round
+     * the retries as if it were a failure. */
+    if (msg && len > 0 && (size_t)len < n)
+        provider_copy_text(err + len, n - (size_t)len, msg);
     return status == 402 ? PROVIDER_DECLINED : PROVIDER_TRANSIENT;
 }
 
@@ -181,18 +198,20 @@ op_status provider_batch_end(provider *p, db *d)
 }
 
 provider_result provider_charge(provider *p, db *d, const provider_charge_req *q, char *ref,
-                                char *err, size_t n)
+                                size_t refsize, char *err, size_t n)
 {
     ref[0] = err[0] = '\0';
     if (p->kind == PROVIDER_SIM)
-        return sim_charge(p, q, ref, err, n);
+        return sim_charge(p, q, ref, refsize, err, n);
     json_t *req = json_pack("{ss sI ss ss}", "order_id", q->order_id, "amount",
                             (json_int_t)q->amount, "currency", q->currency, "token", q->token);
     json_t *resp = NULL;
     provider_result r = http_post(p, "/charges", q->key, req, &resp, err, n);
     if (r == PROVIDER_OK) {
-        const char *id = json_string_value(json_object_get(resp, "id"));
-        snprintf(ref, n, "%s", id ? id : q->key);
+        /* Written with the size of ref, not of err: a long reference overflowed it. */
+        provider_copy_text(ref, refsize, json_string_value(json_object_get(resp, "id")));
+        if (!ref[0])
+            provider_copy_text(ref, refsize, q->key);
     }
     json_decref(req);
     json_decref(resp);

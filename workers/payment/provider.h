@@ -30,10 +30,13 @@ typedef struct provider_charge_req {
     int attempt;            /* 1, 2, ... (the sim's flaky token needs it) */
 } provider_charge_req;
 
-/* On PROVIDER_OK ref (size n) gets the provider's reference; err (size n) says why otherwise.
- * d is the sim's connection to its books (outside any transaction). */
+/* On PROVIDER_OK ref (refsize bytes) gets the provider's reference; err (n bytes) says why
+ * otherwise. Both are what the provider answered, so they are cut on a character boundary,
+ * hold only valid UTF-8 and no control characters, and ref is never empty (the key stands in for
+ * a missing, empty or unusable one). d is the sim's connection to its books (outside any
+ * transaction). */
 provider_result provider_charge(provider *p, db *d, const provider_charge_req *req, char *ref,
-                                char *err, size_t n);
+                                size_t refsize, char *err, size_t n);
 
 /* Around a batch of charges: the sim books them in its books in one statement at _end, which
  * fails if they could not be booked (then none of the batch was charged); no-ops for http, whose

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "saga.h"
+#include "utf8.h"
 #include "worker.h"
 
 typedef struct reservation_config {
@@ -66,16 +67,20 @@ static void reservation_order_from_event(const cloudevent_view *ev, saga_order *
     snprintf(o->id, sizeof o->id, "%s", ev->order_id);
     o->state = ORDER_PENDING;
     o->total = (long long)json_integer_value(json_object_get(ev->data, "total"));
-    snprintf(o->currency, sizeof o->currency, "%s",
-             json_string_value(json_object_get(ev->data, "currency")));
-    snprintf(o->customer_id, sizeof o->customer_id, "%s",
-             json_string_value(json_object_get(ev->data, "customer_id")));
+    utf8_copy(o->currency, sizeof o->currency,
+              json_string_value(json_object_get(ev->data, "currency")));
+    utf8_copy(o->customer_id, sizeof o->customer_id,
+              json_string_value(json_object_get(ev->data, "customer_id")));
+    utf8_copy(o->client_id, sizeof o->client_id,
+              json_string_value(json_object_get(ev->data, "client_id")));
     json_t *notify = json_object_get(ev->data, "notify");
     o->notify = notify ? json_incref(notify) : json_object();
 }
 
-/* order.placed, a batch at a time: reservation_place (sql/070) records every
- * order and reserves its stock, all lines or none, in batch order; then each order's event. */
+/* order.placed, a batch at a time: reservation_place (sql/075, sql/070) checks every order's
+ * lines and total (recomputed from the lines; an order that does not add up is refused, nothing
+ * of it written, and dead-lettered as invalid_order), records the others and reserves their
+ * stock, all lines or none, in batch order; then each order's event. */
 static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg)
 {
     reservation_config *cfg = arg;
@@ -95,8 +100,8 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
     const char *params[] = {text, ttl, cfg->paid_ids ? cfg->paid_ids : "{}"};
     op_status st;
     PGresult *r = db_exec_prepared(msgs[0]->db, "reservation_place",
-                                   "select n, outcome, expires_at from reservation_place($1::json, "
-                                   "$2::int, $3::uuid[]) order by n",
+                                   "select n, outcome, expires_at, reason from reservation_place("
+                                   "$1::json, $2::int, $3::uuid[]) order by n",
                                    3, params, &st);
     free(text);
     if (!r)
@@ -110,6 +115,10 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
     for (int i = 0; i < n && st == OP_OK; i++) {
         worker_msg *m = msgs[i];
         const char *outcome = PQgetvalue(r, i, 1);
+        if (strcmp(outcome, "invalid") == 0) {
+            worker_msg_refuse(m, "invalid_order", "order.placed refused: %s", PQgetvalue(r, i, 3));
+            continue;
+        }
         if (strcmp(outcome, "duplicate") == 0) {
             log_info(&m->log, "order already recorded; nothing to do");
             continue;

@@ -3,7 +3,10 @@
  * POST /charges and POST /refunds with an Idempotency-Key: a key is booked once, and a repeat of
  * it answers the first booking again, as a real provider does. Every new booking is appended to a
  * JSON-lines ledger that the tests load into sim_provider_ledger, so the invariant check reads the
- * provider's books. Tokens: tok_decline -> 402, tok_flaky -> 503 on its first two attempts.
+ * provider's books. Tokens: tok_decline -> 402, tok_flaky -> 503 on its first two attempts;
+ * hostile answers: tok_decline_long -> 402 whose message is 500 x "é" (1000 bytes),
+ * tok_long_ref -> charged, with a 4000-byte reference, tok_ctl_ref -> charged, with a reference
+ * holding control characters and non-ASCII text.
  * Faults are switched at run time with POST /_control?stall_ms=N&fail_percent=P: a stalled
  * provider books the charge and then answers late (the caller's timeout loses the answer, so its
  * retry must not charge twice); a failing one answers 500 without booking. */
@@ -23,6 +26,7 @@ typedef struct booking {
     long long amount;
     int attempts;
     int status; /* HTTP status the booking answers with */
+    char *message; /* a decline's message when not the usual one */
     struct booking *next;
 } booking;
 
@@ -59,6 +63,17 @@ static booking *booking_find(const char *key, int create)
     b->next = fp.table[h];
     fp.table[h] = b;
     return b;
+}
+
+/* `unit` n times, in a new string. */
+static char *repeat(const char *unit, int n)
+{
+    size_t u = strlen(unit);
+    char *s = malloc(u * (size_t)n + 1);
+    for (int i = 0; i < n; i++)
+        memcpy(s + u * (size_t)i, unit, u);
+    s[u * (size_t)n] = '\0';
+    return s;
 }
 
 typedef struct pending_reply {
@@ -147,8 +162,10 @@ static void on_payment(struct evhttp_request *req, void *arg)
         char id[64];
         snprintf(id, sizeof id, "%s_%ld", is_refund ? "re" : "ch", ++fp.next_id);
         b->id = strdup(id);
-        if (!is_refund && token && strcmp(token, "tok_decline") == 0) {
+        if (!is_refund && token && strncmp(token, "tok_decline", 11) == 0) {
             b->status = 402;
+            if (strcmp(token, "tok_decline_long") == 0)
+                b->message = repeat("\xc3\xa9", 500);
         } else if (is_refund) {
             const char *ck = json_string_value(json_object_get(body, "charge_key"));
             booking *charge = ck ? booking_find(ck, 0) : NULL;
@@ -159,12 +176,20 @@ static void on_payment(struct evhttp_request *req, void *arg)
         } else {
             b->amount = json_integer_value(json_object_get(body, "amount"));
             b->status = 200;
+            if (token && strcmp(token, "tok_long_ref") == 0) {
+                free(b->id);
+                b->id = repeat("r", 4000);
+            } else if (token && strcmp(token, "tok_ctl_ref") == 0) {
+                free(b->id);
+                b->id = strdup("ch_\x01\x1b[31m\t\xe2\x82\xac\x7f_end");
+            }
             ledger_append(key, order_id, "charge", b->amount);
         }
     }
     json_decref(body);
     if (b->status == 402)
-        reply(req, 402, json_pack("{ss ss}", "id", b->id, "message", "card declined"));
+        reply(req, 402, json_pack("{ss ss}", "id", b->id, "message",
+                                  b->message ? b->message : "card declined"));
     else
         reply(req, 200, json_pack("{ss sI}", "id", b->id, "amount", (json_int_t)b->amount));
 }
