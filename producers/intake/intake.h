@@ -17,6 +17,7 @@
 
 #include "broker.h"
 #include "db.h"
+#include "egress.h"
 #include "jsonschema.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -37,6 +38,9 @@ typedef struct intake_config {
     long max_queue_depth;          /* ready messages in the work queues; 0: no bound */
     long max_outbox_rows;          /* unpublished outbox rows; 0: no bound */
     long backpressure_interval_ms;
+    const char *webhook_hosts;       /* "client=host,*.suffix;..." (egress.h) */
+    const char *webhook_hosts_file;  /* the same, one entry a line */
+    bool webhook_allow_http;         /* webhook URLs may be http://, not only https:// */
 } intake_config;
 
 typedef struct intake_client {
@@ -69,6 +73,7 @@ typedef struct intake {
     const jsonschema *order_schema;
     intake_client *clients;
     size_t nclients;
+    egress_policy webhooks;     /* which webhook hosts each client may use (intake_auth.c) */
     ratelimit global_bucket;
     intake_pending *pending_head, *pending_tail;
     long inflight;
@@ -87,6 +92,9 @@ int intake_auth_load(intake *in);
 void intake_auth_free(intake *in);
 /* The client whose key is in `authorization` ("Bearer KEY"), or NULL. */
 intake_client *intake_auth_client(intake *in, const char *authorization);
+/* OP_OK if `client` may have its notifications POSTed to url; else OP_ERR_PERMANENT, why in msg. */
+op_status intake_auth_webhook_allowed(const intake *in, const intake_client *c, const char *url,
+                                      char *msg, size_t msglen);
 
 /* intake_publish.c */
 typedef void (*intake_confirm_fn)(struct evhttp_request *req, bool ok, const char *order_id,

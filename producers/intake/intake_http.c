@@ -213,6 +213,16 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
         return;
     }
     free(body);
+    /* Egress is an allow-list (egress.h): the URL the notification worker will POST to must be
+     * one of this client's webhook hosts; checked on the built event, what would be published. */
+    const char *hook = json_string_value(json_object_get(
+        json_object_get(json_object_get(ev, "data"), "notify"), "webhook_url"));
+    char why[320];
+    if (hook && intake_auth_webhook_allowed(in, c, hook, why, sizeof why) != OP_OK) {
+        json_decref(ev);
+        intake_reply_error(in, req, 400, "webhook_not_allowed", why, "$.notify.webhook_url", route);
+        return;
+    }
     const char *tp = json_string_value(json_object_get(ev, "traceparent"));
     if (intake_publish(in, req, ev, "order.placed", order_id, tp, 202) != 0)
         intake_reply_error(in, req, 503, "broker_unavailable",
