@@ -119,4 +119,12 @@ place_order SKU-EG "egress-log-$RANDOM"
 logged() { [ -s "$TEST_TMP/notes.log" ]; }
 check "a notification is written to the log channel" wait_for 60 logged
 check_eq "the notification log is created 0600" 600 "$(stat -c %a "$TEST_TMP/notes.log")"
+# Bad configuration is refused at start, named.
+NOTIFY_WEBHOOK_ALLOW_CIDRS=10.0.0.0/33 timeout 10 orderpipe-notification > "$TEST_TMP/cfg.out" 2>&1
+check_eq "a malformed NOTIFY_WEBHOOK_ALLOW_CIDRS is refused with status 2" 2 "$?"
+check "and named" grep -q "NOTIFY_WEBHOOK_ALLOW_CIDRS: '10.0.0.0/33' is not an address or CIDR" "$TEST_TMP/cfg.out"
+ORDERPIPE_WEBHOOK_HOSTS="shop-a=http://x.example" INTAKE_LISTEN=127.0.0.1:$strict_port \
+  timeout 10 orderpipe-intake > "$TEST_TMP/cfg.out" 2>&1
+check_eq "a malformed ORDERPIPE_WEBHOOK_HOSTS stops the intake with status 2" 2 "$?"
+check "and says which host" grep -q "webhook host 'http://x.example' of client 'shop-a'" "$TEST_TMP/cfg.out"
 test_done

@@ -13,8 +13,9 @@
  * NOTIFY_WEBHOOK_ALLOW_CIDRS; curl is pinned to the checked addresses (CURLOPT_RESOLVE, and its
  * open-socket callback checks again), follows no redirect and speaks https only (http too with
  * NOTIFY_WEBHOOK_ALLOW_HTTP). Each destination (scheme, host, port) has its own share of the
- * batch's call budget and a circuit breaker: after NOTIFY_BREAKER_FAILURES consecutive failures
- * its notifications go to the retry tiers at once, without a call, for NOTIFY_BREAKER_OPEN_MS;
+ * batch's call budget and a circuit breaker: after NOTIFY_BREAKER_FAILURES consecutive slow
+ * failures (timeouts) its notifications go to the retry tiers at once, without a call, for
+ * NOTIFY_BREAKER_OPEN_MS;
  * so one slow host cannot spend the time of every other customer's notifications.
  */
 #include <curl/curl.h>
@@ -328,9 +329,15 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
     curl_url_cleanup(cu);
     curl_slist_free_all(h);
     curl_slist_free_all(resolve);
-    d->spent_ms += notify_now_ms() - now;
+    long long took = notify_now_ms() - now;
+    d->spent_ms += took;
+    /* Only a slow failure counts towards the breaker: a host that refuses connections or answers
+     * 503 at once costs the others nothing, and opening on it would only burn its notifications'
+     * retry attempts while it comes back. */
+    bool slow = rc == CURLE_OPERATION_TIMEDOUT || took * 4 >= ctx->timeout_ms;
     bool failed = rc != CURLE_OK || status >= 500 || status == 429;
-    notify_dest_result(ctx, d, failed, lc);
+    if (!failed || slow)
+        notify_dest_result(ctx, d, failed, lc);
     if (rc != CURLE_OK) {
         snprintf(err, errlen, "webhook %s: %s", key, curl_easy_strerror(rc));
         notify_count(ctx, "failed");
@@ -567,7 +574,7 @@ int main(int argc, char **argv)
     if (config_env_long("NOTIFY_TIMEOUT_MS", 5000, 10, 600000, &ctx.timeout_ms) != 0 ||
         config_env_bool("NOTIFY_WEBHOOK_ALLOW_HTTP", false, &ctx.allow_http) != 0 ||
         config_env_long("NOTIFY_BREAKER_FAILURES", 3, 1, 1000, &ctx.breaker_failures) != 0 ||
-        config_env_long("NOTIFY_BREAKER_OPEN_MS", 30000, 100, 3600000, &ctx.breaker_open_ms) != 0 ||
+        config_env_long("NOTIFY_BREAKER_OPEN_MS", 10000, 100, 3600000, &ctx.breaker_open_ms) != 0 ||
         config_env_long("NOTIFY_HOST_BUDGET_PERCENT", 25, 1, 100, &ctx.host_budget_percent) != 0 ||
         notify_flags(&argc, argv, &cidrs, &ctx.allow_http) != 0)
         return 2;
@@ -619,9 +626,11 @@ int main(int argc, char **argv)
             "                        [NOTIFY_WEBHOOK_ALLOW_HTTP=1]\n"
             "  NOTIFY_HOST_BUDGET_PERCENT  share of WORKER_CALL_BUDGET_MS one destination may\n"
             "                        spend in a batch (25); the rest of its notifications retry\n"
-            "  NOTIFY_BREAKER_FAILURES / NOTIFY_BREAKER_OPEN_MS  consecutive failures that open a\n"
-            "                        destination's circuit (3), and for how long (30000): its\n"
-            "                        notifications then retry without a call\n",
+            "  NOTIFY_BREAKER_FAILURES / NOTIFY_BREAKER_OPEN_MS  consecutive slow failures (timed\n"
+            "                        out, or a quarter of NOTIFY_TIMEOUT_MS spent) that open a\n"
+            "                        destination's circuit (3), and for how long (10000): its\n"
+            "                        notifications then retry without a call (each skip uses\n"
+            "                        one of their retry attempts: keep it under the tiers' span)\n",
     };
     int rc = worker_main(&spec, argc, argv);
     if (ctx.curl)
