@@ -281,12 +281,13 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
     }
     /* curl is given the URL as we parsed it (host lower-cased), so it cannot read another host
      * out of it than the one checked and pinned. */
+    bool v6 = strchr(u.host, ':') != NULL; /* curl keeps an IPv6 literal's brackets */
     CURLU *cu = curl_url();
     char *curl_host = NULL;
     if (!cu || curl_url_set(cu, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_set(cu, CURLUPART_HOST, strchr(u.host, ':') ? NULL : u.host, 0) != CURLUE_OK ||
+        (!v6 && curl_url_set(cu, CURLUPART_HOST, u.host, 0) != CURLUE_OK) ||
         curl_url_get(cu, CURLUPART_HOST, &curl_host, 0) != CURLUE_OK ||
-        (!strchr(u.host, ':') && strcmp(curl_host, u.host) != 0)) {
+        (!v6 && strcmp(curl_host, u.host) != 0)) {
         curl_free(curl_host);
         curl_url_cleanup(cu);
         snprintf(err, errlen, "webhook URL refused: curl reads it differently");
