@@ -181,8 +181,11 @@ int main(int argc, char **argv)
                   in.schemas ? "missing" : err);
         return 2;
     }
-    if (intake_auth_load(&in) != 0)
+    if (intake_auth_load(&in) != 0) {
+        intake_auth_free(&in); /* a clean exit, so the sanitized build's leak check passes */
+        jsonschema_registry_free(in.schemas);
         return 2;
+    }
     ratelimit_init(&in.global_bucket, in.cfg.rate_global, in.cfg.burst_global,
                    intake_now_ms() * 1000000ull);
     intake_metrics_init(&in);
