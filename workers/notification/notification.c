@@ -187,13 +187,12 @@ static op_status notify_resolve(notify_ctx *ctx, const egress_url *u, char *pin,
     if (st == OP_OK && naddr == 0) {
         snprintf(err, errlen, "webhook host %s has no IPv4 or IPv6 address", u->host);
         st = OP_ERR_TRANSIENT;
-    }
-    if (st == OP_OK && (u->host_is_ip || len >= pinlen))
-        pin[0] = '\0';
-    if (st == OP_OK && len >= pinlen && !u->host_is_ip) {
+    } else if (st == OP_OK && len >= pinlen) { /* a cut pin would leave curl to resolve */
         snprintf(err, errlen, "webhook host %s has too many addresses", u->host);
         st = OP_ERR_TRANSIENT;
     }
+    if (u->host_is_ip)
+        pin[0] = '\0';
     return st;
 }
 
