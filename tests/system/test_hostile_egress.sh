@@ -79,7 +79,9 @@ check_eq "the intake is still serving" 200 "$(curl -s -o /dev/null -w '%{http_co
 
 # Allowed at the door: the receiver's address, `localhost` and shop-b's metadata address.
 start_bg receiver webhook-receiver "127.0.0.2:$hook_port" "$NOTIFY_WEBHOOK_SECRET" "$TEST_TMP/hooks.jsonl"
-start_bg receiver6 webhook-receiver "::1:$hook_port" "$NOTIFY_WEBHOOK_SECRET" "$TEST_TMP/hooks6.jsonl"
+# The IPv6 case needs an IPv6 loopback (a container may have none).
+v6=0; grep -qi '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null && v6=1
+[ $v6 = 1 ] && start_bg receiver6 webhook-receiver "::1:$hook_port" "$NOTIFY_WEBHOOK_SECRET" "$TEST_TMP/hooks6.jsonl"
 accepted() { # DESCRIPTION KEY WEBHOOK_URL -> order id in $order_id
   check_eq "$1: 202" 202 "$(post "$I" "$2" "$3")"
   order_id=$(jq -r .order_id "$TEST_TMP/body")
@@ -90,9 +92,13 @@ accepted "a listed name that resolves to loopback" "$KEY_A" "http://localhost:$h
 local_order=$order_id
 accepted "a listed metadata address" "$KEY_B" "http://169.254.169.254/latest/meta-data"
 meta_order=$order_id
-accepted "an allowed IPv6 literal" "$KEY_B" "http://[::1]:$hook_port/hooks/v6"
-v6_order=$order_id
-check_eq "the four accepted orders were published" 4 "$(queue_messages reservation)"
+if [ $v6 = 1 ]; then
+  accepted "an allowed IPv6 literal" "$KEY_B" "http://[::1]:$hook_port/hooks/v6"
+  v6_order=$order_id
+else
+  echo "ok - # skip an allowed IPv6 literal: no IPv6 loopback here"
+fi
+check_eq "the $((3 + v6)) accepted orders were published" $((3 + v6)) "$(queue_messages reservation)"
 
 check "the reservation worker starts" "$P" scale reservation=1
 delivered() { grep -q "\"order_id\":\"$good\"" "$TEST_TMP/hooks.jsonl" 2>/dev/null; }
@@ -100,7 +106,7 @@ check "the allowed webhook is delivered, signed (the receiver records only good 
 two_dead() { [ "$(queue_messages notification.dlq)" = 2 ]; }
 check "the two internal destinations are dead-lettered" wait_for 90 two_dead
 delivered6() { grep -q "\"order_id\":\"$v6_order\"" "$TEST_TMP/hooks6.jsonl" 2>/dev/null; }
-check "the allowed IPv6 literal is delivered, signed" wait_for 30 delivered6
+[ $v6 = 1 ] && check "the allowed IPv6 literal is delivered, signed" wait_for 30 delivered6
 queue_get notification.dlq 2 > "$TEST_TMP/dlq.json"
 reason_of() { # ORDER_ID -> x-last-error of its dead letter
   jq -r --arg id "$1" '.[] | select(.payload | fromjson | .data.order_id == $id) | .properties.headers["x-last-error"]' "$TEST_TMP/dlq.json"
