@@ -80,6 +80,16 @@ bool worker_batch_has_time(const worker *w)
     return worker_ms_since(&w->batch_started) < w->cfg.call_budget_ms;
 }
 
+long worker_batch_ms_left(const worker *w)
+{
+    return (long)(w->cfg.call_budget_ms - worker_ms_since(&w->batch_started));
+}
+
+struct metrics_registry *worker_registry(const worker *w)
+{
+    return worker_metrics_registry(w->metrics);
+}
+
 /* --- configuration ------------------------------------------------------------------------- */
 
 static long worker_default_linger_ms(const worker_spec *spec)

@@ -153,6 +153,10 @@ const char *worker_name(const worker *w);
  * of slow calls would lose both connections, and its deliveries would come back to the same
  * fate. A message whose call did not fit fails transiently and goes through the retry tiers. */
 bool worker_batch_has_time(const worker *w);
+/* The same as milliseconds left (<= 0 once spent), to bound one call's timeout by it. */
+long worker_batch_ms_left(const worker *w);
+/* The worker's metrics registry, for a program's own families (register them in spec->start). */
+struct metrics_registry *worker_registry(const worker *w);
 
 /* True once SIGTERM arrived: long handlers (provider calls) should finish and return. */
 bool worker_stopping(const worker *w);

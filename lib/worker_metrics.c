@@ -116,3 +116,8 @@ void worker_metrics_set_health(worker_metrics *m, bool broker_ok, bool db_ok,
     metrics_add(m->reconnects, b, (double)broker_reconnects - metrics_value(m->reconnects, b));
     metrics_add(m->reconnects, d, (double)db_reconnects - metrics_value(m->reconnects, d));
 }
+
+struct metrics_registry *worker_metrics_registry(worker_metrics *m)
+{
+    return m ? m->reg : NULL;
+}

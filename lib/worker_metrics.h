@@ -18,6 +18,8 @@ typedef struct worker_metrics worker_metrics;
  * worker_metrics_stop. */
 op_status worker_metrics_start(worker_metrics **out, const char *listen, const char *worker_name);
 void worker_metrics_stop(worker_metrics *m);
+/* The registry it serves (owned by m), for a worker program's own families. */
+struct metrics_registry *worker_metrics_registry(worker_metrics *m);
 
 /* outcome: ok | duplicate | retried | dead_lettered; start: CLOCK_MONOTONIC when handling began. */
 void worker_metrics_handled(worker_metrics *m, const char *type, const char *outcome,

@@ -10,6 +10,8 @@
  * bound to the body it was first used with (table idempotency_keys, shared with the intake), and
  * a line reusing a key with another body is rejected (idempotency_key_reused) and not published.
  * Keyed lines therefore need DATABASE_URL; without the database the import stops (exit 2).
+ * A line whose notify.webhook_url is not one of its client's webhook hosts
+ * (ORDERPIPE_WEBHOOK_HOSTS, as for the intake) is rejected as webhook_not_allowed.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "broker.h"
 #include "config.h"
 #include "db.h"
+#include "egress.h"
 #include "idempotency.h"
 #include "jsonschema.h"
 #include "log.h"
@@ -32,6 +35,8 @@ typedef struct enqueue_config {
     const char *input;
     const char *client_id;
     const char *schema_dir;
+    const char *webhook_hosts, *webhook_hosts_file;
+    bool webhook_allow_http;
 } enqueue_config;
 
 static void enqueue_usage(FILE *out)
@@ -43,6 +48,10 @@ static void enqueue_usage(FILE *out)
             "  --client ID         client the orders are placed for (default: import)\n"
             "  --database-url URL  PostgreSQL, needed for lines with an idempotency_key: a key\n"
             "                      reused with another body is rejected [DATABASE_URL]\n"
+            "  --webhook-hosts SPEC       'client=host,*.suffix;...': the webhook hosts each client\n"
+            "                             may use, as for the intake [ORDERPIPE_WEBHOOK_HOSTS]\n"
+            "  --webhook-hosts-file FILE  the same, an entry a line [ORDERPIPE_WEBHOOK_HOSTS_FILE]\n"
+            "  --webhook-allow-http       accept http:// webhooks [ORDERPIPE_WEBHOOK_ALLOW_HTTP=1]\n"
             "  AMQP_URL            broker URLs (required)\n"
             "exit: 0 all accepted, 1 some rejected, 2 broker or database failure\n");
 }
@@ -110,14 +119,23 @@ int main(int argc, char **argv)
     cfg.amqp_url = config_env_str("AMQP_URL", NULL);
     cfg.database_url = config_env_str("DATABASE_URL", NULL);
     cfg.schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", jsonschema_default_dir());
+    cfg.webhook_hosts = config_env_str("ORDERPIPE_WEBHOOK_HOSTS", NULL);
+    cfg.webhook_hosts_file = config_env_str("ORDERPIPE_WEBHOOK_HOSTS_FILE", NULL);
+    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &cfg.webhook_allow_http) != 0)
+        return 2;
     static const struct option opts[] = {
         {"client", 1, NULL, 'c'}, {"schemas", 1, NULL, 's'}, {"database-url", 1, NULL, 'd'},
-        {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"help", 0, NULL, 'h'}, {"webhook-hosts", 1, NULL, 'W'},
+        {"webhook-hosts-file", 1, NULL, 'F'}, {"webhook-allow-http", 0, NULL, 'H'},
+        {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (o == 'c') cfg.client_id = optarg;
         else if (o == 's') cfg.schema_dir = optarg;
         else if (o == 'd') cfg.database_url = optarg;
+        else if (o == 'W') cfg.webhook_hosts = optarg;
+        else if (o == 'F') cfg.webhook_hosts_file = optarg;
+        else if (o == 'H') cfg.webhook_allow_http = true;
         else if (o == 'h') { enqueue_usage(stdout); return 0; }
         else { enqueue_usage(stderr); return 2; }
     }
@@ -128,17 +146,27 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[512];
+    egress_policy hooks = {.allow_http = cfg.webhook_allow_http};
+    if ((cfg.webhook_hosts_file &&
+         egress_policy_load_file(&hooks, cfg.webhook_hosts_file, err, sizeof err) != OP_OK) ||
+        egress_policy_parse(&hooks, cfg.webhook_hosts, err, sizeof err) != OP_OK) {
+        fprintf(stderr, "orderpipe-enqueue: webhook hosts: %s\n", err);
+        egress_policy_free(&hooks);
+        return 2;
+    }
     jsonschema_registry *reg = jsonschema_registry_load(cfg.schema_dir, err, sizeof err);
     const jsonschema *schema = jsonschema_registry_get(reg, "order.request");
     if (!schema) {
         fprintf(stderr, "orderpipe-enqueue: cannot load schemas from %s\n", cfg.schema_dir);
         jsonschema_registry_free(reg);
+        egress_policy_free(&hooks);
         return 2;
     }
     FILE *in = cfg.input ? fopen(cfg.input, "r") : stdin;
     if (!in) {
         fprintf(stderr, "orderpipe-enqueue: cannot read %s\n", cfg.input);
         jsonschema_registry_free(reg);
+        egress_policy_free(&hooks);
         return 2;
     }
     broker *b;
@@ -149,6 +177,7 @@ int main(int argc, char **argv)
         if (in != stdin)
             fclose(in);
         jsonschema_registry_free(reg);
+        egress_policy_free(&hooks);
         return 2;
     }
     db *d = NULL;
@@ -173,8 +202,18 @@ int main(int argc, char **argv)
         char order_id[UUID_STR_LEN];
         order_request_error oe;
         bool reused = false;
-        if (order_request_build(text, strlen(text), schema, client, key, NULL, "orderpipe-enqueue",
-                                &ev, order_id, &oe) != OP_OK) {
+        op_status built = order_request_build(text, strlen(text), schema, client, key, NULL,
+                                              "orderpipe-enqueue", &ev, order_id, &oe);
+        /* The intake's rule (intake_http.c): only the client's webhook hosts. */
+        const char *hook = built != OP_OK ? NULL : json_string_value(json_object_get(
+            json_object_get(json_object_get(ev, "data"), "notify"), "webhook_url"));
+        if (hook && egress_policy_check(&hooks, client, hook, oe.message, sizeof oe.message) != OP_OK) {
+            json_decref(ev);
+            snprintf(oe.code, sizeof oe.code, "webhook_not_allowed");
+            snprintf(oe.field, sizeof oe.field, "$.notify.webhook_url");
+            built = OP_ERR_PERMANENT;
+        }
+        if (built != OP_OK) {
             json_array_append_new(rejected, json_pack("{sI ss ss ss}", "line", (json_int_t)lineno,
                                                       "error", oe.code, "message", oe.message,
                                                       "field", oe.field));
@@ -240,5 +279,6 @@ int main(int argc, char **argv)
     broker_close(b);
     db_close(d);
     jsonschema_registry_free(reg);
+    egress_policy_free(&hooks);
     return rc;
 }

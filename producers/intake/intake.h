@@ -18,6 +18,7 @@
 
 #include "broker.h"
 #include "db.h"
+#include "egress.h"
 #include "jsonschema.h"
 #include "admin_http.h"
 #include "metrics.h"
@@ -43,6 +44,9 @@ typedef struct intake_config {
     long db_timeout_ms;            /* a database request's deadline */
     long db_max_queue;             /* database requests waiting at most; past it: 503 */
     long idempotency_retention_s;  /* Idempotency-Keys older than this are pruned */
+    const char *webhook_hosts;       /* "client=host,*.suffix;..." (egress.h) */
+    const char *webhook_hosts_file;  /* the same, one entry a line */
+    bool webhook_allow_http;         /* webhook URLs may be http://, not only https:// */
 } intake_config;
 
 typedef struct intake_client {
@@ -77,6 +81,7 @@ typedef struct intake {
     const jsonschema *order_schema;
     intake_client *clients;
     size_t nclients;
+    egress_policy webhooks;     /* which webhook hosts each client may use (intake_auth.c) */
     ratelimit global_bucket;
     intake_pending *pending_head, *pending_tail;
     long inflight;
@@ -95,6 +100,9 @@ int intake_auth_load(intake *in);
 void intake_auth_free(intake *in);
 /* The client whose key is in `authorization` ("Bearer KEY"), or NULL. */
 intake_client *intake_auth_client(intake *in, const char *authorization);
+/* OP_OK if `client` may have its notifications POSTed to url; else OP_ERR_PERMANENT, why in msg. */
+op_status intake_auth_webhook_allowed(const intake *in, const intake_client *c, const char *url,
+                                      char *msg, size_t msglen);
 
 /* intake_publish.c */
 typedef void (*intake_confirm_fn)(struct evhttp_request *req, bool ok, const char *order_id,

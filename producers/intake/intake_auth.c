@@ -1,6 +1,8 @@
 /* intake_auth: API keys per client, from a file of "client:key" lines or a comma list in the
  * environment. Keys are compared in constant time (CRYPTO_memcmp) against every client, so the
- * time taken says nothing about which key, or how much of one, matched. */
+ * time taken says nothing about which key, or how much of one, matched. Also each client's
+ * webhook hosts (ORDERPIPE_WEBHOOK_HOSTS[_FILE], egress.h): a client with none may not give a
+ * webhook URL at all. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,22 @@ int intake_auth_load(intake *in)
         log_error(NULL, "no API keys: set ORDERPIPE_API_KEYS_FILE or ORDERPIPE_API_KEYS");
         return -1;
     }
+    char err[300];
+    in->webhooks.allow_http = in->cfg.webhook_allow_http;
+    if ((in->cfg.webhook_hosts_file &&
+         egress_policy_load_file(&in->webhooks, in->cfg.webhook_hosts_file, err, sizeof err) != OP_OK) ||
+        egress_policy_parse(&in->webhooks, in->cfg.webhook_hosts, err, sizeof err) != OP_OK) {
+        log_error(NULL, "webhook hosts: %s", err);
+        return -1;
+    }
+    for (size_t i = 0; i < in->webhooks.n; i++) {
+        bool known = false;
+        for (size_t j = 0; j < in->nclients && !known; j++)
+            known = strcmp(in->clients[j].id, in->webhooks.clients[i].client) == 0;
+        if (!known) /* most likely a typo that leaves the real client without webhooks */
+            log_warn(NULL, "webhook hosts are configured for client '%s', which has no API key",
+                     in->webhooks.clients[i].client);
+    }
     uint64_t now = intake_now_ms() * 1000000ull;
     for (size_t i = 0; i < in->nclients; i++)
         ratelimit_init(&in->clients[i].bucket, in->cfg.rate_per_client, in->cfg.burst_per_client, now);
@@ -81,6 +99,13 @@ void intake_auth_free(intake *in)
     free(in->clients);
     in->clients = NULL;
     in->nclients = 0;
+    egress_policy_free(&in->webhooks);
+}
+
+op_status intake_auth_webhook_allowed(const intake *in, const intake_client *c, const char *url,
+                                      char *msg, size_t msglen)
+{
+    return egress_policy_check(&in->webhooks, c->id, url, msg, msglen);
 }
 
 intake_client *intake_auth_client(intake *in, const char *authorization)

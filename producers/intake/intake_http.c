@@ -264,6 +264,17 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
         intake_reply_error(in, req, err.http_status, err.code, err.message, err.field, route);
         return;
     }
+    /* Egress is an allow-list (egress.h): the URL the notification worker will POST to must be
+     * one of this client's webhook hosts; checked on the built event, what would be published. */
+    const char *hook = json_string_value(json_object_get(
+        json_object_get(json_object_get(ev, "data"), "notify"), "webhook_url"));
+    char why[320];
+    if (hook && intake_auth_webhook_allowed(in, c, hook, why, sizeof why) != OP_OK) {
+        free(body);
+        json_decref(ev);
+        intake_reply_error(in, req, 400, "webhook_not_allowed", why, "$.notify.webhook_url", route);
+        return;
+    }
     if (!key) {
         free(body);
         intake_order_publish(in, req, ev, order_id);

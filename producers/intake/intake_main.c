@@ -26,6 +26,13 @@ static void intake_usage(FILE *out)
             "  --api-keys-file FILE     lines 'client:key' [ORDERPIPE_API_KEYS_FILE]\n"
             "                           (or a comma list in ORDERPIPE_API_KEYS)\n"
             "  --schemas DIR            JSON Schemas [ORDERPIPE_SCHEMA_DIR]\n"
+            "  --webhook-hosts SPEC     hosts each client may give in notify.webhook_url:\n"
+            "                           'client=host,*.suffix;client2=host' (a client not listed\n"
+            "                           may not use webhooks) [ORDERPIPE_WEBHOOK_HOSTS]\n"
+            "  --webhook-hosts-file F   the same, one 'client=host,...' a line\n"
+            "                           [ORDERPIPE_WEBHOOK_HOSTS_FILE]\n"
+            "  --webhook-allow-http     accept http:// webhooks, not only https://\n"
+            "                           [ORDERPIPE_WEBHOOK_ALLOW_HTTP=1]\n"
             "  --help                   this text\n\n"
             "limits (environment only): INTAKE_MAX_BODY (bytes, 65536), INTAKE_MAX_HEADERS (8192),\n"
             "INTAKE_MAX_CONNECTIONS (1024), INTAKE_TIMEOUT (s, 10), INTAKE_CONFIRM_TIMEOUT_MS\n"
@@ -58,6 +65,10 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
     c->keys_file = config_env_str("ORDERPIPE_API_KEYS_FILE", NULL);
     c->keys_env = config_env_str("ORDERPIPE_API_KEYS", NULL);
     c->schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", NULL);
+    c->webhook_hosts = config_env_str("ORDERPIPE_WEBHOOK_HOSTS", NULL);
+    c->webhook_hosts_file = config_env_str("ORDERPIPE_WEBHOOK_HOSTS_FILE", NULL);
+    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &c->webhook_allow_http) != 0)
+        return 2;
     if (config_env_long("INTAKE_MAX_BODY", 65536, 256, 16 << 20, &c->max_body) ||
         config_env_long("INTAKE_MAX_HEADERS", 8192, 1024, 1 << 20, &c->max_headers) ||
         config_env_long("INTAKE_MAX_CONNECTIONS", 1024, 1, 1000000, &c->max_connections) ||
@@ -85,6 +96,8 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         {"listen", 1, NULL, 'l'}, {"amqp-url", 1, NULL, 'a'}, {"database-url", 1, NULL, 'd'},
         {"api-keys-file", 1, NULL, 'k'}, {"schemas", 1, NULL, 's'}, {"help", 0, NULL, 'h'},
         {"metrics-listen", 1, NULL, 'm'},
+        {"webhook-hosts", 1, NULL, 'W'}, {"webhook-hosts-file", 1, NULL, 'F'},
+        {"webhook-allow-http", 0, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -96,6 +109,9 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         case 'd': c->database_url = optarg; break;
         case 'k': c->keys_file = optarg; break;
         case 's': c->schema_dir = optarg; break;
+        case 'W': c->webhook_hosts = optarg; break;
+        case 'F': c->webhook_hosts_file = optarg; break;
+        case 'H': c->webhook_allow_http = true; break;
         case 'h': intake_usage(stdout); return 1;
         default: intake_usage(stderr); return 2;
         }
@@ -182,8 +198,11 @@ int main(int argc, char **argv)
                   in.schemas ? "missing" : err);
         return 2;
     }
-    if (intake_auth_load(&in) != 0)
+    if (intake_auth_load(&in) != 0) {
+        intake_auth_free(&in); /* a clean exit, so the sanitized build's leak check passes */
+        jsonschema_registry_free(in.schemas);
         return 2;
+    }
     ratelimit_init(&in.global_bucket, in.cfg.rate_global, in.cfg.burst_global,
                    intake_now_ms() * 1000000ull);
     intake_metrics_init(&in);

@@ -13,6 +13,8 @@ provider_port=$((intake_port + 1)) hook_port=$((intake_port + 2))
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$provider_port PAYMENT_TIMEOUT_MS=400
 export NOTIFY_CHANNEL=webhook NOTIFY_WEBHOOK_URL=http://127.0.0.1:$hook_port/hooks/orders
 export NOTIFY_WEBHOOK_SECRET=test-secret-$RANDOM NOTIFY_TIMEOUT_MS=1000
+# The receiver is on loopback, which the worker refuses unless allowed; and it speaks http.
+export NOTIFY_WEBHOOK_ALLOW_CIDRS=127.0.0.1/32 NOTIFY_WEBHOOK_ALLOW_HTTP=1
 # Retries spread over 15 s: longer than the faults last, short enough to drain at the end.
 export ORDERPIPE_RETRY_DELAYS=1000,2000,4000,8000
 

@@ -3,7 +3,9 @@
  * Checks X-Orderpipe-Signature (HMAC-SHA256 of the body under the shared secret): a bad or
  * missing signature is answered 401 and not recorded. Each good delivery is appended to a JSON-lines
  * file as {"delivery": ..., "order_id": ..., "event": ...}, so a test counts deliveries and
- * duplicates. The test makes it "down" by stopping it and starting it again on the same port. */
+ * duplicates. The test makes it "down" by stopping it and starting it again on the same port.
+ * With a fourth argument "stall" it is a host that hangs instead: it reads every request and
+ * never answers (the request is freed when the caller gives up and closes), recording nothing. */
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -20,6 +22,7 @@ static struct {
     struct event_base *base;
     FILE *out;
     const char *secret;
+    int stall;
 } wr;
 
 static void reply(struct evhttp_request *req, int status, const char *body)
@@ -46,6 +49,8 @@ static int signature_ok(const char *body, size_t len, const char *header)
 static void on_request(struct evhttp_request *req, void *arg)
 {
     (void)arg;
+    if (wr.stall)
+        return;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
     char *body = malloc(n + 1);
@@ -80,8 +85,8 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: webhook-receiver HOST:PORT SECRET OUT.jsonl\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: webhook-receiver HOST:PORT SECRET OUT.jsonl [stall]\n");
         return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
     }
     char host[256];
@@ -91,6 +96,7 @@ int main(int argc, char **argv)
         return 2;
     *colon = '\0';
     wr.secret = argv[2];
+    wr.stall = argc == 5 && strcmp(argv[4], "stall") == 0;
     wr.out = fopen(argv[3], "a");
     if (!wr.out) {
         perror(argv[3]);
