@@ -16,6 +16,7 @@
 #include "jsonschema.h"
 #include "linger.h"
 #include "outbox.h"
+#include "redact.h"
 #include "topology.h"
 #include "worker_metrics.h"
 
@@ -267,7 +268,9 @@ static op_status worker_connect(worker *w)
     broker_options bo = {.urls = w->cfg.amqp_url, .name = name};
     snprintf(name, sizeof name, "%s/consume", w->spec->program);
     if (broker_connect(&w->consumer, &bo) == OP_ERR_PERMANENT) {
-        log_error(NULL, "AMQP_URL is not usable: %s", w->cfg.amqp_url);
+        char shown[512];
+        log_error(NULL, "AMQP_URL is not usable: %s",
+                  redact_secrets(w->cfg.amqp_url, shown, sizeof shown));
         return OP_ERR_PERMANENT;
     }
     snprintf(name, sizeof name, "%s/publish", w->spec->program);
