@@ -190,12 +190,22 @@ op_status admin_http_start_on(admin_http **out, struct event_base *base, const c
 
 int admin_http_port(const admin_http *a) { return a ? a->port : -1; }
 
+static void admin_http_break(evutil_socket_t fd, short what, void *base)
+{
+    event_base_loopbreak(base);
+}
+
 void admin_http_stop(admin_http *a)
 {
     if (!a)
         return;
     if (a->own_base) {
-        event_base_loopbreak(a->base);
+        /* A plain loopbreak is lost when the thread has not entered its loop yet (a program
+         * that fails right at start-up): event_base_loop clears the flag as it starts, and the
+         * join then waits forever. An event scheduled now breaks the loop whenever it runs. */
+        const struct timeval now = {0, 0};
+        if (event_base_once(a->base, -1, EV_TIMEOUT, admin_http_break, a->base, &now) != 0)
+            event_base_loopbreak(a->base);
         pthread_join(a->thread, NULL);
     }
     admin_http_free(a);

@@ -2,9 +2,14 @@
 #include "broker.h"
 
 #include <amqp.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,15 +18,17 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "broker_url.h"
+#include "log.h"
+#include "redact.h"
 #include "topology.h"
+#include "utf8.h"
 
 #define BROKER_CHANNEL 1
 
 struct broker {
     /* configuration, copied */
-    struct amqp_connection_info *nodes;
-    char **node_text;            /* owns the strings amqp_parse_url points into */
-    char **node_label;           /* host:port/vhost, no password */
+    broker_url *nodes;           /* owned; label: host:port/vhost, no password */
     int nnodes;
     int current;
     char *name;
@@ -43,6 +50,7 @@ struct broker {
     bool returned_pending;       /* a basic.return whose ack has not arrived yet */
 
     char error[512];
+    char tls_error[256];         /* why the peer's certificate was refused, during one connect */
 };
 
 static void broker_set_error(broker *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -61,7 +69,7 @@ int broker_fd(const broker *b) { return b && b->open ? amqp_get_sockfd(b->conn) 
 
 const char *broker_current_node(const broker *b)
 {
-    return b && b->nnodes ? b->node_label[b->current] : "";
+    return b && b->nnodes ? b->nodes[b->current].label : "";
 }
 
 /* Describes a failed RPC reply in b->error; returns OP_ERR_TRANSIENT. Server channel or
@@ -122,19 +130,124 @@ static op_status broker_fail(broker *b)
     return OP_ERR_TRANSIENT;
 }
 
+/* Records the first reason OpenSSL gives for refusing the peer's certificate chain or name; the
+ * handshake then fails (SSL_VERIFY_PEER) and broker_open_node reports this reason. */
+static int broker_tls_verify_cb(int ok, X509_STORE_CTX *st)
+{
+    if (ok)
+        return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+    broker *b = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+    if (b && !b->tls_error[0]) {
+        char subject[128] = "";
+        X509 *cert = X509_STORE_CTX_get_current_cert(st);
+        if (cert)
+            X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+        char clean[128];
+        utf8_copy(clean, sizeof clean, subject); /* the server chose that text */
+        snprintf(b->tls_error, sizeof b->tls_error, "%s (certificate '%s')",
+                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(st)), clean);
+    }
+    return ok;
+}
+
+/* Applies u's TLS settings to a new SSL socket. Verification is done by OpenSSL during the
+ * handshake (SSL_VERIFY_PEER with the expected host name or IP address in the verify
+ * parameters), so a refused certificate stops the handshake before any AMQP byte is sent;
+ * rabbitmq-c's own name check is off because it only reads DNS names (an amqps:// URL with an
+ * IP address would always fail) and cannot check a name other than the host dialled. */
+static op_status broker_tls_setup(broker *b, amqp_socket_t *sock, const broker_url *u)
+{
+    SSL_CTX *ctx = amqp_ssl_socket_get_context(sock);
+    char why[200];
+    ERR_clear_error();
+    if (amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST) != AMQP_STATUS_OK) {
+        broker_set_error(b, "%s: cannot require TLS 1.2 or later", u->label);
+        return OP_ERR_TRANSIENT;
+    }
+    int rc = u->cacert ? amqp_ssl_socket_set_cacert(sock, u->cacert)
+                       : (SSL_CTX_set_default_verify_paths(ctx) == 1 ? AMQP_STATUS_OK
+                                                                    : AMQP_STATUS_SSL_ERROR);
+    if (rc != AMQP_STATUS_OK) {
+        ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+        broker_set_error(b, "%s: cannot load the CA %s: %s", u->label,
+                         u->cacert ? u->cacert : "(system store)", why);
+        return OP_ERR_TRANSIENT;
+    }
+    if (u->cert && amqp_ssl_socket_set_key(sock, u->cert, u->key) != AMQP_STATUS_OK) {
+        ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+        broker_set_error(b, "%s: cannot load the client certificate %s / key %s: %s", u->label,
+                         u->cert, u->key, why);
+        return OP_ERR_TRANSIENT;
+    }
+    amqp_ssl_socket_set_verify_hostname(sock, 0);
+    if (!u->verify) {
+        amqp_ssl_socket_set_verify_peer(sock, 0);
+        log_warn(NULL, "TLS to %s WITHOUT certificate verification (verify=verify_none): anyone "
+                 "on the network path can impersonate the broker and read its traffic", u->label);
+        return OP_OK;
+    }
+    amqp_ssl_socket_set_verify_peer(sock, 1);
+    const char *name = broker_url_peer_name(u);
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    unsigned char addr[16];
+    bool is_ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name)
+               : X509_VERIFY_PARAM_set1_host(param, name, 0)) != 1) {
+        broker_set_error(b, "%s: cannot verify against the name '%s'", u->label, name);
+        return OP_ERR_TRANSIENT;
+    }
+    SSL_CTX_set_app_data(ctx, b);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, broker_tls_verify_cb);
+    return OP_OK;
+}
+
+/* Why amqp_socket_open failed, as one sentence naming the node (never its password). */
+static void broker_open_error(broker *b, const broker_url *u, int rc)
+{
+    if (!u->tls) {
+        broker_set_error(b, "connecting to %s: %s", u->label, amqp_error_string2(rc));
+        return;
+    }
+    if (b->tls_error[0]) {
+        broker_set_error(b, "connecting to %s over TLS: the server's certificate was refused: %s "
+                         "(expected name '%s', CA %s)", u->label, b->tls_error,
+                         broker_url_peer_name(u), u->cacert ? u->cacert : "(system store)");
+        return;
+    }
+    unsigned long e = ERR_peek_last_error();
+    if (e) {
+        char why[200];
+        ERR_error_string_n(e, why, sizeof why);
+        broker_set_error(b, "connecting to %s over TLS: handshake failed: %s (is this a TLS "
+                         "port?)", u->label, why);
+        return;
+    }
+    broker_set_error(b, "connecting to %s over TLS: %s", u->label, amqp_error_string2(rc));
+}
+
 static op_status broker_open_node(broker *b, int i)
 {
-    struct amqp_connection_info *ci = &b->nodes[i];
+    broker_url *u = &b->nodes[i];
+    struct amqp_connection_info *ci = &u->ci;
+    b->tls_error[0] = '\0';
     b->conn = amqp_new_connection();
-    amqp_socket_t *sock = b->conn ? amqp_tcp_socket_new(b->conn) : NULL;
+    amqp_socket_t *sock = NULL;
+    if (b->conn)
+        sock = u->tls ? amqp_ssl_socket_new(b->conn) : amqp_tcp_socket_new(b->conn);
     if (!sock) {
         broker_set_error(b, "out of memory creating the connection");
         return broker_fail(b);
     }
+    if (u->tls && broker_tls_setup(b, sock, u) != OP_OK)
+        return broker_fail(b);
     struct timeval tv = {b->connect_timeout_ms / 1000, (b->connect_timeout_ms % 1000) * 1000};
+    ERR_clear_error();
     int rc = amqp_socket_open_noblock(sock, ci->host, ci->port, &tv);
     if (rc != AMQP_STATUS_OK) {
-        broker_set_error(b, "connecting to %s: %s", b->node_label[i], amqp_error_string2(rc));
+        broker_open_error(b, u, rc);
+        ERR_clear_error();
         return broker_fail(b);
     }
     amqp_set_handshake_timeout(b->conn, &tv);
@@ -157,7 +270,7 @@ static op_status broker_open_node(broker *b, int i)
         amqp_login_with_properties(b->conn, ci->vhost, 0, 131072, b->heartbeat_s, &props,
                                    AMQP_SASL_METHOD_PLAIN, ci->user, ci->password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        broker_reply_error(b, r, b->node_label[i]);
+        broker_reply_error(b, r, u->label);
         return broker_fail(b);
     }
     b->open = true;
@@ -204,31 +317,23 @@ static op_status broker_parse_urls(broker *b, const char *urls)
     for (const char *p = urls; *p; p++)
         cap += *p == ',';
     b->nodes = calloc((size_t)cap, sizeof *b->nodes);
-    b->node_text = calloc((size_t)cap, sizeof *b->node_text);
-    b->node_label = calloc((size_t)cap, sizeof *b->node_label);
+    if (!copy || !b->nodes) {
+        free(copy);
+        broker_set_error(b, "out of memory");
+        return OP_ERR_PERMANENT;
+    }
     op_status st = OP_OK;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ')
             tok++;
         if (!*tok)
             continue;
-        int i = b->nnodes;
-        b->node_text[i] = strdup(tok);
-        amqp_default_connection_info(&b->nodes[i]);
-        if (amqp_parse_url(b->node_text[i], &b->nodes[i]) != AMQP_STATUS_OK) {
-            broker_set_error(b, "not an AMQP URL: '%s'", tok);
-            free(b->node_text[i]);
+        /* counted before parsing: broker_close frees whatever a failed parse left */
+        broker_url *u = &b->nodes[b->nnodes++];
+        if (broker_url_parse(tok, u, b->error, sizeof b->error) != OP_OK) {
             st = OP_ERR_PERMANENT;
             break;
         }
-        /* "amqp://host/" names the empty vhost; everyone means RabbitMQ's default "/". */
-        if (!b->nodes[i].vhost || !*b->nodes[i].vhost)
-            b->nodes[i].vhost = "/";
-        char label[300];
-        snprintf(label, sizeof label, "%s:%d/%s", b->nodes[i].host, b->nodes[i].port,
-                 b->nodes[i].vhost);
-        b->node_label[i] = strdup(label);
-        b->nnodes++;
     }
     free(copy);
     if (st == OP_OK && b->nnodes == 0) {
@@ -243,13 +348,9 @@ void broker_close(broker *b)
     if (!b)
         return;
     broker_drop(b);
-    for (int i = 0; i < b->nnodes; i++) {
-        free(b->node_text[i]);
-        free(b->node_label[i]);
-    }
+    for (int i = 0; i < b->nnodes; i++)
+        broker_url_free(&b->nodes[i]);
     free(b->nodes);
-    free(b->node_text);
-    free(b->node_label);
     free(b->name);
     free(b->settled);
     free(b);

@@ -16,6 +16,7 @@
 #include "jsonschema.h"
 #include "linger.h"
 #include "outbox.h"
+#include "redact.h"
 #include "topology.h"
 #include "utf8.h"
 #include "worker_metrics.h"
@@ -106,8 +107,10 @@ static void worker_usage(const worker_spec *spec, FILE *out)
             "inbox and outbox rows; acks after commit; retries transient failures through\n"
             "'%s.retry.N' and dead-letters the rest to '%s.dlq'.\n\n"
             "options (environment variable in brackets):\n"
-            "  --amqp-url URLS       comma-separated AMQP URLs, first reachable wins [AMQP_URL]\n"
-            "  --database-url URL    PostgreSQL connection [DATABASE_URL]\n"
+            "  --amqp-url URLS       comma-separated AMQP URLs, first reachable wins [AMQP_URL];\n"
+            "                        amqps://...?cacertfile=PATH is TLS, verified (CA also from\n"
+            "                        [AMQP_CACERT], client certificate [AMQP_CERT], [AMQP_KEY])\n"
+            "  --database-url URL    PostgreSQL connection [DATABASE_URL] (?sslmode=verify-full)\n"
             "  --prefetch N          unacked deliveries held at once (default 512) [WORKER_PREFETCH]\n"
             "  --batch N             deliveries handled in one transaction (default 256)\n"
             "                        [WORKER_BATCH]\n"
@@ -278,7 +281,9 @@ static op_status worker_connect(worker *w)
     broker_options bo = {.urls = w->cfg.amqp_url, .name = name};
     snprintf(name, sizeof name, "%s/consume", w->spec->program);
     if (broker_connect(&w->consumer, &bo) == OP_ERR_PERMANENT) {
-        log_error(NULL, "AMQP_URL is not usable: %s", w->cfg.amqp_url);
+        char shown[512];
+        log_error(NULL, "AMQP_URL is not usable: %s",
+                  redact_secrets(w->cfg.amqp_url, shown, sizeof shown));
         return OP_ERR_PERMANENT;
     }
     snprintf(name, sizeof name, "%s/publish", w->spec->program);

@@ -132,7 +132,7 @@ static int replay_scan(const replay_config *c, const char *queue, replay_stats *
     broker *con = NULL, *pub = NULL;
     int rc = 1;
     if (broker_connect(&con, &bo) != OP_OK) {
-        fprintf(stderr, "replay: cannot connect: %s\n", con ? broker_last_error(con) : c->amqp_url);
+        fprintf(stderr, "replay: cannot connect: %s\n", con ? broker_last_error(con) : "AMQP_URL is not usable");
         goto out;
     }
     long depth = broker_queue_depth(con, dlq);
