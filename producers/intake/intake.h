@@ -48,6 +48,7 @@ typedef struct intake_client {
 
 typedef struct intake_pending intake_pending;
 typedef struct intake_backpressure intake_backpressure;
+typedef struct intake_reconnect intake_reconnect;
 
 typedef struct intake_metrics {
     metrics_registry *reg;
@@ -74,6 +75,8 @@ typedef struct intake {
     long inflight;
     uint64_t next_reconnect_ms;
     unsigned backoff_attempt;
+    intake_reconnect *reconnect;   /* the reconnect thread in flight, or NULL (intake_publish.c) */
+    broker *retired_broker;        /* a lost connection waiting for that thread to close it */
     long connections;
     void **conn_set;           /* open connections we have seen (for the connection limit) */
     size_t conn_cap;
