@@ -17,9 +17,15 @@
 
 #include "broker.h"
 #include "db.h"
+#include "fairshare.h"
 #include "jsonschema.h"
 #include "metrics.h"
 #include "ratelimit.h"
+
+/* Fair shares (fairshare.h): demand is measured over about a second, and a client that asked
+ * nothing for 5 s no longer counts among those sharing the capacity. */
+#define INTAKE_FAIR_TAU_S 1.0
+#define INTAKE_FAIR_ACTIVE_S 5.0
 
 typedef struct intake_config {
     const char *listen;
@@ -49,6 +55,7 @@ typedef struct intake_client {
 typedef struct intake_pending intake_pending;
 typedef struct intake_backpressure intake_backpressure;
 typedef struct intake_reconnect intake_reconnect;
+typedef struct intake_conn intake_conn;
 
 typedef struct intake_metrics {
     metrics_registry *reg;
@@ -71,6 +78,7 @@ typedef struct intake {
     intake_client *clients;
     size_t nclients;
     ratelimit global_bucket;
+    fairshare fair;            /* each client's recent demand, indexed like clients */
     intake_pending *pending_head, *pending_tail;
     long inflight;
     uint64_t next_reconnect_ms;
@@ -80,6 +88,9 @@ typedef struct intake {
     long connections;
     void **conn_set;           /* open connections we have seen (for the connection limit) */
     size_t conn_cap;
+    intake_conn *conns;        /* every accepted connection, watched for request deadlines */
+    size_t nconns;
+    struct event *conn_sweep;
     bool draining;
     intake_backpressure *backpressure; /* NULL when no bound is set */
     intake_metrics m;
@@ -103,6 +114,8 @@ int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const 
 
 /* intake_http.c */
 int intake_http_start(intake *in);
+/* Frees the HTTP server and the connections' watches (after the loop, before the base). */
+void intake_http_free(intake *in);
 void intake_http_stop_accepting(intake *in);
 void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_t *body,
                        const char *route);
@@ -110,11 +123,13 @@ void intake_reply_error(intake *in, struct evhttp_request *req, int status, cons
                         const char *message, const char *field, const char *route);
 uint64_t intake_now_ms(void);
 
-/* intake_backpressure.c: the watcher thread (started only when a bound is set) and its verdict.
- * _active fills the last sampled figures. */
+/* intake_backpressure.c: the watcher thread (started only when a bound is set) and its verdict
+ * for client c (fairshare.h: past a bound, only the clients filling the pipeline are refused;
+ * past twice the bound, every client). _active fills the last sampled figures. */
 int intake_backpressure_start(intake *in);
 void intake_backpressure_stop(intake *in);
-bool intake_backpressure_active(const intake *in, long *queued, long *backlog);
+bool intake_backpressure_active(const intake *in, const intake_client *c, long *queued,
+                                long *backlog);
 /* intake_orders.c */
 void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id);
 

@@ -5,6 +5,7 @@
  * content type, body size, key, rate, Idempotency-Key, JSON, schema. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "admin_http.h"
@@ -87,6 +89,149 @@ static void intake_conn_closed(struct evhttp_connection *conn, void *arg)
     }
 }
 
+/* --- request deadlines -------------------------------------------------------------------- *
+ *
+ * libevent's timeout (evhttp_set_timeout) bounds the time between two reads: a client that sends
+ * nothing is closed after it, but one that trickles a request a byte a second is never closed and
+ * holds its connection (and, by the hundred, the process's descriptors) for as long as it likes.
+ * So each connection is watched: from the first byte of a request, its headers and body must have
+ * arrived within the same timeout, or the connection is shut down. The watch follows the
+ * connection's buffers (bytes in: a request is arriving; bytes out: it was answered, so it was
+ * read whole) and libevent's reading state (read enabled and write not: still reading the
+ * request; a request being handled, awaiting its confirm, has reading disabled and is never cut).
+ * The watch holds a reference on the connection's bufferevent, which libevent frees with the
+ * connection; freed, it has no callbacks, and the sweep lets it go.
+ *
+ * The same watch bounds the connections: past max_connections open sockets, the oldest idle one
+ * (between requests, nothing arriving) is closed to make room, so idle connections cannot keep
+ * the clients that send requests out. */
+struct intake_conn {
+    struct bufferevent *bev;
+    uint64_t opened_ms;
+    uint64_t request_since_ms;   /* first byte of the request being read; 0: none */
+    struct intake_conn *next;
+};
+
+static void intake_conn_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    intake_conn *c = arg;
+    if (info->n_added > 0 && c->request_since_ms == 0)
+        c->request_since_ms = intake_now_ms();
+}
+
+static void intake_conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    intake_conn *c = arg;
+    if (info->n_added > 0) /* an answer: the request was read whole */
+        c->request_since_ms = 0;
+}
+
+/* Still reading a request (or waiting for one), as opposed to handling or answering one. */
+static bool intake_conn_reading(struct bufferevent *bev)
+{
+    short e = bufferevent_get_enabled(bev);
+    return (e & EV_READ) && !(e & EV_WRITE);
+}
+
+static void intake_conn_shut(intake_conn *c, const char *why)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd < 0)
+        return;
+    log_info(NULL, "closing a connection: %s", why);
+    /* libevent then reads the end of the stream and frees the connection itself. */
+    shutdown(fd, SHUT_RDWR);
+}
+
+static bool intake_conn_alive(intake_conn *c)
+{
+    bufferevent_data_cb rcb = NULL;
+    bufferevent_getcb(c->bev, &rcb, NULL, NULL, NULL);
+    return rcb != NULL;
+}
+
+static void intake_conn_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    intake *in = arg;
+    uint64_t now = intake_now_ms(), limit = (uint64_t)in->cfg.timeout_s * 1000;
+    for (intake_conn **pp = &in->conns; *pp;) {
+        intake_conn *c = *pp;
+        if (!intake_conn_alive(c)) {
+            *pp = c->next;
+            in->nconns--;
+            bufferevent_decref(c->bev);
+            free(c);
+            continue;
+        }
+        if (c->request_since_ms && now - c->request_since_ms > limit &&
+            intake_conn_reading(c->bev)) {
+            intake_conn_shut(c, "its request did not arrive within the timeout");
+            c->request_since_ms = 0;
+        }
+        pp = &c->next;
+    }
+}
+
+/* Past the limit: closes the oldest connection waiting for a request with nothing arriving. */
+static void intake_conn_evict_idle(intake *in)
+{
+    intake_conn *oldest = NULL;
+    for (intake_conn *c = in->conns; c; c = c->next)
+        if (intake_conn_alive(c) && c->request_since_ms == 0 && intake_conn_reading(c->bev) &&
+            bufferevent_getfd(c->bev) >= 0 && (!oldest || c->opened_ms < oldest->opened_ms))
+            oldest = c;
+    if (oldest) {
+        intake_conn_shut(oldest, "idle while the intake is at its connection limit");
+        oldest->opened_ms = UINT64_MAX; /* not chosen again before it is gone */
+    }
+}
+
+/* evhttp_set_bevcb: the bufferevent of each accepted connection, watched as above. */
+static struct bufferevent *intake_conn_new(struct event_base *base, void *arg)
+{
+    intake *in = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    intake_conn *c = bev ? calloc(1, sizeof *c) : NULL;
+    if (!c)
+        return bev; /* unwatched, but served */
+    c->bev = bev;
+    c->opened_ms = intake_now_ms();
+    if (!evbuffer_add_cb(bufferevent_get_input(bev), intake_conn_on_input, c) ||
+        !evbuffer_add_cb(bufferevent_get_output(bev), intake_conn_on_output, c)) {
+        free(c);
+        bufferevent_free(bev);
+        return NULL;
+    }
+    bufferevent_incref(bev);
+    if (in->nconns >= (size_t)in->cfg.max_connections)
+        intake_conn_evict_idle(in);
+    c->next = in->conns;
+    in->conns = c;
+    in->nconns++;
+    return bev;
+}
+
+void intake_http_free(intake *in)
+{
+    if (in->conn_sweep)
+        event_free(in->conn_sweep);
+    in->conn_sweep = NULL;
+    if (in->http)
+        evhttp_free(in->http);
+    in->http = NULL;
+    while (in->conns) {
+        intake_conn *c = in->conns;
+        in->conns = c->next;
+        bufferevent_decref(c->bev);
+        free(c);
+    }
+    in->nconns = 0;
+}
+
 /* False when the request's connection is over the limit (it has been answered 503). */
 static bool intake_conn_admit(intake *in, struct evhttp_request *req)
 {
@@ -148,9 +293,16 @@ static intake_client *intake_admit(intake *in, struct evhttp_request *req, const
         return NULL;
     }
     uint64_t now = intake_now_ms() * 1000000ull;
+    size_t ci = (size_t)(c - in->clients);
+    fairshare_note(&in->fair, ci, now);
     int retry = 1;
     bool ok = ratelimit_take(&c->bucket, now, &retry);
-    if (ok && !ratelimit_take(&in->global_bucket, now, &retry)) {
+    /* The global bucket refuses only clients asking more than their share of it; the others may
+     * take it into debt, down to one burst, so that a client at its own limit, or a few heavy
+     * ones, cannot spend the capacity of everyone else. */
+    double overdraft =
+        fairshare_over(&in->fair, ci, now, in->cfg.rate_global) ? 0 : in->cfg.burst_global;
+    if (ok && !ratelimit_take_overdraft(&in->global_bucket, now, overdraft, &retry)) {
         ratelimit_refund(&c->bucket);
         ok = false;
     }
@@ -190,13 +342,14 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
         return;
     }
     long queued, backlog;
-    if (intake_backpressure_active(in, &queued, &backlog)) {
+    if (intake_backpressure_active(in, c, &queued, &backlog)) {
         free(body);
         char msg[200];
         snprintf(msg, sizeof msg, "the pipeline is behind (%ld messages queued, %ld events "
                                   "unpublished); nothing was accepted, retry later", queued, backlog);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         metrics_add(in->m.backpressure_refused, NULL, 1);
+        metrics_add(in->m.rate_limited, (const char *[]){c->id}, 1);
         intake_reply_error(in, req, 429, "overloaded", msg, NULL, route);
         return;
     }
@@ -344,6 +497,11 @@ int intake_http_start(intake *in)
      * above ours so our own 413 with a reason is what clients normally see. */
     evhttp_set_max_body_size(in->http, in->cfg.max_body * 4);
     evhttp_set_timeout(in->http, (int)in->cfg.timeout_s);
+    evhttp_set_bevcb(in->http, intake_conn_new, in);
+    in->conn_sweep = event_new(in->base, -1, EV_PERSIST, intake_conn_sweep, in);
+    struct timeval sweep = {0, 250000};
+    if (!in->conn_sweep || event_add(in->conn_sweep, &sweep) != 0)
+        return -1;
     evhttp_set_allowed_methods(in->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
     admin_http_attach(in->http, in->m.reg, intake_health, in);
