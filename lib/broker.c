@@ -876,3 +876,15 @@ op_status broker_cork(broker *b, bool cork)
     }
     return OP_OK;
 }
+
+op_status broker_set_rpc_timeout(broker *b, int timeout_ms)
+{
+    if (!broker_is_open(b))
+        return OP_ERR_TRANSIENT;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    if (amqp_set_rpc_timeout(b->conn, &tv) != AMQP_STATUS_OK) {
+        broker_set_error(b, "setting the RPC timeout");
+        return OP_ERR_TRANSIENT;
+    }
+    return OP_OK;
+}

@@ -121,4 +121,9 @@ op_status broker_declare_quorum_queue(broker *b, const char *name);
 /* Number of messages ready in a queue (passive declare), or -1 on error. */
 long broker_queue_depth(broker *b, const char *queue);
 
+/* Bounds how long each later RPC (declarations, channel close) waits for the broker's reply
+ * (30 s after broker_connect), so a caller that must finish in time, such as the intake's
+ * reconnect thread, is not held by a broker that stopped answering. */
+op_status broker_set_rpc_timeout(broker *b, int timeout_ms);
+
 #endif

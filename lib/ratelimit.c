@@ -13,6 +13,11 @@ void ratelimit_init(ratelimit *r, double rate, double burst, uint64_t now_ns)
 
 bool ratelimit_take(ratelimit *r, uint64_t now_ns, int *retry_after_s)
 {
+    return ratelimit_take_overdraft(r, now_ns, 0, retry_after_s);
+}
+
+bool ratelimit_take_overdraft(ratelimit *r, uint64_t now_ns, double overdraft, int *retry_after_s)
+{
     if (r->rate <= 0)
         return true;
     if (now_ns > r->last_ns) {
@@ -21,7 +26,7 @@ bool ratelimit_take(ratelimit *r, uint64_t now_ns, int *retry_after_s)
             r->tokens = r->burst;
         r->last_ns = now_ns;
     }
-    if (r->tokens >= 1) {
+    if (r->tokens - 1 >= -overdraft) {
         r->tokens -= 1;
         return true;
     }

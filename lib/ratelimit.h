@@ -20,6 +20,11 @@ void ratelimit_init(ratelimit *r, double rate, double burst, uint64_t now_ns);
  * whole seconds until one will be there (at least 1), for a Retry-After header. */
 bool ratelimit_take(ratelimit *r, uint64_t now_ns, int *retry_after_s);
 
+/* As ratelimit_take, but the bucket may go into debt down to -overdraft tokens (refilled at the
+ * same rate before anyone else is admitted): for requests admitted past a spent bucket within a
+ * bound, such as those of a tenant under its fair share. */
+bool ratelimit_take_overdraft(ratelimit *r, uint64_t now_ns, double overdraft, int *retry_after_s);
+
 /* Gives back a token taken by a request that was then refused by a later check (another
  * bucket), so a client is not charged for what it did not get. */
 void ratelimit_refund(ratelimit *r);

@@ -19,10 +19,16 @@
 #include "broker.h"
 #include "db.h"
 #include "egress.h"
+#include "fairshare.h"
 #include "jsonschema.h"
 #include "admin_http.h"
 #include "metrics.h"
 #include "ratelimit.h"
+
+/* Fair shares (fairshare.h): demand is measured over about a second, and a client that asked
+ * nothing for 5 s no longer counts among those sharing the capacity. */
+#define INTAKE_FAIR_TAU_S 1.0
+#define INTAKE_FAIR_ACTIVE_S 5.0
 
 typedef struct intake_config {
     const char *listen;
@@ -59,6 +65,8 @@ typedef struct intake_client {
 typedef struct intake_pending intake_pending;
 typedef struct intake_backpressure intake_backpressure;
 typedef struct intake_db intake_db;
+typedef struct intake_reconnect intake_reconnect;
+typedef struct intake_conn intake_conn;
 
 typedef struct intake_metrics {
     metrics_registry *reg;
@@ -83,13 +91,19 @@ typedef struct intake {
     size_t nclients;
     egress_policy webhooks;     /* which webhook hosts each client may use (intake_auth.c) */
     ratelimit global_bucket;
+    fairshare fair;            /* each client's recent demand, indexed like clients */
     intake_pending *pending_head, *pending_tail;
     long inflight;
     uint64_t next_reconnect_ms;
     unsigned backoff_attempt;
+    intake_reconnect *reconnect;   /* the reconnect thread in flight, or NULL (intake_publish.c) */
+    broker *retired_broker;        /* a lost connection waiting for that thread to close it */
     long connections;
     void **conn_set;           /* open connections we have seen (for the connection limit) */
     size_t conn_cap;
+    intake_conn *conns;        /* every accepted connection, watched for request deadlines */
+    size_t nconns;
+    struct event *conn_sweep;
     bool draining;
     intake_backpressure *backpressure; /* NULL when no bound is set */
     intake_metrics m;
@@ -116,6 +130,8 @@ int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const 
 
 /* intake_http.c */
 int intake_http_start(intake *in);
+/* Frees the HTTP server and the connections' watches (after the loop, before the base). */
+void intake_http_free(intake *in);
 void intake_http_stop_accepting(intake *in);
 void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_t *body,
                        const char *route);
@@ -123,11 +139,13 @@ void intake_reply_error(intake *in, struct evhttp_request *req, int status, cons
                         const char *message, const char *field, const char *route);
 uint64_t intake_now_ms(void);
 
-/* intake_backpressure.c: the watcher thread (started only when a bound is set) and its verdict.
- * _active fills the last sampled figures. */
+/* intake_backpressure.c: the watcher thread (started only when a bound is set) and its verdict
+ * for client c (fairshare.h: past a bound, only the clients filling the pipeline are refused;
+ * past twice the bound, every client). _active fills the last sampled figures. */
 int intake_backpressure_start(intake *in);
 void intake_backpressure_stop(intake *in);
-bool intake_backpressure_active(const intake *in, long *queued, long *backlog);
+bool intake_backpressure_active(const intake *in, const intake_client *c, long *queued,
+                                long *backlog);
 /* intake_db.c: every database request of the intake, none blocking the loop. A request's callback
  * runs exactly once, later, from the loop (never inside the call that queued it): with the
  * result, or with "unavailable" (no database configured or connected, INTAKE_DB_TIMEOUT_MS

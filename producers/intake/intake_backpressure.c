@@ -4,7 +4,12 @@
  * ready messages of the work queues and the unpublished outbox rows; the event loop only reads
  * the verdict, so a slow or unreachable server never stalls request handling. Hysteresis: the
  * intake refuses once a figure passes its bound and admits again below 80 % of it, so it does not
- * flap around the bound. A watcher that cannot measure keeps its last verdict. */
+ * flap around the bound. A watcher that cannot measure keeps its last verdict.
+ *
+ * Tenants are isolated: past a bound only the clients filling the pipeline are refused (those
+ * whose recent demand is at least half the mean of the active clients, fairshare_heavy), and a
+ * client asking far less than the others is still served. What those clients add is bounded:
+ * past twice the bound every client is refused. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -20,6 +25,7 @@ struct intake_backpressure {
     pthread_t thread;
     atomic_bool stop;
     atomic_bool overloaded;
+    atomic_bool saturated; /* past twice a bound: every client is refused */
     atomic_long queued;   /* ready messages in the work queues at the last sample */
     atomic_long backlog;  /* unpublished outbox rows at the last sample */
     bool db_lost;         /* the last backlog sample failed (the watcher thread's own) */
@@ -65,6 +71,11 @@ static void backpressure_sample(intake_backpressure *bp, broker *b, db *d)
         atomic_store(&bp->queued, queued);
     if (rows >= 0)
         atomic_store(&bp->backlog, rows);
+    bool sat_was = atomic_load(&bp->saturated);
+    bool sat = backpressure_over(atomic_load(&bp->queued), bp->cfg->max_queue_depth * 2, sat_was) ||
+               backpressure_over(atomic_load(&bp->backlog), bp->cfg->max_outbox_rows * 2, sat_was);
+    if (sat != sat_was)
+        atomic_store(&bp->saturated, sat);
     bool was = atomic_load(&bp->overloaded);
     bool now = backpressure_over(atomic_load(&bp->queued), bp->cfg->max_queue_depth, was) ||
                backpressure_over(atomic_load(&bp->backlog), bp->cfg->max_outbox_rows, was);
@@ -127,12 +138,17 @@ void intake_backpressure_stop(intake *in)
     in->backpressure = NULL;
 }
 
-bool intake_backpressure_active(const intake *in, long *queued, long *backlog)
+bool intake_backpressure_active(const intake *in, const intake_client *c, long *queued,
+                                long *backlog)
 {
     const intake_backpressure *bp = in->backpressure;
     if (!bp)
         return false;
     *queued = atomic_load(&bp->queued);
     *backlog = atomic_load(&bp->backlog);
-    return atomic_load(&bp->overloaded);
+    if (!atomic_load(&bp->overloaded))
+        return false;
+    if (atomic_load(&bp->saturated))
+        return true;
+    return fairshare_heavy(&in->fair, (size_t)(c - in->clients), intake_now_ms() * 1000000ull);
 }

@@ -5,6 +5,7 @@
  * content type, body size, key, rate, Idempotency-Key, JSON, schema. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "admin_http.h"
@@ -60,10 +62,36 @@ void intake_reply_error(intake *in, struct evhttp_request *req, int status, cons
     json_decref(body);
 }
 
-/* --- connection limit ---------------------------------------------------------------------- */
+/* --- connections: the limit, idle connections and request deadlines ------------------------ *
+ *
+ * libevent 2.1 has no connection cap, and its timeout (evhttp_set_timeout) bounds only the time
+ * between two reads: a client that sends nothing is closed after it, but one that trickles a
+ * request a byte every second is never closed and holds its connection (and, by the hundred, the
+ * process's descriptors) for as long as it likes. So each accepted connection is watched
+ * (intake_conn): from the first byte of a request, its headers and body must have arrived within
+ * the same timeout, or the connection is shut down. The watch follows the connection's buffers
+ * (bytes in: a request is arriving; bytes out: it was answered, so it was read whole) and
+ * libevent's reading state (read enabled and write not: still reading; a request being handled,
+ * awaiting its confirm, has reading disabled and is never cut).
+ *
+ * Past max_connections open sockets the oldest idle one (between requests, nothing arriving) is
+ * closed to make room, so idle connections cannot keep out the clients that send requests; and a
+ * request on a connection past the limit is answered 503 (counted per connection in conn_set).
+ *
+ * Lifetime: the watch is created with the bufferevent (evhttp_set_bevcb), holds a reference on it
+ * until, right after the accept, it has found the connection it belongs to and set the
+ * connection's close callback; it ends in that callback, with its buffer callbacks removed. */
+struct intake_conn {
+    intake *in;
+    struct bufferevent *bev;
+    struct evhttp_connection *evcon;     /* NULL until attached */
+    struct evbuffer_cb_entry *on_in, *on_out;
+    struct event *attach;
+    uint64_t opened_ms;
+    uint64_t request_since_ms;           /* first byte of the request being read; 0: none */
+    struct intake_conn *next;
+};
 
-/* libevent 2.1 has no connection cap: count the connections we have seen in a small open-
- * addressing set, and forget each when it closes. */
 static size_t intake_conn_slot(intake *in, void *conn)
 {
     size_t h = ((uintptr_t)conn >> 4) % in->conn_cap;
@@ -72,9 +100,8 @@ static size_t intake_conn_slot(intake *in, void *conn)
     return h;
 }
 
-static void intake_conn_closed(struct evhttp_connection *conn, void *arg)
+static void intake_conn_forget(intake *in, struct evhttp_connection *conn)
 {
-    intake *in = arg;
     size_t h = intake_conn_slot(in, conn);
     if (in->conn_set[h] != conn)
         return;
@@ -86,6 +113,165 @@ static void intake_conn_closed(struct evhttp_connection *conn, void *arg)
         in->conn_set[j] = NULL;
         in->conn_set[intake_conn_slot(in, c)] = c;
     }
+}
+
+/* Unlinks and frees a watch; drops its reference when it never attached. */
+static void intake_conn_free(intake_conn *c)
+{
+    intake *in = c->in;
+    for (intake_conn **pp = &in->conns; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            in->nconns--;
+            break;
+        }
+    }
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->on_in);
+    evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->on_out);
+    if (c->attach)
+        event_free(c->attach);
+    if (!c->evcon)
+        bufferevent_decref(c->bev);
+    free(c);
+}
+
+/* The close callback of a watched connection: arg is its watch. */
+static void intake_conn_on_close(struct evhttp_connection *conn, void *arg)
+{
+    intake_conn *c = arg;
+    intake_conn_forget(c->in, conn);
+    intake_conn_free(c);
+}
+
+static void intake_conn_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    intake_conn *c = arg;
+    if (info->n_added > 0 && c->request_since_ms == 0)
+        c->request_since_ms = intake_now_ms();
+}
+
+static void intake_conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    intake_conn *c = arg;
+    if (info->n_added > 0) /* an answer: the request was read whole */
+        c->request_since_ms = 0;
+}
+
+/* Right after the accept: libevent has made the connection around our bufferevent, and its
+ * callbacks' argument is that connection. */
+static void intake_conn_on_attach(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    intake_conn *c = arg;
+    bufferevent_data_cb rcb = NULL;
+    void *evcon = NULL;
+    bufferevent_getcb(c->bev, &rcb, NULL, NULL, &evcon);
+    if (!rcb || !evcon) { /* the connection is already gone */
+        intake_conn_free(c);
+        return;
+    }
+    c->evcon = evcon;
+    evhttp_connection_set_closecb(c->evcon, intake_conn_on_close, c);
+    bufferevent_decref(c->bev); /* the connection owns it now; the close callback ends us first */
+}
+
+/* Still reading a request (or waiting for one), as opposed to handling or answering one. */
+static bool intake_conn_reading(const intake_conn *c)
+{
+    short e = bufferevent_get_enabled(c->bev);
+    return c->evcon && (e & EV_READ) && !(e & EV_WRITE);
+}
+
+static void intake_conn_shut(intake_conn *c, const char *why)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd < 0)
+        return;
+    log_info(NULL, "closing a connection: %s", why);
+    /* libevent then reads the end of the stream and frees the connection itself. */
+    shutdown(fd, SHUT_RDWR);
+}
+
+static void intake_conn_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    intake *in = arg;
+    uint64_t now = intake_now_ms(), limit = (uint64_t)in->cfg.timeout_s * 1000;
+    for (intake_conn *c = in->conns; c; c = c->next) {
+        if (c->request_since_ms && now - c->request_since_ms > limit && intake_conn_reading(c)) {
+            intake_conn_shut(c, "its request did not arrive within the timeout");
+            c->request_since_ms = 0;
+        }
+    }
+}
+
+/* Past the limit: closes the oldest connection waiting for a request with nothing arriving. */
+static void intake_conn_evict_idle(intake *in)
+{
+    intake_conn *oldest = NULL;
+    for (intake_conn *c = in->conns; c; c = c->next)
+        if (c->request_since_ms == 0 && intake_conn_reading(c) &&
+            (!oldest || c->opened_ms < oldest->opened_ms))
+            oldest = c;
+    if (oldest) {
+        intake_conn_shut(oldest, "idle while the intake is at its connection limit");
+        oldest->opened_ms = UINT64_MAX; /* not chosen again before it is gone */
+    }
+}
+
+/* evhttp_set_bevcb: the bufferevent of each accepted connection, watched as above. */
+static struct bufferevent *intake_conn_new(struct event_base *base, void *arg)
+{
+    intake *in = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    intake_conn *c = bev ? calloc(1, sizeof *c) : NULL;
+    if (!c)
+        return bev; /* unwatched (admit sets its close callback), but served */
+    c->in = in;
+    c->bev = bev;
+    c->opened_ms = intake_now_ms();
+    c->on_in = evbuffer_add_cb(bufferevent_get_input(bev), intake_conn_on_input, c);
+    c->on_out = evbuffer_add_cb(bufferevent_get_output(bev), intake_conn_on_output, c);
+    c->attach = evtimer_new(base, intake_conn_on_attach, c);
+    struct timeval now = {0, 0};
+    if (!c->on_in || !c->on_out || !c->attach || evtimer_add(c->attach, &now) != 0) {
+        if (c->on_in)
+            evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->on_in);
+        if (c->on_out)
+            evbuffer_remove_cb_entry(bufferevent_get_output(bev), c->on_out);
+        if (c->attach)
+            event_free(c->attach);
+        free(c);
+        return bev;
+    }
+    bufferevent_incref(bev);
+    if (in->nconns >= (size_t)in->cfg.max_connections)
+        intake_conn_evict_idle(in);
+    c->next = in->conns;
+    in->conns = c;
+    in->nconns++;
+    return bev;
+}
+
+static void intake_conn_on_close_unwatched(struct evhttp_connection *conn, void *arg)
+{
+    intake_conn_forget(arg, conn);
+}
+
+void intake_http_free(intake *in)
+{
+    if (in->conn_sweep)
+        event_free(in->conn_sweep);
+    in->conn_sweep = NULL;
+    if (in->http)
+        evhttp_free(in->http); /* closes every connection: their watches end with them */
+    in->http = NULL;
+    while (in->conns)
+        intake_conn_free(in->conns);
 }
 
 /* False when the request's connection is over the limit (it has been answered 503). */
@@ -105,7 +291,11 @@ static bool intake_conn_admit(intake *in, struct evhttp_request *req)
     }
     in->conn_set[h] = conn;
     in->connections++;
-    evhttp_connection_set_closecb(conn, intake_conn_closed, in);
+    bool watched = false;
+    for (intake_conn *c = in->conns; c && !watched; c = c->next)
+        watched = c->evcon == conn;
+    if (!watched) /* a watched one's close callback forgets it too */
+        evhttp_connection_set_closecb(conn, intake_conn_on_close_unwatched, in);
     return true;
 }
 
@@ -149,9 +339,16 @@ static intake_client *intake_admit(intake *in, struct evhttp_request *req, const
         return NULL;
     }
     uint64_t now = intake_now_ms() * 1000000ull;
+    size_t ci = (size_t)(c - in->clients);
+    fairshare_note(&in->fair, ci, now);
     int retry = 1;
     bool ok = ratelimit_take(&c->bucket, now, &retry);
-    if (ok && !ratelimit_take(&in->global_bucket, now, &retry)) {
+    /* The global bucket refuses only clients asking more than their share of it; the others may
+     * take it into debt, down to one burst, so that a client at its own limit, or a few heavy
+     * ones, cannot spend the capacity of everyone else. */
+    double overdraft =
+        fairshare_over(&in->fair, ci, now, in->cfg.rate_global) ? 0 : in->cfg.burst_global;
+    if (ok && !ratelimit_take_overdraft(&in->global_bucket, now, overdraft, &retry)) {
         ratelimit_refund(&c->bucket);
         ok = false;
     }
@@ -242,13 +439,14 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
         return;
     }
     long queued, backlog;
-    if (intake_backpressure_active(in, &queued, &backlog)) {
+    if (intake_backpressure_active(in, c, &queued, &backlog)) {
         free(body);
         char msg[200];
         snprintf(msg, sizeof msg, "the pipeline is behind (%ld messages queued, %ld events "
                                   "unpublished); nothing was accepted, retry later", queued, backlog);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         metrics_add(in->m.backpressure_refused, NULL, 1);
+        metrics_add(in->m.rate_limited, (const char *[]){c->id}, 1);
         intake_reply_error(in, req, 429, "overloaded", msg, NULL, route);
         return;
     }
@@ -439,6 +637,11 @@ int intake_http_start(intake *in)
      * above ours so our own 413 with a reason is what clients normally see. */
     evhttp_set_max_body_size(in->http, in->cfg.max_body * 4);
     evhttp_set_timeout(in->http, (int)in->cfg.timeout_s);
+    evhttp_set_bevcb(in->http, intake_conn_new, in);
+    in->conn_sweep = event_new(in->base, -1, EV_PERSIST, intake_conn_sweep, in);
+    struct timeval sweep = {0, 250000};
+    if (!in->conn_sweep || event_add(in->conn_sweep, &sweep) != 0)
+        return -1;
     evhttp_set_allowed_methods(in->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
     /* Only /healthz here: /metrics (client ids, volumes) is on the admin listener. */

@@ -6,11 +6,19 @@
  * ack; a nack, a confirm that does not come within confirm_timeout_ms, or the loss of the
  * connection answers 503. While the broker is down, requests get 503 at once and a timer
  * reconnects with backoff in the background.
+ *
+ * Reconnecting never runs on the loop: connecting to a node may wait its connect timeout (2 s)
+ * and the topology's declarations their RPC timeout, during which the loop would answer nothing,
+ * not even /healthz. A thread closes the lost connection, builds a fresh one and declares the
+ * topology; the loop's tick picks the result up and swaps it in. One attempt at a time.
  */
 #include <event2/http.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backoff.h"
 #include "intake.h"
@@ -82,6 +90,42 @@ static void intake_fail_all(intake *in, const char *why)
     in->pending_tail = NULL;
 }
 
+/* One background reconnect (see the header). The loop owns the struct; the thread writes only
+ * `fresh` and `error`, then sets `done`, after which the loop reads them. */
+struct intake_reconnect {
+    pthread_t thread;
+    broker_options opts;   /* its strings are the intake's configuration, which outlives it */
+    broker *retired;       /* the lost connection, closed by the thread (the close may wait) */
+    broker *fresh;         /* the new connection with its topology, or NULL */
+    char error[256];
+    atomic_bool done;
+};
+
+/* Bounds each declaration of a reconnect: a broker that accepts the connection and then stops
+ * answering fails the attempt in this time rather than in the library's 30 s. */
+#define INTAKE_RECONNECT_RPC_TIMEOUT_MS 2000
+
+static void *intake_reconnect_main(void *arg)
+{
+    intake_reconnect *r = arg;
+    broker_close(r->retired);
+    r->retired = NULL;
+    broker *b = NULL;
+    op_status st = broker_connect(&b, &r->opts);
+    if (st == OP_OK && broker_set_rpc_timeout(b, INTAKE_RECONNECT_RPC_TIMEOUT_MS) == OP_OK)
+        st = broker_declare_topology(b);
+    else if (st == OP_OK)
+        st = OP_ERR_TRANSIENT;
+    if (st != OP_OK) {
+        snprintf(r->error, sizeof r->error, "%s", broker_last_error(b));
+        broker_close(b);
+        b = NULL;
+    }
+    r->fresh = b;
+    atomic_store(&r->done, true);
+    return NULL;
+}
+
 static void intake_broker_lost(intake *in)
 {
     log_warn(NULL, "broker connection lost: %s", broker_last_error(in->broker));
@@ -90,6 +134,12 @@ static void intake_broker_lost(intake *in)
         in->broker_event = NULL;
     }
     intake_fail_all(in, "the broker connection was lost before the order was confirmed; retry");
+    /* The connection goes to the next reconnect thread to be closed: closing one that is stuck
+     * waits for the broker's reply. */
+    if (in->retired_broker)
+        broker_close(in->retired_broker); /* already closed by a failed publish: no wait */
+    in->retired_broker = in->broker;
+    in->broker = NULL;
     in->next_reconnect_ms = intake_now_ms();
 }
 
@@ -119,21 +169,69 @@ static void intake_watch_broker(intake *in)
     event_add(in->broker_event, NULL);
 }
 
-static void intake_try_reconnect(intake *in)
+/* Starts a reconnect thread; on failure to start one, tries again after the backoff. */
+static void intake_reconnect_start(intake *in)
 {
-    if (broker_reconnect(in->broker) == OP_OK && broker_declare_topology(in->broker) == OP_OK) {
+    intake_reconnect *r = calloc(1, sizeof *r);
+    if (r) {
+        r->opts = (broker_options){.urls = in->cfg.amqp_url, .name = "orderpipe-intake",
+                                   .confirms = true};
+        r->retired = in->retired_broker;
+        atomic_init(&r->done, false);
+        if (pthread_create(&r->thread, NULL, intake_reconnect_main, r) == 0) {
+            in->retired_broker = NULL;
+            in->reconnect = r;
+            return;
+        }
+        free(r);
+    }
+    log_warn(NULL, "cannot start the broker reconnect thread; retrying");
+    in->next_reconnect_ms = intake_now_ms() + 1000;
+}
+
+/* The loop's side of a finished attempt: swap the fresh connection in, or back off. */
+static void intake_reconnect_finish(intake *in)
+{
+    intake_reconnect *r = in->reconnect;
+    pthread_join(r->thread, NULL);
+    in->reconnect = NULL;
+    if (r->fresh) {
+        in->broker = r->fresh;
         log_info(NULL, "connected to the broker at %s", broker_current_node(in->broker));
         in->backoff_attempt = 0;
         const char *labels[] = {"broker"};
         metrics_add(in->m.reconnects, labels, 1);
         intake_watch_broker(in);
+    } else {
+        backoff b;
+        backoff_init(&b, 200, 5000, (unsigned)intake_now_ms());
+        b.attempt = (int)in->backoff_attempt++;
+        in->next_reconnect_ms = intake_now_ms() + (uint64_t)backoff_next_ms(&b);
+        log_warn(NULL, "broker unreachable, retrying: %s", r->error);
+    }
+    free(r);
+}
+
+/* At exit: waits for an attempt in flight, bounded by its connect and RPC timeouts (one node's
+ * connect, handshake and a declaration, twice over for a URL list, plus the old connection's
+ * close). Past that the thread is left to the process's exit rather than hanging the stop. */
+static void intake_reconnect_stop(intake *in)
+{
+    intake_reconnect *r = in->reconnect;
+    if (!r)
+        return;
+    struct timespec limit;
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += 8;
+    if (pthread_timedjoin_np(r->thread, NULL, &limit) != 0) {
+        log_warn(NULL, "the broker reconnect did not finish in time; leaving it to the exit");
+        pthread_detach(r->thread);
+        in->reconnect = NULL;
         return;
     }
-    backoff b;
-    backoff_init(&b, 200, 5000, (unsigned)intake_now_ms());
-    b.attempt = (int)in->backoff_attempt++;
-    in->next_reconnect_ms = intake_now_ms() + (uint64_t)backoff_next_ms(&b);
-    log_warn(NULL, "broker unreachable, retrying: %s", broker_last_error(in->broker));
+    broker_close(r->fresh);
+    free(r);
+    in->reconnect = NULL;
 }
 
 /* Every 100 ms: read confirms (this also sends heartbeats), time out stale publishes, and
@@ -157,8 +255,13 @@ static void intake_on_tick(evutil_socket_t fd, short what, void *arg)
                      (long long)(now - in->pending_head->sent_ms));
             intake_broker_lost(in); /* the next tick reconnects, replacing the channel */
         }
+    } else if (in->reconnect) {
+        if (atomic_load(&in->reconnect->done))
+            intake_reconnect_finish(in);
     } else if (!in->draining && intake_now_ms() >= in->next_reconnect_ms) {
-        intake_try_reconnect(in);
+        if (in->broker) /* closed under us without a loss being noticed: retire it first */
+            intake_broker_lost(in);
+        intake_reconnect_start(in);
     }
 }
 
@@ -173,6 +276,8 @@ int intake_publish_start(intake *in)
     } else {
         log_warn(NULL, "broker unreachable at start, retrying in the background: %s",
                  broker_last_error(in->broker));
+        in->retired_broker = in->broker; /* reconnects build fresh connections */
+        in->broker = NULL;
     }
     in->uncork = evtimer_new(in->base, intake_on_uncork, in);
     if (!in->uncork)
@@ -193,8 +298,10 @@ void intake_publish_stop(intake *in)
     if (in->uncork)
         event_free(in->uncork);
     in->broker_event = in->tick = in->uncork = NULL;
+    intake_reconnect_stop(in);
+    broker_close(in->retired_broker);
     broker_close(in->broker);
-    in->broker = NULL;
+    in->broker = in->retired_broker = NULL;
 }
 
 bool intake_publish_ready(const intake *in)

@@ -66,6 +66,25 @@ static void test_unlimited_and_refund_and_clock_going_back(void **state)
     assert_false(ratelimit_take(&r, 10 * S, NULL));
 }
 
+static void test_overdraft_is_bounded_and_repaid(void **state)
+{
+    (void)state;
+    ratelimit r;
+    ratelimit_init(&r, 10, 2, 0);
+    assert_true(ratelimit_take(&r, 0, NULL));
+    assert_true(ratelimit_take(&r, 0, NULL));
+    assert_false(ratelimit_take(&r, 0, NULL));
+    /* Past the spent bucket down to -3 tokens, and no further. */
+    for (int i = 0; i < 3; i++)
+        assert_true(ratelimit_take_overdraft(&r, 0, 3, NULL));
+    int retry = 0;
+    assert_false(ratelimit_take_overdraft(&r, 0, 3, &retry));
+    assert_int_equal(retry, 1);
+    /* The debt is repaid before a plain take succeeds: 4 tokens at 10/s. */
+    assert_false(ratelimit_take(&r, S / 5, NULL));
+    assert_true(ratelimit_take(&r, S * 4 / 10 + 1, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -73,6 +92,7 @@ int main(void)
         cmocka_unit_test(test_refill_at_rate_and_cap),
         cmocka_unit_test(test_retry_after_for_slow_rates),
         cmocka_unit_test(test_unlimited_and_refund_and_clock_going_back),
+        cmocka_unit_test(test_overdraft_is_bounded_and_repaid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

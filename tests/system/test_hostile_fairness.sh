@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Hostile clients against the intake's shared resources (issue 14, items 6 and 7): a client that
+# floods must get 429 while another client sending at a modest rate keeps being served, both when
+# the flood spends the global rate and when it fills the work queues past the backpressure bound;
+# idle connections and requests trickled a byte at a time are closed within the timeout while a
+# normal client is served meanwhile.
+source "$(dirname "$0")/lib.sh"
+port=$(free_base 20000 24000 4 4)
+U=http://127.0.0.1:$port
+KA=key-flood-0123456789abcdef
+KB=key-polite-0123456789abcdef
+export ORDERPIPE_API_KEYS="flood:$KA,polite:$KB"
+unset ORDERPIPE_API_KEYS_FILE
+export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=$U
+export METRICS_LISTEN=127.0.0.1:$((port + 1)) # /metrics is on the loopback admin listener
+orderpipe-amqp-probe declare >/dev/null
+BODY='{"customer_id":"c","currency":"EUR","lines":[{"sku":"SKU-0001","quantity":1,"unit_price":100}],"payment":{"token":"tok_ok"}}'
+
+# post KEY: one order; prints "status error" and leaves the headers in $TEST_TMP/h.
+post() {
+  curl -s -D "$TEST_TMP/h" -o "$TEST_TMP/r" -w '%{http_code}' -m 10 -X POST "$U/v1/orders" \
+    -H "Authorization: Bearer $1" -H 'Content-Type: application/json' --data-binary "$BODY" > "$TEST_TMP/code"
+  echo "$(cat "$TEST_TMP/code") $(jq -r '.error // "-"' "$TEST_TMP/r" 2>/dev/null || echo not-json)"
+}
+up() { curl -fs "$U/healthz" >/dev/null; }
+start_intake() {
+  start_bg intake "$ROOT/bin/orderpipe-intake"
+  intake_pid=$bg_pid
+  check "the intake comes up ($1)" wait_for 20 up
+}
+stop_intake() { kill -TERM "$intake_pid"; wait "$intake_pid"; }
+# polite_while PID: client B posts about 5 orders/s while process PID (A's flood) runs; its
+# answers go to $TEST_TMP/polite.codes.
+polite_while() {
+  : > "$TEST_TMP/polite.codes"
+  while kill -0 "$1" 2>/dev/null; do
+    post "$KB" >> "$TEST_TMP/polite.codes"
+    sleep 0.2
+  done
+}
+refused_by() { # CLIENT: orderpipe_rate_limited_total for it (0 when absent)
+  curl -s "http://$METRICS_LISTEN/metrics" | awk -v c="client=\"$1\"" 'index($0, "orderpipe_rate_limited_total{") == 1 && index($0, c) { n = $2 } END { print n + 0 }'
+}
+
+# --- 1. one client spends the global rate -----------------------------------------------------
+# The global bucket allows 40 orders/s; client A's own limit is far above it, so A alone can spend
+# it. A floods at 400/s for 8 s; B asks up to 5/s, under its share (20/s) of the global rate.
+export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000
+export INTAKE_RATE_GLOBAL=40 INTAKE_BURST_GLOBAL=40 INTAKE_MAX_QUEUE_DEPTH=0 INTAKE_MAX_OUTBOX_ROWS=0
+start_intake "global rate 40/s"
+orderpipe-loadgen --api-key "$KA" --orders 3200 --rate 400 --connections 4 --skus 1 > "$TEST_TMP/flood1.json" &
+flood=$!
+polite_while "$flood"
+wait "$flood"
+cat "$TEST_TMP/flood1.json"
+n=$(wc -l < "$TEST_TMP/polite.codes")
+check "B sent requests throughout A's flood" test "$n" -ge 5
+check_eq "every one of B's $n orders is accepted while A floods" "" "$(grep -v '^202 ' "$TEST_TMP/polite.codes" | sort | uniq -c)"
+a429=$(jq '.status["429"] // 0' "$TEST_TMP/flood1.json")
+check "most of A's flood is refused with 429" test "$a429" -ge 1600
+a202=$(jq '.status["202"] // 0' "$TEST_TMP/flood1.json")
+check "A got no more than the global rate and burst ($a202 accepted)" test "$a202" -le $((40 * 20 + 40))
+while kill -0 "$intake_pid" 2>/dev/null; do  # A again, once: 429 with the reason and Retry-After
+  r=$(post "$KA"); [ "${r%% *}" = 429 ] && break
+  orderpipe-loadgen --api-key "$KA" --orders 200 --rate 0 --connections 4 --skus 1 > /dev/null
+done
+check_eq "A's next order is refused with the JSON reason" "429 rate_limited" "$r"
+check "with Retry-After" grep -qi '^Retry-After: [1-9]' "$TEST_TMP/h"
+check "A's refusals are counted for A" test "$(refused_by flood)" -ge "$a429"
+check_eq "and none for B" 0 "$(refused_by polite)"
+stop_intake
+mgmt DELETE "/queues/$RABBITMQ_VHOST/reservation/contents" >/dev/null
+
+# --- 2. one client fills the queues past the backpressure bound --------------------------------
+# No worker runs, so every accepted order stays queued. The bound is 100 ready messages; A floods
+# at 300/s for 8 s. Once the bound trips, A (the client filling the queues) is refused while B,
+# asking far less, is still served (B adds ~40 orders: under twice the bound, where every client
+# is refused).
+export INTAKE_RATE_GLOBAL=100000 INTAKE_BURST_GLOBAL=100000
+export INTAKE_MAX_QUEUE_DEPTH=100 INTAKE_BACKPRESSURE_INTERVAL_MS=50
+start_intake "queue bound 100"
+orderpipe-loadgen --api-key "$KA" --orders 2400 --rate 300 --connections 4 --skus 1 > "$TEST_TMP/flood2.json" &
+flood=$!
+overloaded() { [ "$(post "$KA")" = "429 overloaded" ]; }
+check "A is refused once the queue passes the bound" wait_for 20 overloaded
+check "with Retry-After" grep -qi '^Retry-After: 1' "$TEST_TMP/h"
+polite_while "$flood"
+wait "$flood"
+cat "$TEST_TMP/flood2.json"
+n=$(wc -l < "$TEST_TMP/polite.codes")
+check "B sent requests while A kept flooding" test "$n" -ge 5
+check_eq "every one of B's $n orders is accepted past the bound" "" "$(grep -v '^202 ' "$TEST_TMP/polite.codes" | sort | uniq -c)"
+check "A's flood is refused with 429" test "$(jq '.status["429"] // 0' "$TEST_TMP/flood2.json")" -ge 1000
+q=$(queue_messages reservation)
+check "the queue stays under twice the bound ($q)" test "$q" -ge 100 -a "$q" -le 200
+check "A's refusals are counted for A" test "$(refused_by flood)" -ge 1000
+check_eq "and none for B" 0 "$(refused_by polite)"
+stop_intake
+check_eq "the intake exits 0 on SIGTERM" 0 "$?"
+
+# --- 3. idle and trickling connections ---------------------------------------------------------
+# INTAKE_TIMEOUT=2: a connection with nothing arriving for 2 s is closed by libevent; a request
+# whose headers and body have not all arrived 2 s after its first byte is cut, however steadily
+# it trickles (a byte every 0.5 s would never trip an idle timeout). At most 20 connections:
+# past that, the oldest idle ones are closed to make room.
+export INTAKE_TIMEOUT=2 INTAKE_MAX_CONNECTIONS=20 INTAKE_MAX_QUEUE_DEPTH=0
+start_intake "timeout 2 s, 20 connections"
+# slow MODE COUNT: COUNT connections that each hold the intake in their way (idle: send nothing;
+# header: a request line then its headers a byte every 0.5 s; body: whole headers then a body of
+# 500 bytes a byte every 0.5 s) for up to 15 s; prints, per connection, the seconds until the
+# intake closed it, or "open".
+cat > "$TEST_TMP/slow.py" <<'PY'
+import select, socket, sys, threading, time
+host, port, mode, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+head = b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+if mode == "header":
+    first, rest = b"POST /v1/orders HTTP/1.1\r\n", b"X-Slow: " + b"a" * 100
+elif mode == "body":
+    first, rest = head + b"Content-Length: 500\r\n\r\n", b"{" * 500
+else:
+    first, rest = b"", b""
+results = [None] * count
+def one(i):
+    s = socket.create_connection((host, port))
+    t0 = time.monotonic()
+    s.sendall(first)
+    sent = 0
+    while time.monotonic() - t0 < 15:
+        r, _, _ = select.select([s], [], [], 0.5)
+        try:
+            if r and not s.recv(4096):
+                break
+            if rest and sent < len(rest):
+                s.send(rest[sent:sent + 1])
+                sent += 1
+        except OSError:
+            break
+    else:
+        results[i] = "open"
+        return
+    results[i] = "%.1f" % (time.monotonic() - t0)
+threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("\n".join(results))
+PY
+slow() { python3 "$TEST_TMP/slow.py" 127.0.0.1 "$port" "$1" "$2" > "$TEST_TMP/slow.$1"; }
+# served_while PID: B's orders while PID runs, into $TEST_TMP/polite.codes (at least 3 of them).
+served_while() {
+  polite_while "$1"
+  while [ "$(wc -l < "$TEST_TMP/polite.codes")" -lt 3 ]; do post "$KB" >> "$TEST_TMP/polite.codes"; done
+}
+connected() { [ "$(ss -Htn state established "( sport = :$port )" | wc -l)" -ge "$1" ]; }
+# within FILE: every connection was closed, and within 6 s (the timeout, 2 s, and room for a
+# busy machine; a connection never closed would stay open the whole 15 s).
+within() { [ -s "$1" ] && awk '$1 == "open" || $1 > 6 { bad = 1 } END { exit bad }' "$1"; }
+for mode in idle header body; do
+  n=30; [ $mode = idle ] || n=10
+  slow $mode $n & slow_pid=$!
+  check "the $mode connections are open" wait_for 10 connected 10
+  served_while "$slow_pid"
+  wait "$slow_pid"
+  echo "$mode: $(sort -n "$TEST_TMP/slow.$mode" | uniq -c | tr '\n' ' ')"
+  check "every $mode connection is closed within the timeout" within "$TEST_TMP/slow.$mode"
+  check_eq "B is served meanwhile ($mode)" "" "$(grep -v '^202 ' "$TEST_TMP/polite.codes" | sort | uniq -c)"
+done
+check "trickled requests are cut, and the log says why" \
+  grep -q "its request did not arrive within the timeout" "$TEST_TMP/intake.log"
+check "idle connections past the limit make room" \
+  grep -q "idle while the intake is at its connection limit" "$TEST_TMP/intake.log"
+check_eq "the intake still serves afterwards" "202 -" "$(post "$KB")"
+stop_intake
+check_eq "the intake exits 0 on SIGTERM" 0 "$?"
+
+test_done
