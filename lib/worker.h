@@ -21,6 +21,7 @@
 
 #include "broker.h"
 #include "db.h"
+#include "jsonschema.h"
 #include "cloudevent.h"
 #include "log.h"
 #include "status.h"
@@ -106,6 +107,26 @@ typedef struct worker_spec {
     const char *help_extra;
     op_status (*start)(worker *w, db *d, void *arg);
 } worker_spec;
+
+/* The checks a worker runs on a delivery before any handler, without I/O (the fuzz target
+ * fuzz_worker_delivery runs them too): parses body (len bytes) as a CloudEvent, finds its route
+ * among routes (terminated by type NULL) and validates its data against the registry's schema
+ * of its type. NULL when it may be handled (*ev filled, release with cloudevent_view_free;
+ * *route set); else the dead-letter reason ("invalid_message", "unknown_type",
+ * "schema_violation") with err (errlen bytes) saying why, always valid UTF-8. */
+const char *worker_check_delivery(const worker_route *routes, const char *queue,
+                                  const jsonschema_registry *schemas, const char *body,
+                                  size_t len, cloudevent_view *ev, const worker_route **route,
+                                  char *err, size_t errlen);
+
+/* The delivery's attempt from its x-attempt header (1 on a first delivery), clamped to the
+ * retry tiers whatever the publisher wrote. */
+int worker_attempt(const broker_delivery *d);
+
+/* The headers a failed delivery is republished with (to a retry tier or the DLQ): a copy of
+ * d's, with x-original-routing-key and x-last-error (error cut on a character boundary). The
+ * caller owns the result (json_decref). */
+json_t *worker_failure_headers(const broker_delivery *d, const char *error);
 
 /* Parses flags and environment, connects, runs until SIGTERM/SIGINT, drains, returns the exit
  * status for main (0 after a clean drain). */
