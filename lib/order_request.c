@@ -151,6 +151,14 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
     return OP_OK;
 }
 
+int order_request_reply_error(int status, const char *code, const char *message,
+                              const char *field, char *out, size_t outsize)
+{
+    order_request_error err;
+    order_request_error_set(&err, status, code, field, message);
+    return order_request_error_body(&err, out, outsize);
+}
+
 int order_request_error_body(const order_request_error *err, char *out, size_t outsize)
 {
     /* Copies, in case err was filled by hand rather than through order_request_error_set. */

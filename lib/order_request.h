@@ -59,4 +59,9 @@ void order_request_error_set(order_request_error *err, int status, const char *c
  * 500. Shared by the intake's replies and the fuzz target, so what is fuzzed is what is sent. */
 int order_request_error_body(const order_request_error *err, char *out, size_t outsize);
 
+/* order_request_error_set then order_request_error_body: the intake's every error answer
+ * (intake_reply_error) is built by this. Returns the status to send. */
+int order_request_reply_error(int status, const char *code, const char *message,
+                              const char *field, char *out, size_t outsize);
+
 #endif

@@ -111,9 +111,10 @@ typedef struct worker_spec {
 /* The checks a worker runs on a delivery before any handler, without I/O (the fuzz target
  * fuzz_worker_delivery runs them too): parses body (len bytes) as a CloudEvent, finds its route
  * among routes (terminated by type NULL) and validates its data against the registry's schema
- * of its type. NULL when it may be handled (*ev filled, release with cloudevent_view_free;
- * *route set); else the dead-letter reason ("invalid_message", "unknown_type",
- * "schema_violation") with err (errlen bytes) saying why, always valid UTF-8. */
+ * of its type. NULL when it may be handled (*route set); else the dead-letter reason
+ * ("invalid_message", "unknown_type", "schema_violation") with err (errlen bytes) saying why,
+ * always valid UTF-8. Either way release *ev with cloudevent_view_free (it is filled once the
+ * envelope parsed, zeroed otherwise). */
 const char *worker_check_delivery(const worker_route *routes, const char *queue,
                                   const jsonschema_registry *schemas, const char *body,
                                   size_t len, cloudevent_view *ev, const worker_route **route,

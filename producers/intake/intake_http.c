@@ -69,15 +69,13 @@ void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_
     free(text);
 }
 
-/* The body comes from order_request_error_body, the builder the fuzz target runs: never NULL,
+/* The body comes from order_request_reply_error, the builder the fuzz target runs: never NULL,
  * message and field cut on a character boundary. */
 void intake_reply_error(intake *in, struct evhttp_request *req, int status, const char *code,
                         const char *message, const char *field, const char *route)
 {
-    order_request_error err;
-    order_request_error_set(&err, status, code, field, message);
     char text[ORDER_REQUEST_ERROR_BODY_MAX];
-    status = order_request_error_body(&err, text, sizeof text);
+    status = order_request_reply_error(status, code, message, field, text, sizeof text);
     intake_send(in, req, status, text, strlen(text), route);
 }
 
