@@ -107,10 +107,18 @@ static void test_regex_blowup_refused(void **state)
     assert_null(compile("{\"pattern\":\"^((((a?){2,}){2,}){2,}){2,}\"}"));
     assert_null(compile("{\"pattern\":\"(a?){4000}\"}")); /* 130 MB: quadratic */
     assert_null(compile("{\"pattern\":\"((a|b?){64}){64}\"}")); /* 530 MB */
+    /* fuzz_jsonschema (issue 14 run): an escaped ] ended the POSIX bracket early, so the
+     * stacked quantifiers the scan saw inside the bracket reached regcomp */
+    assert_null(compile("{\"pattern\":\"^[\\\\w+\\\\]\\te++++++++++++++++++++++++]\"}"));
+    assert_null(compile("{\"pattern\":\"[a\\\\-z]\"}"));
+    assert_null(compile("{\"pattern\":\"[\\\\^a]\"}"));
     const char *fine[] = {"{\"pattern\":\"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$\"}",
                           "{\"pattern\":\"(a{30}){30}\"}", "{\"pattern\":\"^(a+b?)*[)(]{2,}$\"}",
                           "{\"pattern\":\"a)b+\"}", "{\"pattern\":\"^((a*)+)+$\"}",
-                          "{\"pattern\":\"^a+?b*?c??d{2}?e{1,}?[+*]{1}\\\\{x$\"}", NULL};
+                          "{\"pattern\":\"^a+?b*?c??d{2}?e{1,}?[+*]{1}\\\\{x$\"}",
+                          "{\"pattern\":\"^[]a]+[^]b]+[a^]$\"}",
+                          "{\"pattern\":\"[]\\\\d+++++++++++++++++]\"}", /* one bracket, as POSIX reads it */ "{\"pattern\":\"^[\\\\d\\\\w.]+$\"}",
+                          NULL};
     for (int i = 0; fine[i]; i++) {
         jsonschema *s = compile(fine[i]);
         if (!s)
