@@ -72,10 +72,11 @@ static bool jsonschema_is_annotation(const char *key)
 }
 
 /* ECMA 262 -> POSIX ERE for what schemas use: \d \w \s and negations, escaped literals. NULL when
- * the pattern has an escape inside a bracket that POSIX cannot say the same way (\] and \- are
+ * the pattern has something inside a bracket that POSIX cannot say the same way (\] and \- are
  * literals in ECMA but would end the bracket or make a range in POSIX; \^ first would negate
- * it): the translation would then not be the pattern the complexity scan judged, and the fuzz
- * target found "[\]\te++++...]" hanging regcomp that way. Brackets are delimited as the scan
+ * it; \D \W \S would need a bracket inside the bracket; "[:" "[." "[=" open POSIX class names):
+ * the translation would then not be the pattern the complexity scan judged, and the fuzz target
+ * found "[\]\te++++...]" and "[\W\te++++...]" hanging regcomp that way. Brackets are delimited as the scan
  * does: a ']' right after '[' or '[^' is a literal. */
 static char *jsonschema_translate_regex(const char *src)
 {
@@ -95,7 +96,8 @@ static char *jsonschema_translate_regex(const char *src)
         }
         if (c == '\\' && i + 1 < n) {
             char e = src[++i];
-            if (in_class && (e == ']' || e == '-' || (e == '^' && (o[-1] == '[')))) {
+            if (in_class && (e == ']' || e == '-' || e == 'D' || e == 'W' || e == 'S' ||
+                             (e == '^' && o[-1] == '['))) {
                 free(out);
                 return NULL;
             }
@@ -123,6 +125,10 @@ static char *jsonschema_translate_regex(const char *src)
         }
         if (c == ']' && in_class)
             in_class = false;
+        if (c == '[' && in_class && (src[i + 1] == ':' || src[i + 1] == '.' || src[i + 1] == '=')) {
+            free(out); /* POSIX reads "[:" "[." "[=" in a bracket as a class name */
+            return NULL;
+        }
         *o++ = c;
     }
     *o = '\0';
@@ -270,7 +276,8 @@ static int jsonschema_regex_compile(jsonschema_regex *r, const char *src, char *
     }
     char *posix = jsonschema_translate_regex(src);
     if (!posix) {
-        snprintf(err, errlen, "pattern '%s' escapes ], - or ^ inside a bracket (not supported)", src);
+        snprintf(err, errlen, "pattern '%s' has \\], \\-, \\^, \\D, \\W, \\S or [: inside a "
+                              "bracket (not supported)", src);
         return -1;
     }
     int rc = regcomp(&r->re, posix, REG_EXTENDED | REG_NOSUB);

@@ -112,6 +112,10 @@ static void test_regex_blowup_refused(void **state)
     assert_null(compile("{\"pattern\":\"^[\\\\w+\\\\]\\te++++++++++++++++++++++++]\"}"));
     assert_null(compile("{\"pattern\":\"[a\\\\-z]\"}"));
     assert_null(compile("{\"pattern\":\"[\\\\^a]\"}"));
+    /* the same found again: \W in a bracket became a bracket in the bracket */
+    assert_null(compile("{\"pattern\":\"^[a\\\\W\\\\te++++++++++++++++++++]\"}"));
+    assert_null(compile("{\"pattern\":\"[\\\\S\\\\D]\"}"));
+    assert_null(compile("{\"pattern\":\"[[:alpha:]]\"}"));
     const char *fine[] = {"{\"pattern\":\"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$\"}",
                           "{\"pattern\":\"(a{30}){30}\"}", "{\"pattern\":\"^(a+b?)*[)(]{2,}$\"}",
                           "{\"pattern\":\"a)b+\"}", "{\"pattern\":\"^((a*)+)+$\"}",
