@@ -470,12 +470,12 @@ void worker_msg_fail(worker_msg *m, op_status st, const char *fmt, ...)
 }
 
 const char *worker_check_delivery(const worker_route *routes, const char *queue,
-                                  const jsonschema_registry *schemas, const char *body,
-                                  size_t len, cloudevent_view *ev, const worker_route **route,
-                                  char *err, size_t errlen)
+                                  const jsonschema_registry *schemas, const broker_delivery *d,
+                                  cloudevent_view *ev, const worker_route **route, char *err,
+                                  size_t errlen)
 {
     *route = NULL;
-    if (cloudevent_parse(body, len, ev, err, errlen) != OP_OK)
+    if (cloudevent_parse(d->body, d->len, ev, err, errlen) != OP_OK)
         return "invalid_message";
     /* The type, the path and the message quote the publisher's text: each is cut on a
      * character boundary so the reason stays valid UTF-8 in the dead-letter headers. */
@@ -506,8 +506,8 @@ const char *worker_check_delivery(const worker_route *routes, const char *queue,
 static const char *worker_check(worker *w, const broker_delivery *d, cloudevent_view *ev,
                                 const worker_route **route, char *err, size_t errlen)
 {
-    return worker_check_delivery(w->spec->routes, w->spec->name, w->schemas, d->body, d->len, ev,
-                                 route, err, errlen);
+    return worker_check_delivery(w->spec->routes, w->spec->name, w->schemas, d, ev, route, err,
+                                 errlen);
 }
 
 /* One delivery of a batch, from receipt to ack. */

@@ -109,16 +109,16 @@ typedef struct worker_spec {
 } worker_spec;
 
 /* The checks a worker runs on a delivery before any handler, without I/O (the fuzz target
- * fuzz_worker_delivery runs them too): parses body (len bytes) as a CloudEvent, finds its route
+ * fuzz_worker_delivery runs them too): parses d's body as a CloudEvent, finds its route
  * among routes (terminated by type NULL) and validates its data against the registry's schema
  * of its type. NULL when it may be handled (*route set); else the dead-letter reason
  * ("invalid_message", "unknown_type", "schema_violation") with err (errlen bytes) saying why,
  * always valid UTF-8. Either way release *ev with cloudevent_view_free (it is filled once the
  * envelope parsed, zeroed otherwise). */
 const char *worker_check_delivery(const worker_route *routes, const char *queue,
-                                  const jsonschema_registry *schemas, const char *body,
-                                  size_t len, cloudevent_view *ev, const worker_route **route,
-                                  char *err, size_t errlen);
+                                  const jsonschema_registry *schemas, const broker_delivery *d,
+                                  cloudevent_view *ev, const worker_route **route, char *err,
+                                  size_t errlen);
 
 /* The delivery's attempt from its x-attempt header (1 on a first delivery), clamped to the
  * retry tiers whatever the publisher wrote. */

@@ -104,8 +104,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cloudevent_view ev;
     const worker_route *route;
     char err[1024];
-    const char *reason = worker_check_delivery(routes, "fuzz", reg, d.body, d.len, &ev, &route,
-                                               err, sizeof err);
+    const char *reason = worker_check_delivery(routes, "fuzz", reg, &d, &ev, &route, err,
+                                               sizeof err);
     if (reason) {
         if (!utf8_valid(err, strlen(err)))
             abort();
