@@ -133,8 +133,9 @@ FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
                 -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
                 -Wno-unused-parameter -Ilib $(shell pkg-config --cflags $(PKGS)) \
                 -DFUZZ_SCHEMA_DIR='"$(CURDIR)/schemas"'
-FUZZ_LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm -lpthread
-FUZZ_LIB_SRC := lib/order_request.c lib/jsonschema.c lib/cloudevent.c lib/uuid.c
+FUZZ_LDLIBS  := $(shell pkg-config --libs $(PKGS)) -levent_openssl -levent_pthreads -lm -lpthread
+# every target links the whole of lib/ (fuzz_worker_delivery needs lib/worker.c and what it uses)
+FUZZ_LIB_SRC := $(wildcard lib/*.c)
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_BINS    := $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
@@ -142,9 +143,15 @@ FUZZ_BINS    := $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
 .PHONY: fuzz-build fuzz valgrind
 fuzz-build: $(FUZZ_BINS)
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard lib/*.h)
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:lib/%.c=build-fuzz/lib/%.o)
+
+build-fuzz/lib/%.o: lib/%.c $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRC) $(FUZZ_LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJ) $(FUZZ_LDLIBS)
 
 fuzz: fuzz-build
 	@for n in $(FUZZ_NAMES); do \

@@ -1,11 +1,13 @@
 /* cloudevent: CloudEvents 1.0 envelopes (see event.h). */
 #include "cloudevent.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
+#include "utf8.h"
 #include "uuid.h"
 
 void cloudevent_time_now(char out[32])
@@ -34,10 +36,27 @@ json_t *cloudevent_new(const char *type, const char *source, const char *order_i
         json_decref(data);
         return NULL;
     }
-    if (traceparent && *traceparent)
-        json_object_set_new(ev, "traceparent", json_string(traceparent));
-    json_object_set_new(ev, "data", data ? data : json_object());
+    if ((traceparent && *traceparent &&
+         json_object_set_new(ev, "traceparent", json_string(traceparent)) != 0) ||
+        json_object_set_new(ev, "data", data ? data : json_object()) != 0) {
+        json_decref(ev);
+        return NULL;
+    }
     return ev;
+}
+
+/* Formats the reason into err: it quotes the message, so it is cut on a character boundary and
+ * stays valid UTF-8 (it ends up in a dead-letter header and a log line). */
+static void cloudevent_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cloudevent_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    utf8_copy(err, errlen, msg);
 }
 
 static const char *cloudevent_required_string(json_t *root, const char *key, char *err, size_t errlen)
@@ -78,7 +97,10 @@ op_status cloudevent_parse(const char *body, size_t len, cloudevent_view *out, c
     json_error_t je;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        char text[sizeof je.text];
+        utf8_copy(text, sizeof text, je.text);
+        cloudevent_fail(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column,
+                        text);
         return OP_ERR_PERMANENT;
     }
     if (!json_is_object(root)) {
@@ -89,7 +111,9 @@ op_status cloudevent_parse(const char *body, size_t len, cloudevent_view *out, c
     if (!sv)
         goto bad;
     if (strcmp(sv, "1.0") != 0) {
-        snprintf(err, errlen, "unsupported specversion '%s' (expected 1.0)", sv);
+        char q[64];
+        utf8_copy(q, sizeof q, sv);
+        cloudevent_fail(err, errlen, "unsupported specversion '%s' (expected 1.0)", q);
         goto bad;
     }
     if (!(out->id = cloudevent_required_string(root, "id", err, errlen)) ||

@@ -5,12 +5,15 @@
 #include <limits.h>
 #include <math.h>
 #include <regex.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "mem.h"
+#include "utf8.h"
 #include "uuid.h"
 
 enum {
@@ -51,6 +54,7 @@ struct jsonschema {
     double minimum, maximum, emin, emax, multiple;
     jsonschema_regex pattern;
     jsonschema_format format;
+    unsigned flags;            /* JSONSCHEMA_* options; read from the root schema only */
 };
 
 /* --- compiling ----------------------------------------------------------------------------- */
@@ -67,16 +71,36 @@ static bool jsonschema_is_annotation(const char *key)
     return false;
 }
 
-/* ECMA 262 -> POSIX ERE for what schemas use: \d \w \s and negations, escaped literals. */
+/* ECMA 262 -> POSIX ERE for what schemas use: \d \w \s and negations, escaped literals. NULL when
+ * the pattern has something inside a bracket that POSIX cannot say the same way (\] and \- are
+ * literals in ECMA but would end the bracket or make a range in POSIX; \^ first would negate
+ * it; \D \W \S would need a bracket inside the bracket; "[:" "[." "[=" open POSIX class names):
+ * the translation would then not be the pattern the complexity scan judged, and the fuzz target
+ * found "[\]\te++++...]" and "[\W\te++++...]" hanging regcomp that way. Brackets are delimited as the scan
+ * does: a ']' right after '[' or '[^' is a literal. */
 static char *jsonschema_translate_regex(const char *src)
 {
     size_t n = strlen(src);
-    char *out = malloc(n * 16 + 1), *o = out;
+    char *out = mem_alloc(n * 16 + 1), *o = out;
     bool in_class = false;
     for (size_t i = 0; i < n; i++) {
         char c = src[i];
+        if (c == '[' && !in_class) {
+            in_class = true;
+            *o++ = c;
+            if (src[i + 1] == '^')
+                *o++ = src[++i];
+            if (src[i + 1] == ']')
+                *o++ = src[++i];
+            continue;
+        }
         if (c == '\\' && i + 1 < n) {
             char e = src[++i];
+            if (in_class && (e == ']' || e == '-' || e == 'D' || e == 'W' || e == 'S' ||
+                             (e == '^' && o[-1] == '['))) {
+                free(out);
+                return NULL;
+            }
             const char *rep = NULL;
             switch (e) {
             case 'd': rep = in_class ? "0-9" : "[0-9]"; break;
@@ -99,10 +123,12 @@ static char *jsonschema_translate_regex(const char *src)
             }
             continue;
         }
-        if (c == '[' && !in_class)
-            in_class = true;
-        else if (c == ']' && in_class)
+        if (c == ']' && in_class)
             in_class = false;
+        if (c == '[' && in_class && (src[i + 1] == ':' || src[i + 1] == '.' || src[i + 1] == '=')) {
+            free(out); /* POSIX reads "[:" "[." "[=" in a bracket as a class name */
+            return NULL;
+        }
         *o++ = c;
     }
     *o = '\0';
@@ -249,6 +275,11 @@ static int jsonschema_regex_compile(jsonschema_regex *r, const char *src, char *
         return -1;
     }
     char *posix = jsonschema_translate_regex(src);
+    if (!posix) {
+        snprintf(err, errlen, "pattern '%s' has \\], \\-, \\^, \\D, \\W, \\S or [: inside a "
+                              "bracket (not supported)", src);
+        return -1;
+    }
     int rc = regcomp(&r->re, posix, REG_EXTENDED | REG_NOSUB);
     free(posix);
     if (rc != 0) {
@@ -256,7 +287,7 @@ static int jsonschema_regex_compile(jsonschema_regex *r, const char *src, char *
         return -1;
     }
     r->compiled = true;
-    r->source = strdup(src);
+    r->source = mem_strdup(src);
     return 0;
 }
 
@@ -271,7 +302,7 @@ static int jsonschema_compile_into(jsonschema *s, json_t *schema, char *err, siz
 
 static jsonschema *jsonschema_new(void)
 {
-    jsonschema *s = calloc(1, sizeof *s);
+    jsonschema *s = mem_calloc(1, sizeof *s);
     s->boolean = -1;
     s->min_items = s->max_items = s->min_props = s->max_props = s->min_len = s->max_len = -1;
     return s;
@@ -348,12 +379,12 @@ static int jsonschema_compile_into(jsonschema *s, json_t *schema, char *err, siz
                 snprintf(err, errlen, "'properties' must be an object");
                 return -1;
             }
-            s->prop_names = calloc(json_object_size(v), sizeof(char *));
-            s->props = calloc(json_object_size(v), sizeof(jsonschema *));
+            s->prop_names = mem_calloc(json_object_size(v), sizeof(char *));
+            s->props = mem_calloc(json_object_size(v), sizeof(jsonschema *));
             const char *pk;
             json_t *ps;
             json_object_foreach(v, pk, ps) {
-                s->prop_names[s->nprops] = strdup(pk);
+                s->prop_names[s->nprops] = mem_strdup(pk);
                 if (!(s->props[s->nprops++] = jsonschema_sub(ps, pk, err, errlen)))
                     return -1;
             }
@@ -362,8 +393,8 @@ static int jsonschema_compile_into(jsonschema *s, json_t *schema, char *err, siz
                 snprintf(err, errlen, "'patternProperties' must be an object");
                 return -1;
             }
-            s->prop_patterns = calloc(json_object_size(v), sizeof(jsonschema_regex));
-            s->pattern_props = calloc(json_object_size(v), sizeof(jsonschema *));
+            s->prop_patterns = mem_calloc(json_object_size(v), sizeof(jsonschema_regex));
+            s->pattern_props = mem_calloc(json_object_size(v), sizeof(jsonschema *));
             const char *pk;
             json_t *ps;
             json_object_foreach(v, pk, ps) {
@@ -377,7 +408,7 @@ static int jsonschema_compile_into(jsonschema *s, json_t *schema, char *err, siz
                 snprintf(err, errlen, "'required' must be an array");
                 return -1;
             }
-            s->required = calloc(json_array_size(v) + 1, sizeof(char *));
+            s->required = mem_calloc(json_array_size(v) + 1, sizeof(char *));
             size_t i;
             json_t *r;
             json_array_foreach(v, i, r) {
@@ -385,14 +416,14 @@ static int jsonschema_compile_into(jsonschema *s, json_t *schema, char *err, siz
                     snprintf(err, errlen, "'required' must list strings");
                     return -1;
                 }
-                s->required[s->nrequired++] = strdup(json_string_value(r));
+                s->required[s->nrequired++] = mem_strdup(json_string_value(r));
             }
         } else if (strcmp(key, "additionalProperties") == 0) {
             if (!(s->additional = jsonschema_sub(v, key, err, errlen)))
                 return -1;
         } else if (strcmp(key, "items") == 0) {
             if (json_is_array(v)) {
-                s->tuple = calloc(json_array_size(v) + 1, sizeof(jsonschema *));
+                s->tuple = mem_calloc(json_array_size(v) + 1, sizeof(jsonschema *));
                 size_t i;
                 json_t *it;
                 json_array_foreach(v, i, it) {
@@ -465,14 +496,20 @@ static int jsonschema_compile_into(jsonschema *s, json_t *schema, char *err, siz
     return 0;
 }
 
-jsonschema *jsonschema_compile(json_t *schema, char *err, size_t errlen)
+jsonschema *jsonschema_compile_flags(json_t *schema, unsigned flags, char *err, size_t errlen)
 {
     jsonschema *s = jsonschema_new();
     if (jsonschema_compile_into(s, schema, err, errlen) != 0) {
         jsonschema_free(s);
         return NULL;
     }
+    s->flags = flags;
     return s;
+}
+
+jsonschema *jsonschema_compile(json_t *schema, char *err, size_t errlen)
+{
+    return jsonschema_compile_flags(schema, 0, err, errlen);
 }
 
 void jsonschema_free(jsonschema *s)
@@ -538,15 +575,17 @@ static bool jsonschema_equal(json_t *a, json_t *b)
     return json_equal(a, b);
 }
 
-static bool jsonschema_is_integer(json_t *v)
+/* Standard JSON Schema: any number with a zero fractional part (2.0, 1e8) is an integer. Strict:
+ * only what jansson parsed as JSON_INTEGER, i.e. written without a fraction or an exponent. */
+static bool jsonschema_is_integer(json_t *v, bool strict)
 {
     if (json_is_integer(v))
         return true;
     double d = json_real_value(v);
-    return json_is_real(v) && isfinite(d) && d == floor(d);
+    return !strict && json_is_real(v) && isfinite(d) && d == floor(d);
 }
 
-static bool jsonschema_type_ok(unsigned types, json_t *v)
+static bool jsonschema_type_ok(unsigned types, json_t *v, bool strict)
 {
     if (!types)
         return true;
@@ -558,7 +597,7 @@ static bool jsonschema_type_ok(unsigned types, json_t *v)
     case JSON_ARRAY: return types & T_ARRAY;
     case JSON_STRING: return types & T_STRING;
     case JSON_INTEGER:
-    case JSON_REAL: return (types & T_NUMBER) || ((types & T_INTEGER) && jsonschema_is_integer(v));
+    case JSON_REAL: return (types & T_NUMBER) || ((types & T_INTEGER) && jsonschema_is_integer(v, strict));
     }
     return false;
 }
@@ -617,6 +656,7 @@ static bool jsonschema_date_time_ok(const char *s)
 
 typedef struct jsonschema_ctx {
     jsonschema_error *err;
+    bool strict_integer;
     char path[256];
 } jsonschema_ctx;
 
@@ -625,14 +665,30 @@ static op_status jsonschema_fail(jsonschema_ctx *c, const char *keyword, const c
 static op_status jsonschema_fail(jsonschema_ctx *c, const char *keyword, const char *fmt, ...)
 {
     if (c->err) {
-        snprintf(c->err->path, sizeof c->err->path, "%s", c->path);
+        /* The path holds property names the client chose and the message may quote schema
+         * text: both are cut on a character boundary, so the error is always valid UTF-8. */
+        utf8_copy(c->err->path, sizeof c->err->path, c->path);
         c->err->keyword = keyword;
+        char msg[1024];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(c->err->message, sizeof c->err->message, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        utf8_copy(c->err->message, sizeof c->err->message, msg);
     }
     return OP_ERR_PERMANENT;
+}
+
+/* Appends ".key" to the path, cut on a character boundary when it does not fit; returns the
+ * path's length before, to restore it. */
+static size_t jsonschema_path_key(jsonschema_ctx *c, const char *key)
+{
+    size_t len = strlen(c->path);
+    if (len + 2 < sizeof c->path) {
+        c->path[len] = '.';
+        utf8_copy(c->path + len + 1, sizeof c->path - len - 1, key);
+    }
+    return len;
 }
 
 static op_status jsonschema_check(const jsonschema *s, json_t *v, jsonschema_ctx *c);
@@ -643,7 +699,7 @@ static op_status jsonschema_child(const jsonschema *s, json_t *v, jsonschema_ctx
 {
     size_t len = strlen(c->path);
     if (fmt[0] == '.')
-        snprintf(c->path + len, sizeof c->path - len, ".%s", (const char *)key);
+        jsonschema_path_key(c, key);
     else
         snprintf(c->path + len, sizeof c->path - len, "[%zu]", index);
     op_status st = jsonschema_check(s, v, c);
@@ -666,8 +722,7 @@ static op_status jsonschema_check_object(const jsonschema *s, json_t *v, jsonsch
 {
     for (size_t i = 0; i < s->nrequired; i++)
         if (!json_object_get(v, s->required[i])) {
-            size_t len = strlen(c->path);
-            snprintf(c->path + len, sizeof c->path - len, ".%s", s->required[i]);
+            jsonschema_path_key(c, s->required[i]);
             return jsonschema_fail(c, "required", "is required");
         }
     size_t n = json_object_size(v);
@@ -693,8 +748,7 @@ static op_status jsonschema_check_object(const jsonschema *s, json_t *v, jsonsch
             }
         if (!known && s->additional) {
             if (s->additional->boolean == 0) {
-                size_t len = strlen(c->path);
-                snprintf(c->path + len, sizeof c->path - len, ".%s", key);
+                jsonschema_path_key(c, key);
                 return jsonschema_fail(c, "additionalProperties", "is not an allowed property");
             }
             if (jsonschema_child(s->additional, pv, c, ".", key, 0) != OP_OK)
@@ -730,9 +784,12 @@ static op_status jsonschema_check(const jsonschema *s, json_t *v, jsonschema_ctx
         return OP_OK;
     if (s->boolean == 0)
         return jsonschema_fail(c, "false", "is not allowed here");
-    if (!jsonschema_type_ok(s->types, v)) {
+    if (!jsonschema_type_ok(s->types, v, c->strict_integer)) {
         char t[80];
         jsonschema_types_text(s->types, t, sizeof t);
+        if (json_is_real(v) && (s->types & T_INTEGER))
+            return jsonschema_fail(c, "type", "must be %s, written without a fraction or an "
+                                              "exponent", t);
         return jsonschema_fail(c, "type", "must be %s", t);
     }
     if (s->const_value && !jsonschema_equal(s->const_value, v))
@@ -743,9 +800,10 @@ static op_status jsonschema_check(const jsonschema *s, json_t *v, jsonschema_ctx
             found = jsonschema_equal(json_array_get(s->enum_values, i), v);
         if (!found) {
             char *allowed = json_dumps(s->enum_values, JSON_COMPACT | JSON_ENCODE_ANY);
-            op_status st = jsonschema_fail(c, "enum", "must be one of %.180s", allowed ? allowed : "");
+            char cut[181];
+            utf8_copy(cut, sizeof cut, allowed);
             free(allowed);
-            return st;
+            return jsonschema_fail(c, "enum", "must be one of %s", cut);
         }
     }
     if (json_is_number(v)) {
@@ -770,8 +828,11 @@ static op_status jsonschema_check(const jsonschema *s, json_t *v, jsonschema_ctx
             return jsonschema_fail(c, "minLength", "must be at least %ld characters", s->min_len);
         if (s->max_len >= 0 && (long)cp > s->max_len)
             return jsonschema_fail(c, "maxLength", "must be at most %ld characters", s->max_len);
-        if (s->pattern.compiled && regexec(&s->pattern.re, str, 0, NULL, 0) != 0)
-            return jsonschema_fail(c, "pattern", "must match the pattern %.150s", s->pattern.source);
+        if (s->pattern.compiled && regexec(&s->pattern.re, str, 0, NULL, 0) != 0) {
+            char cut[151];
+            utf8_copy(cut, sizeof cut, s->pattern.source);
+            return jsonschema_fail(c, "pattern", "must match the pattern %s", cut);
+        }
         if (s->format == FMT_UUID && !uuid_valid(str))
             return jsonschema_fail(c, "format", "must be a UUID");
         if (s->format == FMT_DATE_TIME && !jsonschema_date_time_ok(str))
@@ -786,7 +847,8 @@ static op_status jsonschema_check(const jsonschema *s, json_t *v, jsonschema_ctx
 
 op_status jsonschema_validate(const jsonschema *s, json_t *doc, jsonschema_error *err)
 {
-    jsonschema_ctx c = {.err = err, .path = "$"};
+    jsonschema_ctx c = {.err = err, .strict_integer = s->flags & JSONSCHEMA_STRICT_INTEGER,
+                        .path = "$"};
     return jsonschema_check(s, doc, &c);
 }
 
@@ -805,7 +867,7 @@ jsonschema_registry *jsonschema_registry_load(const char *dir, char *err, size_t
         snprintf(err, errlen, "cannot open directory %s", dir);
         return NULL;
     }
-    jsonschema_registry *r = calloc(1, sizeof *r);
+    jsonschema_registry *r = mem_calloc(1, sizeof *r);
     size_t cap = 0;
     struct dirent *e;
     while ((e = readdir(dh)) != NULL) {
@@ -821,7 +883,7 @@ jsonschema_registry *jsonschema_registry_load(const char *dir, char *err, size_t
             goto fail;
         }
         char cerr[256];
-        jsonschema *s = jsonschema_compile(doc, cerr, sizeof cerr);
+        jsonschema *s = jsonschema_compile_flags(doc, JSONSCHEMA_STRICT_INTEGER, cerr, sizeof cerr);
         json_decref(doc);
         if (!s) {
             snprintf(err, errlen, "%s: %s", path, cerr);
@@ -829,10 +891,10 @@ jsonschema_registry *jsonschema_registry_load(const char *dir, char *err, size_t
         }
         if (r->n == cap) {
             cap = cap ? cap * 2 : 16;
-            r->names = realloc(r->names, cap * sizeof *r->names);
-            r->schemas = realloc(r->schemas, cap * sizeof *r->schemas);
+            r->names = mem_realloc(r->names, cap * sizeof *r->names);
+            r->schemas = mem_realloc(r->schemas, cap * sizeof *r->schemas);
         }
-        r->names[r->n] = strndup(e->d_name, len - 5);
+        r->names[r->n] = mem_strndup(e->d_name, len - 5);
         r->schemas[r->n++] = s;
     }
     closedir(dh);

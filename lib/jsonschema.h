@@ -11,7 +11,8 @@
  * expressions (\d \w \s and their negations; no look-around or back-references).
  *
  * Schemas are compiled once (regexes included) and validated many times; validation stops at the
- * first error and reports its JSON path ("$.lines[2].quantity") and a sentence.
+ * first error and reports its JSON path ("$.lines[2].quantity") and a sentence, both valid UTF-8
+ * (cut on a character boundary: property names come from the client).
  * Memory: compile/load allocate, the matching _free releases; get returns a borrowed pointer.
  */
 #ifndef ORDERPIPE_JSONSCHEMA_H
@@ -31,15 +32,27 @@ typedef struct jsonschema_error {
     const char *keyword;  /* the keyword that failed, e.g. "minimum" */
 } jsonschema_error;
 
-/* Compiles `schema` (borrowed). NULL with err filled when it is invalid or uses a keyword this
- * validator does not support. */
+/* Options of jsonschema_compile_flags. */
+enum {
+    /* "integer" means a number written without a fraction or an exponent (what jansson parses
+     * as JSON_INTEGER): 2.0, 1e8, 1E2 and -0.0 are refused. Standard JSON Schema counts any
+     * number with a zero fractional part as an integer; the pipeline computes with the
+     * integer value, which jansson gives as 0 for a real, so a real must never pass. */
+    JSONSCHEMA_STRICT_INTEGER = 1u << 0,
+};
+
+/* Compiles `schema` (borrowed) with `flags` (JSONSCHEMA_*; 0: standard draft 7). NULL with err
+ * filled when it is invalid or uses a keyword this validator does not support. */
+jsonschema *jsonschema_compile_flags(json_t *schema, unsigned flags, char *err, size_t errlen);
+/* jsonschema_compile_flags(schema, 0, ...): standard semantics. */
 jsonschema *jsonschema_compile(json_t *schema, char *err, size_t errlen);
 void jsonschema_free(jsonschema *s);
 
 /* OP_OK if doc is valid; OP_ERR_PERMANENT with *err (may be NULL) filled otherwise. */
 op_status jsonschema_validate(const jsonschema *s, json_t *doc, jsonschema_error *err);
 
-/* Loads and compiles every DIR/NAME.json, keyed by NAME (e.g. "order.placed"). */
+/* Loads and compiles every DIR/NAME.json, keyed by NAME (e.g. "order.placed"), with
+ * JSONSCHEMA_STRICT_INTEGER: the registry is what the intake, enqueue and workers validate with. */
 jsonschema_registry *jsonschema_registry_load(const char *dir, char *err, size_t errlen);
 const jsonschema *jsonschema_registry_get(const jsonschema_registry *r, const char *name);
 void jsonschema_registry_free(jsonschema_registry *r);

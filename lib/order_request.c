@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cloudevent.h"
+#include "utf8.h"
 
 static op_status order_request_fail(order_request_error *err, int status, const char *code,
                                     const char *field, const char *fmt, ...)
@@ -15,14 +16,24 @@ static op_status order_request_fail(order_request_error *err, int status, const 
 static op_status order_request_fail(order_request_error *err, int status, const char *code,
                                     const char *field, const char *fmt, ...)
 {
-    err->http_status = status;
-    snprintf(err->code, sizeof err->code, "%s", code);
-    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    order_request_error_set(err, status, code, field, msg);
     return OP_ERR_PERMANENT;
+}
+
+void order_request_error_set(order_request_error *err, int status, const char *code,
+                             const char *field, const char *message)
+{
+    /* All three may hold client text (property names, jansson's quote of the body): cut on a
+     * character boundary and replace what is not UTF-8, so the reply can always be built. */
+    err->http_status = status;
+    utf8_copy(err->code, sizeof err->code, code);
+    utf8_copy(err->field, sizeof err->field, field);
+    utf8_copy(err->message, sizeof err->message, message);
 }
 
 bool order_request_key_valid(const char *key)
@@ -63,10 +74,14 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
                                   "Idempotency-Key must be 1 to 128 printable ASCII characters");
     json_error_t je;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!doc)
+    if (!doc) {
+        /* jansson quotes the body near the error and cuts its text at a byte bound. */
+        char text[sizeof je.text];
+        utf8_copy(text, sizeof text, je.text);
         return order_request_fail(err, 400, "invalid_json", NULL,
                                   "the body is not valid JSON (UTF-8): %s at line %d column %d",
-                                  je.text, je.line, je.column);
+                                  text, je.line, je.column);
+    }
     jsonschema_error se;
     if (jsonschema_validate(schema, doc, &se) != OP_OK) {
         json_decref(doc);
@@ -74,14 +89,25 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
                                   se.message);
     }
     /* The schema bounds each line (quantity <= 1000, price <= 1e8, <= 100 lines), so the total
-     * fits easily; the check stays for when the schema is loosened. */
+     * fits easily; the checks stay for when the schema is loosened. A real (2.0) would read as 0
+     * here: the registry's strict integers refuse it, and this refuses it again, so an order
+     * answered 202 always has the total the reservation will recompute. */
     json_int_t total = 0;
     size_t i;
     json_t *line;
     json_array_foreach(json_object_get(doc, "lines"), i, line) {
-        json_int_t q = json_integer_value(json_object_get(line, "quantity"));
-        json_int_t p = json_integer_value(json_object_get(line, "unit_price"));
-        if (p != 0 && q > (INT64_MAX - total) / p) {
+        json_t *qv = json_object_get(line, "quantity"), *pv = json_object_get(line, "unit_price");
+        char field[48];
+        if (!json_is_integer(qv) || json_integer_value(qv) < 1 || !json_is_integer(pv) ||
+            json_integer_value(pv) < 1) {
+            json_decref(doc);
+            snprintf(field, sizeof field, "$.lines[%zu].%s", i,
+                     json_is_integer(qv) && json_integer_value(qv) >= 1 ? "unit_price" : "quantity");
+            return order_request_fail(err, 400, "schema_violation", field,
+                                      "%s must be a positive integer", field);
+        }
+        json_int_t q = json_integer_value(qv), p = json_integer_value(pv);
+        if (q > (INT64_MAX - total) / p) {
             json_decref(doc);
             return order_request_fail(err, 400, "total_too_large", "$.lines", "the order total overflows");
         }
@@ -99,9 +125,13 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
                              "currency", json_object_get(doc, "currency"), "total", total, "lines",
                              json_object_get(doc, "lines"), "payment",
                              json_object_get(doc, "payment"), "placed_at", now);
-    json_object_set_new(data, "notify", notify ? json_incref(notify) : json_object());
-    if (idempotency_key)
-        json_object_set_new(data, "idempotency_key", json_string(idempotency_key));
+    if (!data || json_object_set_new(data, "notify", notify ? json_incref(notify) : json_object()) ||
+        (idempotency_key &&
+         json_object_set_new(data, "idempotency_key", json_string(idempotency_key)))) {
+        json_decref(data);
+        json_decref(doc);
+        return order_request_fail(err, 500, "internal", NULL, "cannot build the event");
+    }
     json_decref(doc);
     char tp[56];
     cloudevent_traceparent(traceparent, tp);
@@ -111,21 +141,42 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
     if (idempotency_key) {
         char eid[UUID_STR_LEN], name[64];
         snprintf(name, sizeof name, "%s/order.placed", order_id);
-        uuid_v5(ORDER_REQUEST_NAMESPACE, name, strlen(name), eid);
-        json_object_set_new(ev, "id", json_string(eid));
+        if (uuid_v5(ORDER_REQUEST_NAMESPACE, name, strlen(name), eid) != 0 ||
+            json_object_set_new(ev, "id", json_string(eid)) != 0) {
+            json_decref(ev);
+            return order_request_fail(err, 500, "internal", NULL, "cannot build the event id");
+        }
     }
     *event = ev;
     return OP_OK;
 }
 
-char *order_request_error_json(const order_request_error *err)
+int order_request_reply_error(int status, const char *code, const char *message,
+                              const char *field, char *out, size_t outsize)
 {
-    json_t *j = json_pack("{ss ss}", "error", err->code, "message", err->message);
-    if (!j)
-        j = json_pack("{ss ss}", "error", err->code, "message", "(message not valid UTF-8)");
-    if (err->field[0])
-        json_object_set_new(j, "field", json_string(err->field));
-    char *out = json_dumps(j, JSON_COMPACT);
+    order_request_error err;
+    order_request_error_set(&err, status, code, field, message);
+    return order_request_error_body(&err, out, outsize);
+}
+
+int order_request_error_body(const order_request_error *err, char *out, size_t outsize)
+{
+    /* Copies, in case err was filled by hand rather than through order_request_error_set. */
+    char code[sizeof err->code], message[sizeof err->message], field[sizeof err->field];
+    utf8_copy(code, sizeof code, err->code);
+    utf8_copy(message, sizeof message, err->message);
+    utf8_copy(field, sizeof field, err->field);
+    json_t *j = json_object();
+    bool ok = j && json_object_set_new(j, "error", json_string(code)) == 0 &&
+              json_object_set_new(j, "message", json_string(message)) == 0 &&
+              (!field[0] || json_object_set_new(j, "field", json_string(field)) == 0);
+    size_t n = ok ? json_dumpb(j, out, outsize, JSON_COMPACT | JSON_PRESERVE_ORDER) : 0;
     json_decref(j);
-    return out;
+    if (n == 0 || n >= outsize) {
+        /* Out of memory (the buffer always fits the largest body): the fixed answer. */
+        snprintf(out, outsize, "%s", ORDER_REQUEST_INTERNAL_BODY);
+        return 500;
+    }
+    out[n] = '\0';
+    return err->http_status;
 }

@@ -39,7 +39,29 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
                               const char *traceparent, const char *source, json_t **event,
                               char order_id[UUID_STR_LEN], order_request_error *err);
 
-/* A JSON error body {"error","message","field"?}; the caller frees it. */
-char *order_request_error_json(const order_request_error *err);
+/* Fills *err; code, field (may be NULL) and message are cut on a character boundary and what is
+ * not UTF-8 becomes '?', so the error body can always be built from it. */
+void order_request_error_set(order_request_error *err, int status, const char *code,
+                             const char *field, const char *message);
+
+/* The answer when an error body cannot be built (out of memory): fixed, static, status 500. */
+#define ORDER_REQUEST_INTERNAL_BODY \
+    "{\"error\":\"internal\",\"message\":\"the server could not build its answer\"}"
+
+/* A buffer that holds every error body (each byte of the three fields escaped as \uXXXX). */
+#define ORDER_REQUEST_ERROR_BODY_MAX \
+    (6 * (sizeof(((order_request_error *)0)->code) + sizeof(((order_request_error *)0)->message) + \
+          sizeof(((order_request_error *)0)->field)) + 64)
+
+/* Writes the JSON error body {"error","message","field"?} of err into out (outsize bytes,
+ * ORDER_REQUEST_ERROR_BODY_MAX fits any) and returns the HTTP status to send with it. Never
+ * fails: when the body cannot be built, out holds ORDER_REQUEST_INTERNAL_BODY and the status is
+ * 500. Shared by the intake's replies and the fuzz target, so what is fuzzed is what is sent. */
+int order_request_error_body(const order_request_error *err, char *out, size_t outsize);
+
+/* order_request_error_set then order_request_error_body: the intake's every error answer
+ * (intake_reply_error) is built by this. Returns the status to send. */
+int order_request_reply_error(int status, const char *code, const char *message,
+                              const char *field, char *out, size_t outsize);
 
 #endif

@@ -57,9 +57,10 @@ size_t utf8_prefix_len(const char *s, size_t max)
     while (i < max && p[i]) {
         size_t l = utf8_char_len(p + i, max - i);
         if (l == 0) {
-            /* A malformed byte is one "character": it can be cut after, never inside a valid
-             * sequence that does not fit. */
-            if (p[i] >= 0xc2 && p[i] <= 0xf4 && utf8_char_len(p + i, strnlen(s + i, 4)) > max - i)
+            /* A lead byte whose sequence would end past the cut or past the string is left
+             * out whole; any other malformed byte is one "character". */
+            size_t want = p[i] >= 0xf0 ? 4 : p[i] >= 0xe0 ? 3 : p[i] >= 0xc2 ? 2 : 1;
+            if (want > max - i || strnlen(s + i, want) < want)
                 break;
             l = 1;
         }

@@ -15,6 +15,7 @@
 #include "inbox.h"
 #include "jsonschema.h"
 #include "linger.h"
+#include "mem.h"
 #include "outbox.h"
 #include "redact.h"
 #include "topology.h"
@@ -309,7 +310,7 @@ static op_status worker_connect(worker *w)
 /* The delivery's attempt (1 on a first delivery). Anyone can publish, so a header out of range
  * is clamped: below 1 it would name a retry tier that does not exist, and the message could be
  * neither retried nor dead-lettered. */
-static int worker_attempt(const broker_delivery *d)
+int worker_attempt(const broker_delivery *d)
 {
     json_t *v = json_object_get(d->headers, "x-attempt");
     if (!json_is_integer(v) || json_integer_value(v) < 1)
@@ -345,12 +346,20 @@ static op_status worker_republish(worker *w, const broker_delivery *d, const cha
     return st;
 }
 
-static json_t *worker_failure_headers(const broker_delivery *d, const char *error)
+json_t *worker_failure_headers(const broker_delivery *d, const char *error)
 {
     json_t *h = json_deep_copy(d->headers);
-    json_object_set_new(h, "x-original-routing-key", json_string(worker_original_key(d)));
-    json_t *err = json_string(error);
-    json_object_set_new(h, "x-last-error", err ? err : json_string("(error not valid UTF-8)"));
+    if (!h)
+        h = json_object();
+    if (!h)
+        mem_die("failure headers");
+    /* Header strings are the publisher's bytes (broker.c keeps them unchecked), and so is the
+     * routing key: carried over as bytes, since a retry must route exactly as the original. */
+    const char *key = worker_original_key(d);
+    json_object_set_new(h, "x-original-routing-key", json_stringn_nocheck(key, strlen(key)));
+    char cut[512];
+    utf8_copy(cut, sizeof cut, error);
+    json_object_set_new(h, "x-last-error", json_string(cut));
     return h;
 }
 
@@ -429,14 +438,6 @@ static op_status worker_retry(worker *w, const broker_delivery *d, int attempt, 
 }
 
 /* --- handling one delivery ----------------------------------------------------------------- */
-
-static const worker_route *worker_find_route(const worker *w, const char *type)
-{
-    for (const worker_route *r = w->spec->routes; r->type; r++)
-        if (strcmp(r->type, type) == 0)
-            return r;
-    return NULL;
-}
 
 typedef struct worker_txn_call {
     worker_msg *m;
@@ -546,31 +547,47 @@ static bool worker_check_bounds(const broker_delivery *d, const cloudevent_view 
     return true;
 }
 
-/* Envelope, type and schema checks; on failure fills err and returns the DLQ reason. */
-static const char *worker_check(worker *w, const broker_delivery *d, cloudevent_view *ev,
-                                const worker_route **route, char *err, size_t errlen)
+const char *worker_check_delivery(const worker_route *routes, const char *queue,
+                                  const jsonschema_registry *schemas, const broker_delivery *d,
+                                  cloudevent_view *ev, const worker_route **route, char *err,
+                                  size_t errlen)
 {
+    *route = NULL;
     if (cloudevent_parse(d->body, d->len, ev, err, errlen) != OP_OK)
         return "invalid_message";
     if (!worker_check_bounds(d, ev, err, errlen))
         return "invalid_message";
-    *route = worker_find_route(w, ev->type);
-    if (!*route) {
-        snprintf(err, errlen, "no handler for event type '%s' on queue '%s'", ev->type,
-                 w->spec->name);
-        return "unknown_type";
-    }
-    const jsonschema *schema = jsonschema_registry_get(w->schemas, ev->type);
-    if (!schema) {
-        snprintf(err, errlen, "no schema for event type '%s'", ev->type);
-        return "unknown_type";
-    }
+    /* The type, the path and the message quote the publisher's text: each is cut on a
+     * character boundary so the reason stays valid UTF-8 in the dead-letter headers. */
+    char type[128], msg[1024];
+    utf8_copy(type, sizeof type, ev->type);
+    for (const worker_route *r = routes; r->type && !*route; r++)
+        if (strcmp(r->type, ev->type) == 0)
+            *route = r;
+    const char *reason = NULL;
+    const jsonschema *schema = NULL;
     jsonschema_error je;
-    if (jsonschema_validate(schema, ev->data, &je) != OP_OK) {
-        snprintf(err, errlen, "data%.200s: %.250s", je.path + 1, je.message);
-        return "schema_violation";
+    if (!*route) {
+        snprintf(msg, sizeof msg, "no handler for event type '%s' on queue '%.200s'", type, queue);
+        reason = "unknown_type";
+    } else if (!(schema = jsonschema_registry_get(schemas, ev->type))) {
+        snprintf(msg, sizeof msg, "no schema for event type '%s'", type);
+        reason = "unknown_type";
+    } else if (jsonschema_validate(schema, ev->data, &je) != OP_OK) {
+        snprintf(msg, sizeof msg, "data%s: %s", je.path + 1, je.message);
+        reason = "schema_violation";
     }
-    return NULL;
+    if (reason)
+        utf8_copy(err, errlen, msg);
+    return reason;
+}
+
+/* Envelope, type and schema checks; on failure fills err and returns the DLQ reason. */
+static const char *worker_check(worker *w, const broker_delivery *d, cloudevent_view *ev,
+                                const worker_route **route, char *err, size_t errlen)
+{
+    return worker_check_delivery(w->spec->routes, w->spec->name, w->schemas, d, ev, route, err,
+                                 errlen);
 }
 
 /* One delivery of a batch, from receipt to ack. */

@@ -21,6 +21,7 @@
 
 #include "broker.h"
 #include "db.h"
+#include "jsonschema.h"
 #include "cloudevent.h"
 #include "log.h"
 #include "status.h"
@@ -108,6 +109,27 @@ typedef struct worker_spec {
     const char *help_extra;
     op_status (*start)(worker *w, db *d, void *arg);
 } worker_spec;
+
+/* The checks a worker runs on a delivery before any handler, without I/O (the fuzz target
+ * fuzz_worker_delivery runs them too): parses d's body as a CloudEvent, finds its route
+ * among routes (terminated by type NULL) and validates its data against the registry's schema
+ * of its type. NULL when it may be handled (*route set); else the dead-letter reason
+ * ("invalid_message", "unknown_type", "schema_violation") with err (errlen bytes) saying why,
+ * always valid UTF-8. Either way release *ev with cloudevent_view_free (it is filled once the
+ * envelope parsed, zeroed otherwise). */
+const char *worker_check_delivery(const worker_route *routes, const char *queue,
+                                  const jsonschema_registry *schemas, const broker_delivery *d,
+                                  cloudevent_view *ev, const worker_route **route, char *err,
+                                  size_t errlen);
+
+/* The delivery's attempt from its x-attempt header (1 on a first delivery), clamped to the
+ * retry tiers whatever the publisher wrote. */
+int worker_attempt(const broker_delivery *d);
+
+/* The headers a failed delivery is republished with (to a retry tier or the DLQ): a copy of
+ * d's, with x-original-routing-key and x-last-error (error cut on a character boundary). The
+ * caller owns the result (json_decref). */
+json_t *worker_failure_headers(const broker_delivery *d, const char *error);
 
 /* Parses flags and environment, connects, runs until SIGTERM/SIGINT, drains, returns the exit
  * status for main (0 after a clean drain). */

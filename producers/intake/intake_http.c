@@ -38,28 +38,48 @@ static void intake_count(intake *in, const char *route, int status)
     metrics_add(in->m.requests, labels, 1);
 }
 
-void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_t *body,
-                       const char *route)
+/* Sends text (len bytes) and a newline as the JSON answer. When even the buffer cannot be
+ * made, the status goes out without a body rather than not at all. */
+static void intake_send(intake *in, struct evhttp_request *req, int status, const char *text,
+                        size_t len, const char *route)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
     struct evbuffer *out = evbuffer_new();
-    evbuffer_add(out, text, strlen(text));
-    evbuffer_add(out, "\n", 1);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    if (out && (evbuffer_add(out, text, len) != 0 || evbuffer_add(out, "\n", 1) != 0)) {
+        evbuffer_free(out);
+        out = NULL;
+        status = 500;
+    }
     evhttp_send_reply(req, status, status < 300 ? "OK" : "Error", out);
-    evbuffer_free(out);
-    free(text);
+    if (out)
+        evbuffer_free(out);
     intake_count(in, route, status);
 }
 
+/* body may be NULL (a json_pack that failed): like any body that cannot be serialised, it is
+ * answered with the fixed 500 body, never a crash. */
+void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_t *body,
+                       const char *route)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (!text) {
+        log_error(NULL, "cannot serialise the %d answer of %s; answering 500", status, route);
+        intake_send(in, req, 500, ORDER_REQUEST_INTERNAL_BODY,
+                    sizeof ORDER_REQUEST_INTERNAL_BODY - 1, route);
+        return;
+    }
+    intake_send(in, req, status, text, strlen(text), route);
+    free(text);
+}
+
+/* The body comes from order_request_reply_error, the builder the fuzz target runs: never NULL,
+ * message and field cut on a character boundary. */
 void intake_reply_error(intake *in, struct evhttp_request *req, int status, const char *code,
                         const char *message, const char *field, const char *route)
 {
-    json_t *body = json_pack("{ss ss}", "error", code, "message", message);
-    if (field && *field)
-        json_object_set_new(body, "field", json_string(field));
-    intake_reply_json(in, req, status, body, route);
-    json_decref(body);
+    char text[ORDER_REQUEST_ERROR_BODY_MAX];
+    status = order_request_reply_error(status, code, message, field, text, sizeof text);
+    intake_send(in, req, status, text, strlen(text), route);
 }
 
 /* --- connections: the limit, idle connections and request deadlines ------------------------ *
@@ -310,7 +330,8 @@ static bool intake_json_content_type(struct evhttp_request *req)
     return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
-/* The body as a NUL-terminated string (the caller frees it), or NULL after answering 413. */
+/* The body as a NUL-terminated string (the caller frees it), or NULL after answering 413 (too
+ * large) or 500 (out of memory: the intake keeps serving others). */
 static char *intake_body(intake *in, struct evhttp_request *req, size_t *len, const char *route)
 {
     struct evbuffer *buf = evhttp_request_get_input_buffer(req);
@@ -322,7 +343,13 @@ static char *intake_body(intake *in, struct evhttp_request *req, size_t *len, co
         return NULL;
     }
     char *body = malloc(*len + 1);
-    evbuffer_copyout(buf, body, *len);
+    if (!body || evbuffer_copyout(buf, body, *len) != (ev_ssize_t)*len) {
+        free(body);
+        log_error(NULL, "cannot copy a body of %zu bytes; answering 500", *len);
+        intake_send(in, req, 500, ORDER_REQUEST_INTERNAL_BODY,
+                    sizeof ORDER_REQUEST_INTERNAL_BODY - 1, route);
+        return NULL;
+    }
     body[*len] = '\0';
     return body;
 }

@@ -1,6 +1,10 @@
-/* libFuzzer target: arbitrary bytes as the body of POST /v1/orders, through the same checks the
- * intake runs (lib/order_request.c: Idempotency-Key form, JSON parse, schemas/order.request.json,
- * total, the order.placed event) and the error body the intake would send back.
+/* libFuzzer target: arbitrary bytes as the body (and headers) of POST /v1/orders, through what the
+ * intake does with them, up to the reply body it sends: the checks of lib/order_request.c
+ * (Idempotency-Key form, JSON parse, schemas/order.request.json with the registry's strict
+ * integers, the total, the order.placed event) and, on failure, the error body built by
+ * order_request_reply_error exactly as intake_reply_error builds it; on success the event is
+ * serialised as the publisher does. Issue 14's crash (a message cut mid-character, json_pack
+ * returning NULL in the reply) lived past where the earlier version of this target stopped.
  *
  * Input: the body as is; or, when the first byte is 0x01, "\x01KEY\nTRACEPARENT\nBODY", which also
  * fuzzes the Idempotency-Key and traceparent headers (a missing line is a missing header).
@@ -12,6 +16,7 @@
 #include <string.h>
 
 #include "order_request.h"
+#include "utf8.h"
 
 #ifndef FUZZ_SCHEMA_DIR
 #define FUZZ_SCHEMA_DIR __FILE__ "/../../../schemas"
@@ -53,6 +58,18 @@ static char *next_line(const char **p, const char *end)
     return s;
 }
 
+/* What the client receives must be one JSON object with a string "error" (and the status of a
+ * client error unless the server failed). */
+static void check_reply(int status, const char *text)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    if (!j || !json_is_string(json_object_get(j, "error")) ||
+        !json_is_string(json_object_get(j, "message")) || status < 400 || status > 599)
+        abort();
+    json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
@@ -68,8 +85,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (len)
         memcpy(body, p, len);
 
-    if (key)
-        (void)order_request_key_valid(key);
     json_t *ev = NULL;
     char order_id[UUID_STR_LEN];
     order_request_error err;
@@ -78,18 +93,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             order_id, &err) == OP_OK) {
         if (!ev || !uuid_valid(order_id))
             abort();
+        /* An accepted order is one the workers accept: the same registry, order.placed. */
+        jsonschema_error se;
+        if (jsonschema_validate(jsonschema_registry_get(reg, "order.placed"),
+                                json_object_get(ev, "data"), &se) != OP_OK ||
+            jsonschema_validate(jsonschema_registry_get(reg, "cloudevent"), ev, &se) != OP_OK) {
+            fprintf(stderr, "accepted but refused downstream: %s %s\n", se.path, se.message);
+            abort();
+        }
         char *out = json_dumps(ev, JSON_COMPACT);
         if (!out)
             abort();
         free(out);
         json_decref(ev);
     } else {
-        if (ev || err.http_status < 400 || !err.code[0])
+        if (ev || err.http_status < 400 || !err.code[0] ||
+            !utf8_valid(err.message, strlen(err.message)) ||
+            !utf8_valid(err.field, strlen(err.field)))
             abort();
-        char *out = order_request_error_json(&err);
-        if (!out)
+        /* exactly what intake_post_order -> intake_reply_error sends */
+        char text[ORDER_REQUEST_ERROR_BODY_MAX];
+        int status = order_request_reply_error(err.http_status, err.code, err.message, err.field,
+                                               text, sizeof text);
+        if (status != err.http_status) /* only out of memory may turn it into a 500 */
             abort();
-        free(out);
+        check_reply(status, text);
+    }
+    /* the header values themselves in a reply (as a handler quoting them would) */
+    if (key) {
+        char text[ORDER_REQUEST_ERROR_BODY_MAX];
+        check_reply(order_request_reply_error(400, "invalid_idempotency_key", key, tp, text,
+                                              sizeof text), text);
     }
     free(body);
     free(key);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cloudevent.h"
+#include "utf8.h"
 #include "uuid.h"
 
 static void test_new_then_parse(void **state)
@@ -93,12 +94,34 @@ static void test_traceparent(void **state)
     json_decref(ev);
 }
 
+/* The reasons quote the publisher's text; cut at any size they stay valid UTF-8 (they go into
+ * a dead-letter header, issue 14). */
+static void test_multibyte_reasons(void **state)
+{
+    (void)state;
+    char body[2048], big[700] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(big, "\xe2\x82\xac");
+    const char *forms[] = {"{\"specversion\":\"%s\"}", "{\"id\":\"x\" %s}", "[\"%s\" %s"};
+    for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+        snprintf(body, sizeof body, forms[f], big, big);
+        for (size_t errlen = 1; errlen < 200; errlen += 7) {
+            char err[200];
+            cloudevent_view v;
+            assert_int_equal(cloudevent_parse(body, strlen(body), &v, err, errlen), OP_ERR_PERMANENT);
+            assert_true(strlen(err) < errlen);
+            assert_true(utf8_valid(err, strlen(err)));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_then_parse),
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_traceparent),
+        cmocka_unit_test(test_multibyte_reasons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

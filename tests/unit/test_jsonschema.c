@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "jsonschema.h"
+#include "utf8.h"
 
 static jsonschema *compile(const char *text)
 {
@@ -106,10 +107,22 @@ static void test_regex_blowup_refused(void **state)
     assert_null(compile("{\"pattern\":\"^((((a?){2,}){2,}){2,}){2,}\"}"));
     assert_null(compile("{\"pattern\":\"(a?){4000}\"}")); /* 130 MB: quadratic */
     assert_null(compile("{\"pattern\":\"((a|b?){64}){64}\"}")); /* 530 MB */
+    /* fuzz_jsonschema (issue 14 run): an escaped ] ended the POSIX bracket early, so the
+     * stacked quantifiers the scan saw inside the bracket reached regcomp */
+    assert_null(compile("{\"pattern\":\"^[\\\\w+\\\\]\\te++++++++++++++++++++++++]\"}"));
+    assert_null(compile("{\"pattern\":\"[a\\\\-z]\"}"));
+    assert_null(compile("{\"pattern\":\"[\\\\^a]\"}"));
+    /* the same found again: \W in a bracket became a bracket in the bracket */
+    assert_null(compile("{\"pattern\":\"^[a\\\\W\\\\te++++++++++++++++++++]\"}"));
+    assert_null(compile("{\"pattern\":\"[\\\\S\\\\D]\"}"));
+    assert_null(compile("{\"pattern\":\"[[:alpha:]]\"}"));
     const char *fine[] = {"{\"pattern\":\"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$\"}",
                           "{\"pattern\":\"(a{30}){30}\"}", "{\"pattern\":\"^(a+b?)*[)(]{2,}$\"}",
                           "{\"pattern\":\"a)b+\"}", "{\"pattern\":\"^((a*)+)+$\"}",
-                          "{\"pattern\":\"^a+?b*?c??d{2}?e{1,}?[+*]{1}\\\\{x$\"}", NULL};
+                          "{\"pattern\":\"^a+?b*?c??d{2}?e{1,}?[+*]{1}\\\\{x$\"}",
+                          "{\"pattern\":\"^[]a]+[^]b]+[a^]$\"}",
+                          "{\"pattern\":\"[]\\\\d+++++++++++++++++]\"}", /* one bracket, as POSIX reads it */ "{\"pattern\":\"^[\\\\d\\\\w.]+$\"}",
+                          NULL};
     for (int i = 0; fine[i]; i++) {
         jsonschema *s = compile(fine[i]);
         if (!s)
@@ -165,6 +178,107 @@ static void test_project_schemas(void **state)
     assert_null(jsonschema_registry_load("/nonexistent", err, sizeof err));
 }
 
+/* Strict integers (the registry's mode): only numbers written without fraction or exponent. The
+ * standard mode (the official suite) keeps counting 2.0 as an integer. */
+static void test_strict_integers(void **state)
+{
+    (void)state;
+    json_t *doc = json_loads("{\"type\":\"integer\",\"minimum\":0}", 0, NULL);
+    char err[256];
+    jsonschema *strict = jsonschema_compile_flags(doc, JSONSCHEMA_STRICT_INTEGER, err, sizeof err);
+    jsonschema *standard = jsonschema_compile(doc, err, sizeof err);
+    json_decref(doc);
+    assert_non_null(strict);
+    assert_non_null(standard);
+    const char *ints[] = {"0", "-0", "2", "100000000", "9223372036854775807"};
+    const char *reals[] = {"2.0", "100000000.0", "1e8", "1E2", "1e0", "-0.0", "0.0", "2.00"};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        expect(strict, ints[i], true, NULL, NULL);
+        expect(standard, ints[i], true, NULL, NULL);
+    }
+    for (size_t i = 0; i < sizeof reals / sizeof *reals; i++) {
+        expect(strict, reals[i], false, "$", "type");
+        expect(standard, reals[i], true, NULL, NULL);
+    }
+    expect(strict, "2.5", false, "$", "type");
+    expect(standard, "2.5", false, "$", "type");
+    /* the message says why */
+    json_t *v = json_loads("2.0", JSON_DECODE_ANY, NULL);
+    jsonschema_error e;
+    assert_int_equal(jsonschema_validate(strict, v, &e), OP_ERR_PERMANENT);
+    assert_non_null(strstr(e.message, "without a fraction or an exponent"));
+    json_decref(v);
+    jsonschema_free(strict);
+    jsonschema_free(standard);
+
+    /* "number" still takes both */
+    doc = json_loads("{\"type\":\"number\"}", 0, NULL);
+    strict = jsonschema_compile_flags(doc, JSONSCHEMA_STRICT_INTEGER, err, sizeof err);
+    json_decref(doc);
+    expect(strict, "2.0", true, NULL, NULL);
+    expect(strict, "2", true, NULL, NULL);
+    jsonschema_free(strict);
+
+    /* the registry is strict: the order's prices and quantities */
+    jsonschema_registry *r = jsonschema_registry_load("schemas", err, sizeof err);
+    assert_non_null(r);
+    expect(jsonschema_registry_get(r, "order.request"),
+           "{\"customer_id\":\"c\",\"currency\":\"EUR\",\"payment\":{\"token\":\"t\"},"
+           "\"lines\":[{\"sku\":\"s\",\"quantity\":1,\"unit_price\":2.0}]}",
+           false, "$.lines[0].unit_price", "type");
+    jsonschema_registry_free(r);
+}
+
+/* Paths and messages hold client property names and schema text: they are cut on a character
+ * boundary, whatever the alignment, so they are always valid UTF-8 (issue 14). */
+static void test_multibyte_paths(void **state)
+{
+    (void)state;
+    jsonschema *s = compile("{\"type\":\"object\",\"additionalProperties\":false,"
+                            "\"properties\":{\"a\":{\"type\":\"object\"}}}");
+    jsonschema *open = compile("{\"properties\":{\"x\":{\"type\":\"string\"}},"
+                               "\"additionalProperties\":{\"additionalProperties\":"
+                               "{\"additionalProperties\":{\"type\":\"string\"}}}}");
+    const char *chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (int c = 0; c < 3; c++)
+        for (int pad = 0; pad < 4; pad++) {
+            char key[1200] = "";
+            for (int i = 0; i < pad; i++)
+                strcat(key, "a");
+            for (int i = 0; i < 300 / (c + 2); i++)
+                strcat(key, chars[c]);
+            json_t *doc = json_object();
+            json_object_set_new(doc, key, json_integer(1));
+            jsonschema_error e;
+            assert_int_equal(jsonschema_validate(s, doc, &e), OP_ERR_PERMANENT);
+            assert_true(utf8_valid(e.path, strlen(e.path)));
+            assert_true(utf8_valid(e.message, strlen(e.message)));
+            assert_true(strlen(e.path) > 240);
+            json_decref(doc);
+            /* nested: the second and third keys do not fit at all */
+            doc = json_pack("{s{s{si}}}", key, key, key, 1);
+            assert_non_null(doc);
+            assert_int_equal(jsonschema_validate(open, doc, &e), OP_ERR_PERMANENT);
+            assert_true(utf8_valid(e.path, strlen(e.path)));
+            json_decref(doc);
+        }
+    jsonschema_free(s);
+    jsonschema_free(open);
+    /* a long multibyte pattern quoted in the message */
+    char schema[1024] = "{\"pattern\":\"^";
+    for (int i = 0; i < 100; i++)
+        strcat(schema, "\xe2\x82\xac");
+    strcat(schema, "$\"}");
+    s = compile(schema);
+    assert_non_null(s);
+    json_t *v = json_string("x");
+    jsonschema_error e;
+    assert_int_equal(jsonschema_validate(s, v, &e), OP_ERR_PERMANENT);
+    assert_true(utf8_valid(e.message, strlen(e.message)));
+    json_decref(v);
+    jsonschema_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -173,6 +287,8 @@ int main(void)
         cmocka_unit_test(test_regex_blowup_refused),
         cmocka_unit_test(test_huge_bounds),
         cmocka_unit_test(test_project_schemas),
+        cmocka_unit_test(test_strict_integers),
+        cmocka_unit_test(test_multibyte_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,10 @@ static void test_truncate_on_boundary(void **state)
     assert_string_equal(s, "ab");
     strcpy(s, "abc");
     assert_int_equal(utf8_truncate(s, 10), 3);
+    strcpy(s, "ab\xc3"); /* a lead byte cut off by the end of the string itself */
+    assert_int_equal(utf8_truncate(s, 10), 2);
+    strcpy(s, "ab\xe2\x82"); /* two bytes of a three-byte character */
+    assert_int_equal(utf8_truncate(s, 4), 2);
 }
 
 static void test_copy_replaces_and_fits(void **state)
