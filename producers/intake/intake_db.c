@@ -254,6 +254,18 @@ static void intake_db_on_flush(evutil_socket_t fd, short what, void *arg)
         intake_db_flush(d);
 }
 
+/* Unlinks *pp (whose predecessor in the waiting queue is prev) from the queue and returns it. */
+static intake_db_req *intake_db_unqueue(intake_db *d, intake_db_req **pp, intake_db_req *prev)
+{
+    intake_db_req *r = *pp;
+    *pp = r->next;
+    if (d->tail == r)
+        d->tail = prev;
+    d->queued--;
+    r->next = NULL;
+    return r;
+}
+
 /* Moves every waiting claim (up to a batch) to d->busy and sends them as one statement. */
 static int intake_db_send_claims(intake_db *d)
 {
@@ -268,11 +280,7 @@ static int intake_db_send_claims(intake_db *d)
             pp = &r->next;
             continue;
         }
-        *pp = r->next;
-        if (d->tail == r)
-            d->tail = prev;
-        d->queued--;
-        r->next = NULL;
+        intake_db_unqueue(d, pp, prev);
         if (last_busy)
             last_busy->next = r;
         else
@@ -311,10 +319,7 @@ static void intake_db_dispatch(intake_db *d)
             pp = &r->next;
             continue;
         }
-        *pp = r->next;
-        if (d->tail == r)
-            d->tail = prev;
-        d->queued--;
+        intake_db_unqueue(d, pp, prev);
         r->next = expired;
         expired = r;
         intake_db_refuse(d, "deadline");
@@ -326,12 +331,7 @@ static void intake_db_dispatch(intake_db *d)
     if (d->head->kind == IDB_CLAIM) {
         ok = intake_db_send_claims(d);
     } else {
-        intake_db_req *r = d->head;
-        d->head = r->next;
-        if (!d->head)
-            d->tail = NULL;
-        d->queued--;
-        r->next = NULL;
+        intake_db_req *r = intake_db_unqueue(d, &d->head, NULL);
         d->busy = r;
         ok = PQsendQueryParams(d->conn, r->sql, r->nparams, NULL, (const char *const *)r->params,
                                NULL, NULL, 0)
