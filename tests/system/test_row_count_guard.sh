@@ -14,7 +14,7 @@ trap '"$P" down >/dev/null 2>&1' EXIT
 check "pipeline starts without the reservation worker" "$P" up reservation=0
 sql "alter function reservation_place(json, int, uuid[]) rename to reservation_place_real;
      create function reservation_place(p_orders json, p_ttl int, p_paid uuid[] default '{}')
-     returns table (n int, outcome text, expires_at text) language sql as
+     returns table (n int, outcome text, expires_at text, reason text) language sql as
      \$\$ select * from reservation_place_real(p_orders, p_ttl, p_paid) offset 1000000 \$\$" >/dev/null
 
 check "an order is accepted" place_order SKU-G "guard-$RANDOM"

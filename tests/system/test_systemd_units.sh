@@ -75,8 +75,8 @@ check "the intake units share INTAKE_LISTEN (SO_REUSEPORT in the intake)" grep -
 check "orderpipe.target is wanted by multi-user.target" section_has Install WantedBy=multi-user.target "$D/orderpipe.target"
 
 # --- the example env file: every variable read by a program, and only those ---
-read_vars=$(grep -rhoE '[a-z_]*env[a-z_]*\("[A-Z][A-Z0-9_]*"' "$ROOT/lib" "$ROOT/workers" "$ROOT/producers" "$ROOT/tools" \
-  --include='*.c' | sed -E 's/.*\("//; s/"$//' | sort -u)
+read_vars=$(grep -rhoE '[a-z_]*env[a-z_]*\(([^,()]*, *)?"[A-Z][A-Z0-9_]*"' "$ROOT/lib" "$ROOT/workers" "$ROOT/producers" "$ROOT/tools" \
+  --include='*.c' | sed -E 's/.*"([A-Z][A-Z0-9_]*)"$/\1/' | sort -u)
 env_vars=$(grep -oE '^#?[A-Z][A-Z0-9_]*=' "$D/orderpipe.env.example" | tr -d '#=' | sort -u)
 check "the programs read some variables (the grep works)" test "$(wc -l <<< "$read_vars")" -ge 20
 missing=$(comm -23 <(echo "$read_vars") <(echo "$env_vars") | tr '\n' ' ')

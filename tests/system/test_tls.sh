@@ -70,8 +70,15 @@ conns() { # this vhost's connections: the name the program gave, TLS or not, the
   { mgmt GET "/vhosts/$RABBITMQ_VHOST/connections" 2>/dev/null || echo '[]'; } |
     jq -c 'map({name: (.client_properties.connection_name // .user_provided_name // .name), ssl, port})'
 }
-enough_conns() { [ "$(conns | jq 'length')" -ge 5 ]; }
-check "the broker lists our connections" wait_for 30 enough_conns
+# The management API lists a new connection some seconds after it opened: wait until every
+# program's is there.
+all_programs_listed() {
+  local c p; c=$(conns)
+  for p in intake reservation payment notification compensation; do
+    jq -e --arg p "$p" 'any(.[]; .name | test($p))' <<< "$c" >/dev/null || return 1
+  done
+}
+check "the broker lists our connections" wait_for 60 all_programs_listed
 conns > "$TEST_TMP/conns.json"
 jq -c '.[]' "$TEST_TMP/conns.json"
 check_eq "every connection in our vhost is TLS (ssl: true)" 0 "$(jq '[.[] | select(.ssl != true)] | length' "$TEST_TMP/conns.json")"
