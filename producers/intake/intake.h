@@ -4,6 +4,7 @@
  *   intake_publish.c  the AMQP publisher driven by the libevent loop, with in-flight requests
  *                     answered when their publisher confirm arrives
  *   intake_http.c     routes, limits, validation and the JSON error bodies
+ *   intake_conn.c     accepted connections: their limit, idle ones, request deadlines
  *   intake_orders.c   GET /v1/orders/{id} from PostgreSQL
  *   intake_db.c       the non-blocking PostgreSQL connection: queued requests with deadlines
  *   intake_backpressure.c  429s while the work queues or the outbox are past their bounds
@@ -127,6 +128,13 @@ bool intake_publish_ready(const intake *in);
 /* Publishes `event` (CloudEvent, borrowed) and answers req once confirmed or failed. */
 int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const char *routing_key,
                    const char *order_id, const char *traceparent, int success_status);
+
+/* intake_conn.c: the watch of accepted connections. _start (after evhttp_new) returns -1 when
+ * out of memory; _stop frees what is left once the evhttp is gone. _admit is false when the
+ * request's connection is past the limit and has been answered 503. */
+int intake_conn_start(intake *in);
+void intake_conn_stop(intake *in);
+bool intake_conn_admit(intake *in, struct evhttp_request *req);
 
 /* intake_http.c */
 int intake_http_start(intake *in);

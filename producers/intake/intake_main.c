@@ -241,6 +241,5 @@ int main(int argc, char **argv)
     fairshare_free(&in.fair);
     jsonschema_registry_free(in.schemas);
     metrics_registry_free(in.m.reg);
-    free(in.conn_set);
     return 0;
 }
