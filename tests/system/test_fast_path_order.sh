@@ -24,15 +24,17 @@ queued() { [ "$(queue_messages payment)" = 1 ]; }
 check "its stock.reserved waits in the payment queue" wait_for 10 queued
 order=$(sql "select id from orders limit 1")
 
-# Its publisher "has not marked it yet": unmarked, and locked so no relay publishes it again. A
-# relay can take the row between the update and the lock (on a busy machine it does): then the
-# row is marked again, and the set-up is made again until the lock holds an unmarked row.
-locked() { [ "$(sql "select count(*) from pg_locks l join pg_class c on c.oid = l.relation
-                     where c.relname = 'outbox' and l.mode = 'RowShareLock' and l.pid <> pg_backend_pid()")" -ge 1 ]; }
+# Its publisher "has not marked it yet": unmarked, and locked so no relay publishes it again. One
+# session unmarks the row and locks it right after, so the workers' relays (each looks every
+# second) have only a round trip to take it in between; if one did, the row is marked again and
+# the set-up is made again until the lock holds an unmarked row.
+locked() { # the holder has its row lock: it has gone on to its sleep
+  [ "$(sql "select count(*) from pg_stat_activity where application_name = 'fast-path-holder'
+            and state = 'active' and query like '%pg_sleep%'")" -ge 1 ]; }
 unmarked_reserved() { sql "select count(*) from outbox where routing_key = 'stock.reserved' and published_at is null"; }
 for attempt in 1 2 3 4 5; do
-  sql "update outbox set published_at = null where routing_key = 'stock.reserved'" >/dev/null
-  PGAPPNAME=fast-path-holder psql -X -q "$DATABASE_URL" -c "begin" \
+  PGAPPNAME=fast-path-holder psql -X -q "$DATABASE_URL" \
+    -c "update outbox set published_at = null where routing_key = 'stock.reserved'" -c "begin" \
     -c "select id from outbox where routing_key = 'stock.reserved' for update" \
     -c "select pg_sleep(90)" >/dev/null 2>&1 &
   holder=$!
