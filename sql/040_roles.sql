@@ -1,4 +1,4 @@
--- One database role per program, each with only the privileges its SQL needs (issue 5).
+-- One database role per program, each with only the privileges its SQL needs.
 -- scripts/pipeline connects each program as its role. The roles are created here when missing
 -- (LOGIN; scripts/dev-stack gives each a password kept in .stack/pgpass; in production give each
 -- a password or a certificate, and keep the schema owner for migrations and operators).

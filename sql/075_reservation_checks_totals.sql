@@ -1,4 +1,4 @@
--- reservation_place checks each order's lines and total before recording it (issue 14). The
+-- reservation_place checks each order's lines and total before recording it. The
 -- total was taken from order.placed as sent; an event crafted on the broker (or an intake bug)
 -- could record a total its lines do not add up to, and the payment worker charges the recorded
 -- total. Now the total is recomputed here from the lines, as numeric (no overflow whatever the

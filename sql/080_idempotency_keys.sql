@@ -1,4 +1,4 @@
--- Idempotency-Keys and the body each was first used with (issue 14). The same client, key and
+-- Idempotency-Keys and the body each was first used with. The same client, key and
 -- body answer the same order; the same key with another body is refused (422
 -- idempotency_key_reused) and publishes nothing. body_sha256 is the SHA-256 of the body's
 -- canonical JSON (lib/idempotency.c), so key order and whitespace do not make another body.

@@ -6,7 +6,7 @@
  *
  * A line is an order body as POSTed, or {"client_id": "...", "idempotency_key": "...",
  * "order": {...}} to import on behalf of a client with a key, so that re-running an import (or
- * replaying it) makes no second order. Keys follow the HTTP intake's rule (issue 14): a key is
+ * replaying it) makes no second order. Keys follow the HTTP intake's rule: a key is
  * bound to the body it was first used with (table idempotency_keys, shared with the intake), and
  * a line reusing a key with another body is rejected (idempotency_key_reused) and not published.
  * Keyed lines therefore need DATABASE_URL; without the database the import stops (exit 2).

@@ -1,5 +1,5 @@
 /* intake_db: the intake's PostgreSQL connection, driven by the libevent loop so that the loop
- * never waits for the database (issue 14).
+ * never waits for the database.
  *
  * Owns: one non-blocking libpq connection (PQconnectStartParams/PQconnectPoll, then
  * PQsendQueryParams/PQconsumeInput/PQisBusy on events of PQsocket), the FIFO of requests waiting

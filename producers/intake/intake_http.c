@@ -320,7 +320,7 @@ static void intake_cancel_owned(intake *in, struct evhttp_request *req, const ch
 }
 
 /* Only the client that placed an order may cancel it, and only once it is recorded: anything
- * else is 404 and publishes nothing (issue 14). */
+ * else is 404 and publishes nothing. */
 static void intake_post_cancel(intake *in, struct evhttp_request *req, const char *order_id)
 {
     const char *route = "post_cancel";

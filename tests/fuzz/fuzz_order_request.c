@@ -3,8 +3,8 @@
  * (Idempotency-Key form, JSON parse, schemas/order.request.json with the registry's strict
  * integers, the total, the order.placed event) and, on failure, the error body built by
  * order_request_reply_error exactly as intake_reply_error builds it; on success the event is
- * serialised as the publisher does. Issue 14's crash (a message cut mid-character, json_pack
- * returning NULL in the reply) lived past where the earlier version of this target stopped.
+ * serialised as the publisher does. A crash on the reply
+ * path (a message cut mid-character, json_pack returning NULL) is within its reach.
  *
  * Input: the body as is; or, when the first byte is 0x01, "\x01KEY\nTRACEPARENT\nBODY", which also
  * fuzzes the Idempotency-Key and traceparent headers (a missing line is a missing header).

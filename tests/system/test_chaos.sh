@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chaos (issue 5): while orders flow, SIGKILL random worker processes again and again, restart
+# Chaos: while orders flow, SIGKILL random worker processes again and again, restart
 # RabbitMQ, restart PostgreSQL and stall the payment provider; then let it settle and check every
 # invariant of docs/design.md §3. Short form in `make test`; `tests/run --long chaos` runs the long
 # form (20,000 orders, a kill every 3 s). CHAOS_ORDERS / CHAOS_RATE / CHAOS_KILL_EVERY override.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A 3-node RabbitMQ cluster (issue 5): with AMQP_URL listing every node, stop the node the
+# A 3-node RabbitMQ cluster: with AMQP_URL listing every node, stop the node the
 # programs are connected to while orders flow. The quorum queues keep their messages on the other
 # two, the programs fail over to them, and nothing accepted is lost.
 source "$(dirname "$0")/lib.sh"

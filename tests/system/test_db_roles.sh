@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Database roles (issue 5): every program connects as its own role (sql/040_roles.sql) with only
+# Database roles: every program connects as its own role (sql/040_roles.sql) with only
 # the privileges its work needs. The whole saga runs under those roles, and each role is refused
 # what is not its job.
 source "$(dirname "$0")/lib.sh"

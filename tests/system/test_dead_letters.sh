@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dead letters and replay (issue 5): poison messages go straight to the DLQ with their reason; an
+# Dead letters and replay: poison messages go straight to the DLQ with their reason; an
 # order whose payment provider is down is retried through the tiers, then dead-lettered with the
 # reason, last error and attempt count; `scripts/replay list/show` shows it; once the provider is
 # back, `requeue` completes the order, and a second requeue does nothing. `redrive` restarts an

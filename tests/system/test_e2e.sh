@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end (issue 4): 2,000 orders over HTTP through the whole saga with two processes of each
+# End to end: 2,000 orders over HTTP through the whole saga with two processes of each
 # worker — fine orders, out of stock, declined and flaky payments, repeated Idempotency-Keys and a
 # flash sale on one scarce SKU — then every invariant of docs/design.md §3.
 #   E2E_ORDERS (default 2000), PAYMENT_PROVIDER / NOTIFY_CHANNEL as the workers read them.

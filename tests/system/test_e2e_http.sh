@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end against outside services (issue 4): PAYMENT_PROVIDER=http against the fake provider,
+# End to end against outside services: PAYMENT_PROVIDER=http against the fake provider,
 # which first stalls (answers after the worker's timeout, having booked the charge), then fails a
 # share of calls, then recovers; and NOTIFY_CHANNEL=webhook against a receiver that is down for
 # the first seconds of the run. Then every invariant of docs/design.md §3, read from the provider's

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The outbox fast path and per-order event order (issue 6): an event a worker consumed has been
+# The outbox fast path and per-order event order: an event a worker consumed has been
 # published even when its publisher has not marked its outbox row yet, so it must not hold back
 # the events it caused. Before, the consumer's fast path saw the unmarked row as an older
 # unpublished event of the same order and left its own event to the relay (a second's wait, the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Egress is an allow-list (issue 14, item 5). A client used to be able to aim the notification
+# Egress is an allow-list. A client used to be able to aim the notification
 # worker's signed POSTs anywhere: loopback, private ranges, the cloud metadata address. Now a
 # notify.webhook_url must name one of the client's own webhook hosts (ORDERPIPE_WEBHOOK_HOSTS),
 # https unless the intake allows http, or the order is refused 400 webhook_not_allowed with

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hostile events (issue 14): what anyone holding the broker's credentials, or a hostile payment
+# Hostile events: what anyone holding the broker's credentials, or a hostile payment
 # provider, can send the workers. Each case is dead-lettered with its reason and changes nothing
 # in the database, or (the provider's answers) ends its order normally:
 #   - a cancel request naming another client than the order's owner: not_order_owner;

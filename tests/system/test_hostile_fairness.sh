@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hostile clients against the intake's shared resources (issue 14, items 6 and 7): a client that
+# Hostile clients against the intake's shared resources: a client that
 # floods must get 429 while another client sending at a modest rate keeps being served, both when
 # the flood spends the global rate and when it fills the work queues past the backpressure bound;
 # idle connections and requests trickled a byte at a time are closed within the timeout while a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hostile request input against the whole pipeline (issue 14, items 1 and 3): long multibyte text
+# Hostile request input against the whole pipeline: long multibyte text
 # in every place an error message quotes it, invalid UTF-8, numbers that are not integers (2.0,
 # 1e8), bad Idempotency-Keys and traceparents. Each case asserts the exact status, JSON error code
 # and field, that nothing reached orderpipe.events (a tap queue bound with '#') and that the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Secrets and surfaces (issue 14, item 9): what a client of the public port, a local user or a
+# Secrets and surfaces: what a client of the public port, a local user or a
 # reader of process lists and logs gets. /metrics (client ids, volumes) is only on the intake's
 # loopback admin listener; PostgreSQL refuses connections without a password (scram-sha-256, from
 # the pgpass file, never in argv, a URL or a log); the intake's role reads no payment token and no

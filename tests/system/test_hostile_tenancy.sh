@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hostile tenants at the intake (issue 14): two clients, A and B. B can neither read nor cancel
+# Hostile tenants at the intake: two clients, A and B. B can neither read nor cancel
 # A's order (404, nothing published, A's order untouched); an Idempotency-Key reused with another
 # body is refused 422 and publishes nothing, while the same body (whatever its spacing or key
 # order) answers the same order, also when both arrive at once; keys are per client. With

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The HTTP intake and the bulk enqueue against the real broker (issue 3): a valid order -> 202 and
+# The HTTP intake and the bulk enqueue against the real broker: a valid order -> 202 and
 # exactly one order.placed CloudEvent; 40+ malformed requests -> the right 4xx with a JSON reason
 # and nothing published; idempotency; rate limits per client; GET once recorded; SIGTERM drain.
 source "$(dirname "$0")/lib.sh"

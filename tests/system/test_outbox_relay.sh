@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The outbox relay against the real servers (issue 2): two relays at once publish every row once
+# The outbox relay against the real servers: two relays at once publish every row once
 # and in order per order; a relay that dies before publishing, after publishing but before
 # marking, or by SIGKILL at a random moment loses no row.
 source "$(dirname "$0")/lib.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Redelivery (issue 4): every event the saga produced — order.placed, stock.reserved,
+# Redelivery: every event the saga produced — order.placed, stock.reserved,
 # payment.succeeded, payment.failed, payment.refund_requested, order.confirmed, order.cancelled,
 # order.cancel_requested — is delivered a second time, byte for byte, and changes nothing:
 # orders, stock, payments, the provider's books, notifications, outbox and transitions are the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set-based batches (issue 6): a worker handles a batch of deliveries with a few statements for
+# Set-based batches: a worker handles a batch of deliveries with a few statements for
 # the whole batch, and one bad message still cannot sink the batch:
 #  - a message the set handler gives up on (a payment for an unknown order) is dead-lettered
 #    alone, in the same set-based transaction, and its inbox row does not stay;

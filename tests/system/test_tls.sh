@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole saga over TLS (issue 14, item 8): the intake and every worker reach RabbitMQ through
+# The whole saga over TLS: the intake and every worker reach RabbitMQ through
 # amqps:// (the dev stack's TLS listener, verified against its private CA) and PostgreSQL with
 # sslmode=verify-full. Then the broker and the database are asked whether our connections really
 # are encrypted, and the refusals: a CA that did not sign the server, a name the certificate does

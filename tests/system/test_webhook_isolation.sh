@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One slow webhook host cannot starve the others (issue 14, item 5). The notification worker used
+# One slow webhook host cannot starve the others. The notification worker used
 # to call every webhook of a batch in turn under one call budget, so a host that never answers
 # spent the batch's time and every other customer's notifications behind it went to the retry
 # tiers. Now each destination gets a share of the budget (NOTIFY_HOST_BUDGET_PERCENT) and a

@@ -95,7 +95,7 @@ static void test_traceparent(void **state)
 }
 
 /* The reasons quote the publisher's text; cut at any size they stay valid UTF-8 (they go into
- * a dead-letter header, issue 14). */
+ * a dead-letter header). */
 static void test_multibyte_reasons(void **state)
 {
     (void)state;

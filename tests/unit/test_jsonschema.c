@@ -107,7 +107,7 @@ static void test_regex_blowup_refused(void **state)
     assert_null(compile("{\"pattern\":\"^((((a?){2,}){2,}){2,}){2,}\"}"));
     assert_null(compile("{\"pattern\":\"(a?){4000}\"}")); /* 130 MB: quadratic */
     assert_null(compile("{\"pattern\":\"((a|b?){64}){64}\"}")); /* 530 MB */
-    /* fuzz_jsonschema (issue 14 run): an escaped ] ended the POSIX bracket early, so the
+    /* found by fuzz_jsonschema: an escaped ] ended the POSIX bracket early, so the
      * stacked quantifiers the scan saw inside the bracket reached regcomp */
     assert_null(compile("{\"pattern\":\"^[\\\\w+\\\\]\\te++++++++++++++++++++++++]\"}"));
     assert_null(compile("{\"pattern\":\"[a\\\\-z]\"}"));
@@ -230,7 +230,7 @@ static void test_strict_integers(void **state)
 }
 
 /* Paths and messages hold client property names and schema text: they are cut on a character
- * boundary, whatever the alignment, so they are always valid UTF-8 (issue 14). */
+ * boundary, whatever the alignment, so they are always valid UTF-8. */
 static void test_multibyte_paths(void **state)
 {
     (void)state;

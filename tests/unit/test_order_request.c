@@ -114,8 +114,8 @@ static char body_buf[16384];
 #define LINE_BODY(line) BODY("{\"customer_id\":\"c\",\"currency\":\"EUR\",\"lines\":[%s]," \
                              "\"payment\":{\"token\":\"t\"}}", line)
 
-/* Issue 14: messages built from long multibyte input were cut mid-character, json_pack refused
- * them and the intake died on a NULL. Each must now give a valid 400 body. */
+/* Messages built from long multibyte input are cut on character boundaries: each gives a valid
+ * 400 body (cut mid-character, json_pack refused them and the reply got a NULL). */
 static void test_multibyte_messages(void **state)
 {
     (void)state;
@@ -172,8 +172,8 @@ static void test_multibyte_messages(void **state)
     expect_error("{\"\xed\xa0\x80\":1}", NULL, "invalid_json", "");
 }
 
-/* Issue 14: 2.0 and 1e8 passed as integers, the total read them as 0 and the reservation
- * dead-lettered an order answered 202. */
+/* Integer fields take only integers: 2.0 or 1e8 read as integers would give a total of 0, and
+ * the reservation would dead-letter an order answered 202. */
 static void test_integers_only(void **state)
 {
     (void)state;
