@@ -10,6 +10,7 @@
 # The bench uses its own database and vhost (orderpipe_soaktest, soaktest) on the dev stack.
 source "$(dirname "$0")/lib.sh"
 S=$ROOT/scripts/slope
+jqe() { jq -e "$@" > /dev/null; }
 
 # --- the fit, on made-up series -------------------------------------------------------------
 # t = 0..180 s every 10 s; a deterministic jitter of +-20 (kB), as RSS samples have.
@@ -30,15 +31,15 @@ awk 'BEGIN {
 cat "$TEST_TMP/made.json"
 series() { jq -c --arg s "$1" 'select(.series == $s)' "$TEST_TMP/made.json"; }
 check "a straight line's slope is its own (2/s, 172800/day)" \
-  jq -e '.slope_per_s == 2 and .slope_per_day == 172800 and .n == 13 and .window_s == 120 and .growth == 240' <<< "$(series line)"
-check "a growth of 2.6 kB/s (the intake before the fix) fails" jq -e '.ok == false' <<< "$(series rss_kb.leaky)"
-check "jitter of +-20 kB passes" jq -e '.ok == true' <<< "$(series rss_kb.noisy)"
-check "a single step of 200 kB passes" jq -e '.ok == true and .growth > 128' <<< "$(series rss_kb.step)"
-check "the warm-up is left out" jq -e '.ok == true and .n == 13' <<< "$(series rss_kb.warm)"
+  jqe '.slope_per_s == 2 and .slope_per_day == 172800 and .n == 13 and .window_s == 120 and .growth == 240' <<< "$(series line)"
+check "a growth of 2.6 kB/s (the intake before the fix) fails" jqe '.ok == false' <<< "$(series rss_kb.leaky)"
+check "jitter of +-20 kB passes" jqe '.ok == true' <<< "$(series rss_kb.noisy)"
+check "a single step of 200 kB passes" jqe '.ok == true and .growth > 128' <<< "$(series rss_kb.step)"
+check "the warm-up is left out" jqe '.ok == true and .n == 13' <<< "$(series rss_kb.warm)"
 check "the order history is bounded per order (400 B < 1 kB)" \
-  jq -e '.ok == true and .fitted_per_order == 400' <<< "$(series bytes.order_transitions)"
-check "a flat series passes" jq -e '.ok == true and .slope_per_s == 0' <<< "$(series fds.x)"
-check "a series without enough samples fails" jq -e '.ok == false and .slope_per_s == null' <<< "$(series fds.once)"
+  jqe '.ok == true and .fitted_per_order == 400' <<< "$(series bytes.order_transitions)"
+check "a flat series passes" jqe '.ok == true and .slope_per_s == 0' <<< "$(series fds.x)"
+check "a series without enough samples fails" jqe '.ok == false and .slope_per_s == null' <<< "$(series fds.once)"
 
 # --- 3 minutes of load --------------------------------------------------------------------------
 port=$(free_base 24000 28000 4 4)
@@ -51,19 +52,28 @@ j=$TEST_TMP/soak.json
 jq -c '.series | to_entries[] | {series: .key, n: .value.n, growth: .value.growth,
   halves: .value.slope_halves, per_order: .value.fitted_per_order, ok: .value.ok}' "$j"
 jq -c 'del(.series)' "$j"
-check "it ends in one JSON line of kind soak" jq -e '.bench == "soak" and .minutes == 3 and .rate == 50' "$j"
-check "its invariants hold" jq -e '(.invariants | length) == 7 and all(.invariants[]; .ok)' "$j"
-check "orders were accepted throughout (at least 80 % of 9000)" jq -e '.http.accepted >= 7200' "$j"
-check "orders were cancelled" jq -e '.cancels["202"] > 0' "$j"
-check "dead letters were made and replayed" jq -e '.dead_letters_injected == 3 and .replays > 0' "$j"
+check "it ends in one JSON line of kind soak" jqe '.bench == "soak" and .minutes == 3 and .rate == 50' "$j"
+check "its invariants hold" jqe '(.invariants | length) == 7 and all(.invariants[]; .ok)' "$j"
+check "orders were accepted throughout (at least 80 % of 9000)" jqe '.http.accepted >= 7200' "$j"
+check "orders were cancelled" jqe '.cancels["202"] > 0' "$j"
+check "dead letters were made and replayed" jqe '.dead_letters_injected == 3 and .replays > 0' "$j"
 for p in intake.1 reservation.1 payment.1 notification.1 compensation.1; do
   check "$p: RSS and descriptors sampled after the warm-up" \
-    jq -e --arg p "$p" '.series["rss_kb." + $p].n >= 10 and .series["fds." + $p].n >= 10' "$j"
+    jqe --arg p "$p" '.series["rss_kb." + $p].n >= 10 and .series["fds." + $p].n >= 10' "$j"
 done
-check "connections, tables, queues and the broker's memory are sampled" jq -e '.series |
+check "connections, tables, queues and the broker's memory are sampled" jqe '.series |
   has("pg_connections") and has("broker.connections") and has("bytes.outbox") and has("bytes.inbox")
   and has("bytes.order_transitions") and has("bytes.idempotency_keys") and has("broker.queued")
   and has("broker.dead_letters") and has("broker.mem_bytes") and has("broker.client_mem_bytes")' "$j"
-check "every process's RSS stayed flat" jq -e '[.series | to_entries[] | select(.key | startswith("rss_kb.")) | .value.ok] | length >= 9 and all' "$j"
-check "every series stayed within its bound (failed: $(jq -c .failed "$j"))" jq -e '.flat == true and .ok == true' "$j"
+if [ -e "$ROOT/bin/.flavour-build-san" ]; then
+  # ASan holds freed memory in its quarantine and grows its shadow and stack depot as it goes:
+  # resident memory climbs by design there. Everything else is judged as usual.
+  ok "sanitizer build: resident memory is not judged"
+  check "every other series stayed within its bound (failed: $(jq -c .failed "$j"))" \
+    jqe '[.failed[] | select(startswith("rss_kb.") | not)] | length == 0' "$j"
+  check "the invariants hold" jqe 'all(.invariants[]; .ok)' "$j"
+else
+  check "every process's RSS stayed flat" jqe '[.series | to_entries[] | select(.key | startswith("rss_kb.")) | .value.ok] | length >= 9 and all' "$j"
+  check "every series stayed within its bound (failed: $(jq -c .failed "$j"))" jqe '.flat == true and .ok == true' "$j"
+fi
 test_done
