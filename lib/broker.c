@@ -102,6 +102,20 @@ static op_status broker_reply_error(broker *b, amqp_rpc_reply_t r, const char *w
     return OP_ERR_TRANSIENT;
 }
 
+/* Hands rabbitmq-c's decoding memory back for reuse. Every frame the library decodes (a
+ * confirm, a basic.return, an RPC reply such as queue.declare-ok) is carved out of a per-channel
+ * pool that only amqp_maybe_release_buffers recycles: without this call the pool grows by each
+ * frame for the life of the connection (issue 19: +9.5 KB/s at 300 confirms/s, +0.5 KB/s from
+ * an idle intake's backpressure queue depths). The library skips the release while frames are
+ * queued (amqp_release_buffers_ok), so it is always safe to call; it invalidates every pointer
+ * into frames decoded before it, so callers copy what they need first and call it between
+ * frames, never while one is being read. */
+static void broker_release(broker *b)
+{
+    if (b->conn)
+        amqp_maybe_release_buffers(b->conn);
+}
+
 static void broker_drop(broker *b)
 {
     if (b->conn) {
@@ -282,6 +296,7 @@ static op_status broker_open_node(broker *b, int i)
         if (broker_reply_error(b, amqp_get_rpc_reply(b->conn), "confirm.select") != OP_OK)
             return broker_fail(b);
     }
+    broker_release(b); /* the login's and channel.open's replies */
     b->current = i;
     b->published = 0;
     b->settled_upto = 0;
@@ -462,6 +477,7 @@ static op_status broker_declare_queue(broker *b, const char *name, amqp_table_t 
     snprintf(what, sizeof what, "declaring queue %s", name);
     if (broker_reply_error(b, amqp_get_rpc_reply(b->conn), what) != OP_OK)
         return broker_fail(b);
+    broker_release(b);
     return OP_OK;
 }
 
@@ -502,6 +518,7 @@ op_status broker_declare_topology(broker *b)
                             amqp_cstring_bytes(q->keys[k]), amqp_empty_table);
             if (broker_reply_error(b, amqp_get_rpc_reply(b->conn), "binding a queue") != OP_OK)
                 return broker_fail(b);
+            broker_release(b);
         }
         char name[128];
         /* Retry tiers wait out their TTL, then dead-letter straight back to the work queue
@@ -613,6 +630,8 @@ static void broker_settle(broker *b, uint64_t tag, bool multiple)
  * Returns OP_OK when a frame was handled, OP_TIMEOUT when none came, OP_ERR_* on failure. */
 static op_status broker_read_confirm(broker *b, struct timeval *tv, broker_confirm_cb cb, void *arg)
 {
+    /* The frame read last has been handled and nothing points into it any more. */
+    broker_release(b);
     amqp_frame_t f;
     int rc = amqp_simple_wait_frame_noblock(b->conn, &f, tv);
     if (rc == AMQP_STATUS_TIMEOUT)
@@ -738,6 +757,7 @@ op_status broker_consume(broker *b, const char *queue, uint16_t prefetch)
     snprintf(what, sizeof what, "consuming %s", queue);
     if (broker_reply_error(b, amqp_get_rpc_reply(b->conn), what) != OP_OK)
         return broker_fail(b);
+    broker_release(b);
     return OP_OK;
 }
 
@@ -760,7 +780,7 @@ op_status broker_next(broker *b, int timeout_ms, broker_delivery *out)
     }
     amqp_envelope_t env;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    amqp_maybe_release_buffers(b->conn);
+    broker_release(b);
     amqp_rpc_reply_t r = amqp_consume_message(b->conn, &env, timeout_ms < 0 ? NULL : &tv, 0);
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
         return OP_TIMEOUT;
@@ -858,7 +878,9 @@ long broker_queue_depth(broker *b, const char *queue)
         broker_fail(b);
         return -1;
     }
-    return (long)ok->message_count;
+    long depth = (long)ok->message_count;
+    broker_release(b); /* ok pointed into the pool; a watcher asks this every half second */
+    return depth;
 }
 
 op_status broker_cork(broker *b, bool cork)
