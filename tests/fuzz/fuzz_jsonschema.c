@@ -11,11 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_schemas.h"
 #include "jsonschema.h"
 
-#ifndef FUZZ_SCHEMA_DIR
-#define FUZZ_SCHEMA_DIR __FILE__ "/../../../schemas"
-#endif
 
 #define MAX_SCHEMAS 64
 static jsonschema *real[MAX_SCHEMAS];
@@ -28,9 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *dir = getenv("ORDERPIPE_SCHEMA_DIR");
-    if (!dir || !*dir)
-        dir = FUZZ_SCHEMA_DIR;
+    const char *dir = fuzz_schema_dir();
     DIR *dh = opendir(dir);
     if (!dh) {
         fprintf(stderr, "fuzz_jsonschema: cannot open %s\n", dir);

@@ -15,12 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_schemas.h"
 #include "order_request.h"
 #include "utf8.h"
 
-#ifndef FUZZ_SCHEMA_DIR
-#define FUZZ_SCHEMA_DIR __FILE__ "/../../../schemas"
-#endif
 
 static jsonschema_registry *reg;
 static const jsonschema *schema;
@@ -32,17 +30,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *dir = getenv("ORDERPIPE_SCHEMA_DIR");
-    if (!dir || !*dir)
-        dir = FUZZ_SCHEMA_DIR;
-    char err[256];
-    reg = jsonschema_registry_load(dir, err, sizeof err);
+    reg = fuzz_schemas_load("fuzz_order_request", "order.request");
     schema = jsonschema_registry_get(reg, "order.request");
-    if (!schema) {
-        fprintf(stderr, "fuzz_order_request: cannot load order.request from %s: %s\n", dir,
-                reg ? "not found" : err);
-        abort();
-    }
     return 0;
 }
 

@@ -11,13 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_schemas.h"
 #include "utf8.h"
 #include "uuid.h"
 #include "worker.h"
 
-#ifndef FUZZ_SCHEMA_DIR
-#define FUZZ_SCHEMA_DIR __FILE__ "/../../../schemas"
-#endif
 
 static jsonschema_registry *reg;
 
@@ -37,16 +35,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *dir = getenv("ORDERPIPE_SCHEMA_DIR");
-    if (!dir || !*dir)
-        dir = FUZZ_SCHEMA_DIR;
-    char err[256];
-    reg = jsonschema_registry_load(dir, err, sizeof err);
-    if (!reg || !jsonschema_registry_get(reg, "order.placed")) {
-        fprintf(stderr, "fuzz_worker_delivery: cannot load the schemas from %s: %s\n", dir,
-                reg ? "order.placed not found" : err);
-        abort();
-    }
+    reg = fuzz_schemas_load("fuzz_worker_delivery", "order.placed");
     log_set_level(LOG_ERROR); /* the checks log nothing; keep the output quiet anyway */
     return 0;
 }
