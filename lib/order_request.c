@@ -180,3 +180,9 @@ int order_request_error_body(const order_request_error *err, char *out, size_t o
     out[n] = '\0';
     return err->http_status;
 }
+
+const char *order_request_webhook_url(const json_t *event)
+{
+    json_t *notify = json_object_get(json_object_get(event, "data"), "notify");
+    return json_string_value(json_object_get(notify, "webhook_url"));
+}

@@ -64,4 +64,8 @@ int order_request_error_body(const order_request_error *err, char *out, size_t o
 int order_request_reply_error(int status, const char *code, const char *message,
                               const char *field, char *out, size_t outsize);
 
+/* The notify.webhook_url an order.placed event built above carries (borrowed from event), or
+ * NULL: the URL the intake and the bulk enqueue check against the client's webhook hosts. */
+const char *order_request_webhook_url(const json_t *event);
+
 #endif

@@ -25,6 +25,7 @@
 #include "idempotency.h"
 #include "jsonschema.h"
 #include "log.h"
+#include "mem.h"
 #include "order_request.h"
 
 #define ENQUEUE_WINDOW 256
@@ -205,8 +206,7 @@ int main(int argc, char **argv)
         op_status built = order_request_build(text, strlen(text), schema, client, key, NULL,
                                               "orderpipe-enqueue", &ev, order_id, &oe);
         /* The intake's rule (intake_http.c): only the client's webhook hosts. */
-        const char *hook = built != OP_OK ? NULL : json_string_value(json_object_get(
-            json_object_get(json_object_get(ev, "data"), "notify"), "webhook_url"));
+        const char *hook = built != OP_OK ? NULL : order_request_webhook_url(ev);
         if (hook && egress_policy_check(&hooks, client, hook, oe.message, sizeof oe.message) != OP_OK) {
             json_decref(ev);
             snprintf(oe.code, sizeof oe.code, "webhook_not_allowed");
@@ -233,6 +233,8 @@ int main(int argc, char **argv)
             }
         } else {
             char *body = json_dumps(ev, JSON_COMPACT);
+            if (!body) /* the event holds only checked, valid UTF-8: only memory can fail */
+                mem_die("serialising an order.placed event");
             json_t *h = json_pack("{ss}", "traceparent",
                                   json_string_value(json_object_get(ev, "traceparent")));
             broker_message m = {.routing_key = "order.placed", .body = body, .len = strlen(body),

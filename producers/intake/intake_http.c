@@ -262,8 +262,7 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
     }
     /* Egress is an allow-list (egress.h): the URL the notification worker will POST to must be
      * one of this client's webhook hosts; checked on the built event, what would be published. */
-    const char *hook = json_string_value(json_object_get(
-        json_object_get(json_object_get(ev, "data"), "notify"), "webhook_url"));
+    const char *hook = order_request_webhook_url(ev);
     char why[320];
     if (hook && intake_auth_webhook_allowed(in, c, hook, why, sizeof why) != OP_OK) {
         free(body);
