@@ -178,7 +178,9 @@ int intake_db_claim_key(intake *in, const char *client_id, const char *key, cons
 long intake_db_pending(const intake *in);
 
 /* intake_orders.c */
-void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id);
+/* GET /v1/orders/{id} for client c (admitted by the router), answered when the read is done. */
+void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id,
+                       intake_client *c);
 /* Tenant check of a request on an order: calls `then` (later, from the loop) when order_id is
  * recorded and belongs to client c; otherwise answers req itself (404 not_found when it is not
  * recorded or is another client's, 503 database_unavailable) and never calls it. */

@@ -387,8 +387,9 @@ static void intake_on_request(struct evhttp_request *req, void *arg)
                 intake_reply_error(in, req, 405, "method_not_allowed", "use GET to read an order", NULL, "get_order");
                 return;
             }
-            if (intake_admit(in, req, "get_order"))
-                intake_orders_get(in, req, id);
+            intake_client *c = intake_admit(in, req, "get_order");
+            if (c)
+                intake_orders_get(in, req, id, c);
             return;
         }
         if (strcmp(tail, "/cancel") == 0) {

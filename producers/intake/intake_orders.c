@@ -97,15 +97,9 @@ static void intake_orders_read(intake *in, struct evhttp_request *req, const cha
     }
 }
 
-void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id)
+void intake_orders_get(intake *in, struct evhttp_request *req, const char *order_id,
+                       intake_client *c)
 {
-    intake_client *c = intake_auth_client(in, evhttp_find_header(evhttp_request_get_input_headers(req),
-                                                                 "Authorization"));
-    if (!c) { /* the router admitted the request: cannot happen */
-        intake_reply_error(in, req, 401, "unauthorized", "a valid API key is required", NULL,
-                           "get_order");
-        return;
-    }
     intake_orders_read(in, req, order_id, c, "get_order", intake_order_sql, NULL, NULL);
 }
 
