@@ -1,4 +1,4 @@
--- Core tables of the order saga (DESIGN.md §2–§4). Amounts are integers in minor units.
+-- Core tables of the order saga (docs/design.md §2–§4). Amounts are integers in minor units.
 
 create table orders (
   id                uuid primary key,
@@ -24,24 +24,7 @@ create index orders_open_deadline on orders (state_deadline)
   where status in ('pending', 'reserved', 'paid');
 create index orders_placed_at on orders (placed_at);
 
--- Only the transitions of DESIGN.md §2 may ever be applied: this is the backstop behind the C
--- state machine (lib/order_state.c), so a bug there cannot corrupt an order.
-create function orders_guard_transition() returns trigger language plpgsql as $$
-begin
-  if new.status = old.status then
-    return new;
-  end if;
-  if not ((old.status = 'pending'  and new.status in ('reserved', 'cancelled')) or
-          (old.status = 'reserved' and new.status in ('paid', 'cancelled')) or
-          (old.status = 'paid'     and new.status in ('confirmed', 'cancelled'))) then
-    raise exception 'order %: transition % -> % refused', old.id, old.status, new.status
-      using errcode = 'check_violation';
-  end if;
-  new.state_entered_at := now();
-  return new;
-end $$;
-create trigger orders_guard_transition before update of status on orders
-  for each row execute function orders_guard_transition();
+-- sql/triggers/orders_guard_transition.sql refuses any transition outside docs/design.md §2.
 
 create table order_lines (
   order_id    uuid not null references orders (id),
@@ -125,13 +108,7 @@ create index outbox_unpublished on outbox (id) where published_at is null;
 create index outbox_unpublished_aggregate on outbox (aggregate_id, id) where published_at is null;
 create index outbox_published_at on outbox (published_at) where published_at is not null;
 
-create function outbox_notify() returns trigger language plpgsql as $$
-begin
-  perform pg_notify('outbox', '');
-  return null;
-end $$;
-create trigger outbox_notify after insert on outbox
-  for each statement execute function outbox_notify();
+-- sql/triggers/outbox_notify.sql wakes the relay when rows are written.
 
 -- Inbox: the messages each consumer has handled, so a redelivery changes nothing twice.
 create table inbox (

@@ -1,12 +1,15 @@
--- Sales analytics for scripts/report (DESIGN.md §4). Every aggregate is computed here; the script
--- only formats. Each function takes an optional window on orders.placed_at: p_from inclusive,
--- p_to exclusive, NULL meaning unbounded. Days are calendar days in the session's TimeZone
--- (scripts/report sets UTC unless REPORT_TZ says otherwise). Revenue is
+-- Sales analytics for scripts/report (docs/design.md). Every aggregate is computed here; the
+-- script only formats. Each function takes an optional window on orders.placed_at: p_from
+-- inclusive, p_to exclusive, NULL meaning unbounded. Days are calendar days in the session's
+-- TimeZone (scripts/report sets UTC unless REPORT_TZ says otherwise). Revenue is
 -- sum(quantity * unit_price) over the lines of confirmed orders, in minor units, per currency.
--- The report_* views are the same figures over the whole history.
+-- The report_* views (sql/views/report.sql) are the same figures over the whole history.
+-- The functions are SQL, checked against the tables when created, so each one follows those it
+-- reads.
 
 -- The orders placed in the window.
-create function report_orders(p_from timestamptz default null, p_to timestamptz default null)
+create or replace function report_orders(p_from timestamptz default null,
+                                         p_to timestamptz default null)
 returns setof orders language sql stable as $$
   select * from orders o
    where (p_from is null or o.placed_at >= p_from)
@@ -14,7 +17,7 @@ returns setof orders language sql stable as $$
 $$;
 
 -- Per SKU and currency: units ordered over every order, units sold and revenue over confirmed ones.
-create function report_sku_sales_between(p_from timestamptz default null,
+create or replace function report_sku_sales_between(p_from timestamptz default null,
                                          p_to timestamptz default null)
 returns table (sku text, currency text, orders bigint, units_ordered bigint, confirmed_orders bigint,
                units_sold bigint, revenue numeric)
@@ -32,7 +35,7 @@ language sql stable as $$
 $$;
 
 -- Per day (of placed_at) and currency.
-create function report_daily_sales_between(p_from timestamptz default null,
+create or replace function report_daily_sales_between(p_from timestamptz default null,
                                            p_to timestamptz default null)
 returns table (day date, currency text, orders_placed bigint, orders_confirmed bigint,
                orders_cancelled bigint, units_sold bigint, revenue numeric)
@@ -57,7 +60,7 @@ $$;
 
 -- placed -> reserved -> paid -> confirmed: how many of the window's orders reached each stage
 -- (a recorded transition, or a current status at or past the stage), and the share of placed.
-create function report_funnel_between(p_from timestamptz default null,
+create or replace function report_funnel_between(p_from timestamptz default null,
                                       p_to timestamptz default null)
 returns table (step int, stage text, orders bigint, pct_of_placed numeric)
 language sql stable as $$
@@ -79,7 +82,7 @@ language sql stable as $$
    order by step
 $$;
 
-create function report_cancel_reasons_between(p_from timestamptz default null,
+create or replace function report_cancel_reasons_between(p_from timestamptz default null,
                                               p_to timestamptz default null)
 returns table (reason text, orders bigint, pct_of_cancelled numeric)
 language sql stable as $$
@@ -92,7 +95,7 @@ language sql stable as $$
 $$;
 
 -- Saga latency of confirmed orders: the 'confirmed' transition's time minus placed_at, in ms.
-create function report_latency_between(p_from timestamptz default null,
+create or replace function report_latency_between(p_from timestamptz default null,
                                        p_to timestamptz default null)
 returns table (confirmed_orders bigint, p50_ms numeric, p95_ms numeric, p99_ms numeric,
                max_ms numeric, mean_ms numeric)
@@ -110,7 +113,7 @@ language sql stable as $$
     from d
 $$;
 
-create function report_top_skus_between(p_from timestamptz default null,
+create or replace function report_top_skus_between(p_from timestamptz default null,
                                         p_to timestamptz default null, p_limit int default 10)
 returns table (rank bigint, sku text, currency text, units_sold bigint, revenue numeric)
 language sql stable as $$
@@ -124,7 +127,7 @@ $$;
 
 -- SKUs out of stock now (available = 0), and SKUs whose lines were in orders cancelled
 -- out_of_stock in the window, with how many such orders.
-create function report_stockouts_between(p_from timestamptz default null,
+create or replace function report_stockouts_between(p_from timestamptz default null,
                                          p_to timestamptz default null)
 returns table (sku text, available bigint, reserved bigint, sold bigint, out_of_stock_now boolean,
                oos_cancellations bigint)
@@ -142,11 +145,3 @@ language sql stable as $$
    where i.available = 0 or c.n > 0
    order by coalesce(c.n, 0) desc, coalesce(i.sku, c.sku)
 $$;
-
-create view report_sku_sales as select * from report_sku_sales_between();
-create view report_daily_sales as select * from report_daily_sales_between();
-create view report_funnel as select * from report_funnel_between();
-create view report_cancel_reasons as select * from report_cancel_reasons_between();
-create view report_latency as select * from report_latency_between();
-create view report_top_skus as select * from report_top_skus_between();
-create view report_stockouts as select * from report_stockouts_between();
