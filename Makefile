@@ -114,6 +114,8 @@ install: all
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 schemas/*.json $(DESTDIR)$(PREFIX)/share/orderpipe/schemas/
 	install -m 0644 sql/*.sql $(DESTDIR)$(PREFIX)/share/orderpipe/sql/
+	for d in functions views triggers; do install -d $(DESTDIR)$(PREFIX)/share/orderpipe/sql/$$d && \
+	  install -m 0644 sql/$$d/*.sql $(DESTDIR)$(PREFIX)/share/orderpipe/sql/$$d/; done
 
 clean:
 	rm -rf build build-san bin

@@ -3,7 +3,7 @@
  * A state change in C goes through saga_move, which asks order_state_can_move first and refuses
  * (logs, changes nothing) what docs/design.md §2 does not allow, then records the transition with its
  * time and the deadline by which the order must leave its new state. The batch steps of
- * sql/050_batch_functions.sql make the same moves set-based (pending -> reserved / cancelled,
+ * sql/functions/ make the same moves set-based (pending -> reserved / cancelled,
  * reserved -> paid, paid -> confirmed); the orders table's transition trigger checks both. Stock
  * moves between available, reserved and sold only here and in those functions, so inventory
  * always adds up.

@@ -1,5 +1,5 @@
 -- Column privileges: a role reads only the columns its program's SQL reads.
--- 040_roles.sql granted SELECT on whole tables; where a role does not need every column, the
+-- 040_roles.sql grants SELECT on whole tables; where a role does not need every column, the
 -- table-wide SELECT is revoked here and SELECT granted on the columns it needs instead:
 --   - the intake (the role behind the public API) reads, for GET /v1/orders/{id}, the order's
 --     public fields, its lines and its transitions, and, for backpressure, only when the outbox's

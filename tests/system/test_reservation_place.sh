@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# reservation_place (sql/060, sql/070, sql/075), called as the reservation worker calls it: a batch the
-# stock covers whole is reserved in one step, a batch it does not is decided order by order in
-# batch order, all lines or none; duplicates and unknown SKUs; the stock adds up; the function
-# takes its inventory locks after recording the orders, with those of the caller's paid orders.
+# reservation_place (sql/functions/reservation_place.sql), called as the reservation worker
+# calls it: a batch the stock covers whole is reserved in one step, a batch it does not is
+# decided order by order in batch order, all lines or none; duplicates and unknown SKUs; the stock
+# adds up; the function takes its inventory locks after recording the orders, with those of the
+# caller's paid orders.
 source "$(dirname "$0")/lib.sh"
 
 order() { # ID LINES_JSON -> one element of p_orders

@@ -133,7 +133,7 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
 }
 
 /* In the batch transaction: the provider's answers, the orders' states and the events, for the
- * whole batch in one call (payment_settle, sql/050_batch_functions.sql). */
+ * whole batch in one call (sql/functions/payment_settle.sql). */
 static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
 {
     (void)arg;

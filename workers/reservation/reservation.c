@@ -5,11 +5,10 @@
  * table's CHECK is the backstop), in one transaction for all the order's lines. A transaction
  * takes every inventory row lock it needs in one statement, in SKU order, so two batches never
  * deadlock, and a hot SKU costs one lock per batch rather than one per order. In a set-based
- * batch that statement is inside reservation_place (sql/070), after the batch's orders are
- * recorded, so the locks are held only for reserving, confirming and the commit; run one by one,
- * the batch locks everything first (reservation_prepare). The work of a batch is set-based
- * (sql/050_batch_functions.sql): one call records and reserves all its placed orders, one
- * confirms all its paid ones.
+ * batch that statement is inside reservation_place, after the batch's orders are recorded, so
+ * the locks are held only for reserving, confirming and the commit; run one by one, the batch
+ * locks everything first (reservation_prepare). The work of a batch is set-based (sql/functions/):
+ * one call records and reserves all its placed orders, one confirms all its paid ones.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +76,10 @@ static void reservation_order_from_event(const cloudevent_view *ev, saga_order *
     o->notify = notify ? json_incref(notify) : json_object();
 }
 
-/* order.placed, a batch at a time: reservation_place (sql/075, sql/070) checks every order's
- * lines and total (recomputed from the lines; an order that does not add up is refused, nothing
- * of it written, and dead-lettered as invalid_order), records the others and reserves their
- * stock, all lines or none, in batch order; then each order's event. */
+/* order.placed, a batch at a time: reservation_place (sql/functions/reservation_place.sql)
+ * checks every order's lines and total (recomputed from the lines; an order that does not add up
+ * is refused, nothing of it written, and dead-lettered as invalid_order), records the others and
+ * reserves their stock, all lines or none, in batch order; then each order's event. */
 static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg)
 {
     reservation_config *cfg = arg;
