@@ -1,4 +1,4 @@
--- Core tables of the order saga (DESIGN.md §2–§4). Amounts are integers in minor units.
+-- Core tables of the order saga (docs/design.md §2–§4). Amounts are integers in minor units.
 
 create table orders (
   id                uuid primary key,
@@ -24,7 +24,7 @@ create index orders_open_deadline on orders (state_deadline)
   where status in ('pending', 'reserved', 'paid');
 create index orders_placed_at on orders (placed_at);
 
--- Only the transitions of DESIGN.md §2 may ever be applied: this is the backstop behind the C
+-- Only the transitions of docs/design.md §2 may ever be applied: this is the backstop behind the C
 -- state machine (lib/order_state.c), so a bug there cannot corrupt an order.
 create function orders_guard_transition() returns trigger language plpgsql as $$
 begin

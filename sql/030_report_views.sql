@@ -1,4 +1,4 @@
--- Sales analytics for scripts/report (DESIGN.md §4). Every aggregate is computed here; the script
+-- Sales analytics for scripts/report (docs/design.md §4). Every aggregate is computed here; the script
 -- only formats. Each function takes an optional window on orders.placed_at: p_from inclusive,
 -- p_to exclusive, NULL meaning unbounded. Days are calendar days in the session's TimeZone
 -- (scripts/report sets UTC unless REPORT_TZ says otherwise). Revenue is
