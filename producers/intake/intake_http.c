@@ -336,6 +336,60 @@ static void intake_post_cancel(intake *in, struct evhttp_request *req, const cha
 
 /* --- routing ------------------------------------------------------------------------------- */
 
+/* A route's handler; order_id is the path's {id} (a valid UUID), or NULL for a path without one. */
+typedef void (*intake_route_fn)(intake *in, struct evhttp_request *req, const char *order_id);
+
+static void intake_route_post_order(intake *in, struct evhttp_request *req, const char *order_id)
+{
+    (void)order_id;
+    intake_post_order(in, req);
+}
+
+static void intake_route_get_order(intake *in, struct evhttp_request *req, const char *order_id)
+{
+    intake_client *c = intake_admit(in, req, "get_order");
+    if (c)
+        intake_orders_get(in, req, order_id, c);
+}
+
+/* The public listener's routes (besides admin_http's /healthz), in one table so that the router,
+ * the route label of orderpipe_http_requests_total and schemas/openapi.yaml agree
+ * (tests/system/test_api_docs.sh reads this table). "{id}" stands for one path segment. */
+typedef struct intake_route {
+    enum evhttp_cmd_type method;
+    const char *method_name; /* for Allow */
+    const char *path;
+    const char *name;
+    intake_route_fn handle;
+} intake_route;
+
+static const intake_route intake_routes[] = {
+    {EVHTTP_REQ_POST, "POST", "/v1/orders", "post_order", intake_route_post_order},
+    {EVHTTP_REQ_GET, "GET", "/v1/orders/{id}", "get_order", intake_route_get_order},
+    {EVHTTP_REQ_POST, "POST", "/v1/orders/{id}/cancel", "post_cancel", intake_post_cancel},
+};
+
+/* Whether path matches pattern. A "{id}" segment matches any one segment, empty included, which
+ * is copied into id (id_size bytes; one that does not fit leaves id empty, so it is no UUID). */
+static bool intake_route_match(const char *pattern, const char *path, char *id, size_t id_size)
+{
+    const char *hole = strstr(pattern, "{id}");
+    if (!hole)
+        return strcmp(pattern, path) == 0;
+    size_t head = (size_t)(hole - pattern);
+    if (strncmp(pattern, path, head) != 0)
+        return false;
+    const char *seg = path + head;
+    size_t len = strcspn(seg, "/");
+    if (strcmp(hole + 4, seg + len) != 0)
+        return false;
+    if (len >= id_size)
+        len = 0;
+    memcpy(id, seg, len);
+    id[len] = '\0';
+    return true;
+}
+
 static void intake_on_request(struct evhttp_request *req, void *arg)
 {
     intake *in = arg;
@@ -356,53 +410,39 @@ static void intake_on_request(struct evhttp_request *req, void *arg)
     memcpy(path, uri, n);
     path[n] = '\0';
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    const char *prefix = "/v1/orders/";
-    size_t plen = strlen(prefix);
 
-    if (strcmp(path, "/v1/orders") == 0) {
-        if (cmd != EVHTTP_REQ_POST) {
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-            intake_reply_error(in, req, 405, "method_not_allowed", "use POST to place an order", NULL, "post_order");
-            return;
-        }
-        intake_post_order(in, req);
+    /* The path picks the routes; of those, the method picks one, or the answer is 405. */
+    const intake_route *on_path = NULL, *route = NULL;
+    char id[64], allow[64] = "";
+    for (size_t i = 0; i < sizeof intake_routes / sizeof intake_routes[0]; i++) {
+        const intake_route *r = &intake_routes[i];
+        if (!intake_route_match(r->path, path, id, sizeof id))
+            continue;
+        if (!on_path)
+            on_path = r;
+        if (r->method == cmd)
+            route = r;
+        snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "",
+                 r->method_name);
+    }
+    if (!on_path) {
+        intake_reply_error(in, req, 404, "not_found", "no such path", NULL, "other");
         return;
     }
-    if (strncmp(path, prefix, plen) == 0) {
-        char id[64];
-        const char *rest = path + plen;
-        size_t idlen = strcspn(rest, "/");
-        const char *tail = rest + idlen;
-        if (idlen < sizeof id) {
-            memcpy(id, rest, idlen);
-            id[idlen] = '\0';
-        }
-        if (idlen >= sizeof id || !uuid_valid(id)) {
-            intake_reply_error(in, req, 400, "invalid_order_id", "the order id is not a UUID", "order_id", "get_order");
-            return;
-        }
-        if (*tail == '\0') {
-            if (cmd != EVHTTP_REQ_GET) {
-                evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
-                intake_reply_error(in, req, 405, "method_not_allowed", "use GET to read an order", NULL, "get_order");
-                return;
-            }
-            intake_client *c = intake_admit(in, req, "get_order");
-            if (c)
-                intake_orders_get(in, req, id, c);
-            return;
-        }
-        if (strcmp(tail, "/cancel") == 0) {
-            if (cmd != EVHTTP_REQ_POST) {
-                evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-                intake_reply_error(in, req, 405, "method_not_allowed", "use POST to cancel", NULL, "post_cancel");
-                return;
-            }
-            intake_post_cancel(in, req, id);
-            return;
-        }
+    bool has_id = strstr(on_path->path, "{id}") != NULL;
+    if (has_id && !uuid_valid(id)) {
+        intake_reply_error(in, req, 400, "invalid_order_id", "the order id is not a UUID", "order_id",
+                           on_path->name);
+        return;
     }
-    intake_reply_error(in, req, 404, "not_found", "no such path", NULL, "other");
+    if (!route) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "this path takes %s", allow);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+        intake_reply_error(in, req, 405, "method_not_allowed", msg, NULL, on_path->name);
+        return;
+    }
+    route->handle(in, req, has_id ? id : NULL);
 }
 
 static bool intake_health(void *arg, char *reason, size_t n)
