@@ -1,7 +1,8 @@
-/* libFuzzer target: an AMQP delivery (routing key, headers, body) through what the worker engine (lib/worker_check.c, worker_failure.c) does
- * before any handler runs: worker_check_delivery (CloudEvent envelope, route, schema of the
- * type with the registry's strict integers), worker_attempt, and for a refused delivery the
- * dead-letter headers (worker_failure_headers) whose x-last-error must be a valid JSON string.
+/* libFuzzer target: an AMQP delivery (routing key, headers, body) through what the worker engine
+ * (lib/worker_check.c, worker_failure.c) does before any handler runs: worker_check_delivery
+ * (CloudEvent envelope, route, schema of the type with the registry's strict integers),
+ * worker_attempt, and for a refused delivery the dead-letter headers (worker_failure_headers)
+ * whose x-last-error must be a valid JSON string.
  *
  * Input: "ROUTING_KEY\nNAME=VALUE\n...\n\nBODY": header lines up to an empty line, each value as
  * broker.c gives it (the publisher's bytes, unchecked; a value of digits is an integer), then the
