@@ -21,7 +21,7 @@ OPT     := -O2 -g
 endif
 
 CFLAGS  ?= $(OPT)
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter \
            -Ilib $(shell pkg-config --cflags $(PKGS)) $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -levent_openssl -levent_pthreads -lm -lpthread
@@ -136,7 +136,7 @@ FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
                 -Wno-unused-parameter -Ilib $(shell pkg-config --cflags $(PKGS)) \
                 -DFUZZ_SCHEMA_DIR='"$(CURDIR)/schemas"'
 FUZZ_LDLIBS  := $(shell pkg-config --libs $(PKGS)) -levent_openssl -levent_pthreads -lm -lpthread
-# every target links the whole of lib/ (fuzz_worker_delivery needs lib/worker.c and what it uses)
+# every target links the whole of lib/ (fuzz_worker_delivery needs the worker engine and what it uses)
 FUZZ_LIB_SRC := $(wildcard lib/*.c)
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)

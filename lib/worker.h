@@ -11,7 +11,8 @@
  * the batch's events right after its commit (the outbox relay, once a second, catches what a
  * failure left); a periodic tick (watchdogs); reconnecting; and draining on SIGTERM.
  *
- * A worker program fills a worker_spec with its routes and calls worker_main.
+ * A worker program fills a worker_spec with its routes and calls worker_main. The engine's parts
+ * are listed in worker_internal.h; header names and dead-letter reasons are in wire.h.
  */
 #ifndef ORDERPIPE_WORKER_H
 #define ORDERPIPE_WORKER_H
@@ -46,7 +47,7 @@ typedef struct worker_msg {
                                    the spec's free_state after the message is settled */
     op_status outcome;          /* OP_OK unless a set handler gave up on it (worker_msg_fail) */
     json_t *emits;              /* outbox rows worker_emit queued: written with the message's
-                                   transaction, dropped if it rolls back (worker.c owns them) */
+                                   transaction, dropped if it rolls back (the engine owns them) */
 } worker_msg;
 
 /* Handles one event. Called inside the transaction that also records the inbox row: return OP_OK
@@ -161,7 +162,8 @@ op_status worker_emit_free(worker *w, db *d, const char *type, const char *order
 op_status worker_txn(worker_msg *m, worker_handler_fn fn, void *arg);
 
 /* The order ids of msgs as a PostgreSQL uuid[] literal ("{id,id,...}"), for statements that
- * take a batch's orders at once; NULL when out of memory. The caller frees it. */
+ * take a batch's orders at once (never NULL: out of memory ends the process, mem.h). The caller
+ * frees it. */
 char *worker_order_ids(worker_msg *const *msgs, int n);
 /* The same for the events of a batch (prepare_batch) whose type is `type`, or all when NULL. */
 char *worker_event_order_ids(const cloudevent_view *const *evs, int n, const char *type);

@@ -1,7 +1,8 @@
-/* libFuzzer target: an AMQP delivery (routing key, headers, body) through what lib/worker.c does
- * before any handler runs: worker_check_delivery (CloudEvent envelope, route, schema of the
- * type with the registry's strict integers), worker_attempt, and for a refused delivery the
- * dead-letter headers (worker_failure_headers) whose x-last-error must be a valid JSON string.
+/* libFuzzer target: an AMQP delivery (routing key, headers, body) through what the worker engine
+ * (lib/worker_check.c, worker_failure.c) does before any handler runs: worker_check_delivery
+ * (CloudEvent envelope, route, schema of the type with the registry's strict integers),
+ * worker_attempt, and for a refused delivery the dead-letter headers (worker_failure_headers)
+ * whose x-last-error must be a valid JSON string.
  *
  * Input: "ROUTING_KEY\nNAME=VALUE\n...\n\nBODY": header lines up to an empty line, each value as
  * broker.c gives it (the publisher's bytes, unchecked; a value of digits is an integer), then the
@@ -14,6 +15,7 @@
 #include "fuzz_schemas.h"
 #include "utf8.h"
 #include "uuid.h"
+#include "wire.h"
 #include "worker.h"
 
 
@@ -99,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!utf8_valid(err, strlen(err)))
             abort();
         json_t *h = worker_failure_headers(&d, err);
-        json_t *last = json_object_get(h, "x-last-error");
+        json_t *last = json_object_get(h, WIRE_HDR_LAST_ERROR);
         if (!json_is_string(last) || strcmp(json_string_value(last), err) != 0)
             abort();
         json_decref(h);

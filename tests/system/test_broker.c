@@ -10,6 +10,7 @@
 
 #include "broker.h"
 #include "topology.h"
+#include "wire.h"
 
 static int failures;
 #define CHECK(cond, ...)                                                                   \
@@ -61,7 +62,7 @@ int main(void)
     CHECK(broker_queue_depth(pub, "payment.retry.2") == 0, "retry tier queues exist");
     CHECK(broker_queue_depth(pub, "payment.dlq") == 0, "dead-letter queues exist");
 
-    json_t *h = json_pack("{ss si sb}", "traceparent", "00-abc", "x-attempt", 3, "flag", 1);
+    json_t *h = json_pack("{ss si sb}", WIRE_HDR_TRACEPARENT, "00-abc", WIRE_HDR_ATTEMPT, 3, "flag", 1);
     for (int i = 0; i < 100; i++) {
         char body[64], id[32];
         snprintf(body, sizeof body, "{\"n\":%d}", i);
@@ -102,8 +103,8 @@ int main(void)
     CHECK(d.message_id && strcmp(d.message_id, "msg-0") == 0, "message id kept");
     CHECK(d.type && strcmp(d.type, "order.placed") == 0, "type kept");
     CHECK(strcmp(d.body, "{\"n\":0}") == 0, "body kept");
-    CHECK(json_integer_value(json_object_get(d.headers, "x-attempt")) == 3 &&
-              strcmp(json_string_value(json_object_get(d.headers, "traceparent")), "00-abc") == 0 &&
+    CHECK(json_integer_value(json_object_get(d.headers, WIRE_HDR_ATTEMPT)) == 3 &&
+              strcmp(json_string_value(json_object_get(d.headers, WIRE_HDR_TRACEPARENT)), "00-abc") == 0 &&
               json_is_true(json_object_get(d.headers, "flag")),
           "headers kept (string, integer, boolean)");
     CHECK(broker_reject(con, d.tag, true) == OP_OK, "reject with requeue");

@@ -9,6 +9,7 @@
 #include "cloudevent.h"
 #include "db.h"
 #include "outbox.h"
+#include "wire.h"
 
 typedef struct redrive_txn {
     const char *order_id;
@@ -85,7 +86,7 @@ static op_status redrive_write(db *d, void *arg)
     if (!data)
         return st == OP_OK ? OP_ERR_PERMANENT : st;
     json_t *ev = cloudevent_new(t->type, "orderpipe-replay", t->order_id, data, traceparent);
-    json_t *headers = json_pack("{ss ss}", "traceparent", traceparent, "x-redriven", "true");
+    json_t *headers = json_pack("{ss ss}", WIRE_HDR_TRACEPARENT, traceparent, WIRE_HDR_REDRIVEN, "true");
     st = outbox_write(d, t->type, ev, headers);
     json_decref(headers);
     json_decref(ev);

@@ -23,7 +23,9 @@
 #include "config.h"
 #include "log.h"
 #include "redrive.h"
+#include "republish.h"
 #include "topology.h"
+#include "wire.h"
 
 typedef enum { REPLAY_LIST, REPLAY_SHOW, REPLAY_REQUEUE, REPLAY_REDRIVE } replay_command;
 
@@ -61,7 +63,7 @@ static void replay_order_id(const broker_delivery *d, char *out, size_t size)
 
 static long replay_age_s(const broker_delivery *d)
 {
-    const char *at = replay_header(d, "x-dead-at");
+    const char *at = replay_header(d, WIRE_HDR_DEAD_AT);
     struct tm tm = {0};
     if (!at || !strptime(at, "%Y-%m-%dT%H:%M:%S", &tm))
         return -1;
@@ -72,7 +74,7 @@ static bool replay_matches(const replay_config *c, const broker_delivery *d, con
 {
     if (c->order_id && strcmp(c->order_id, order_id) != 0)
         return false;
-    const char *reason = replay_header(d, "x-dead-reason");
+    const char *reason = replay_header(d, WIRE_HDR_DEAD_REASON);
     if (c->reason && (!reason || strcmp(c->reason, reason) != 0))
         return false;
     if (c->message_id && (!d->message_id || strcmp(c->message_id, d->message_id) != 0))
@@ -82,9 +84,9 @@ static bool replay_matches(const replay_config *c, const broker_delivery *d, con
 
 static void replay_print_line(const char *queue, const broker_delivery *d, const char *order_id)
 {
-    const char *reason = replay_header(d, "x-dead-reason");
-    const char *err = replay_header(d, "x-last-error");
-    json_t *attempts = json_object_get(d->headers, "x-attempts");
+    const char *reason = replay_header(d, WIRE_HDR_DEAD_REASON);
+    const char *err = replay_header(d, WIRE_HDR_LAST_ERROR);
+    json_t *attempts = json_object_get(d->headers, WIRE_HDR_ATTEMPTS);
     long age = replay_age_s(d);
     printf("%-18s %-36s %-36s %-18s %3lld %7lds  %s\n", queue, d->message_id ? d->message_id : "-",
            order_id, reason ? reason : "-",
@@ -104,21 +106,11 @@ static void replay_print_full(const char *queue, const broker_delivery *d)
     json_decref(out);
 }
 
-/* Publishes d back to its original queue and waits for the confirm. */
+/* Publishes d back to its original queue, as a first attempt, and waits for the confirm. */
 static op_status replay_move(broker *pub, const broker_delivery *d, const char *queue)
 {
-    json_t *h = json_deep_copy(d->headers);
-    const char *drop[] = {"x-dead-reason", "x-dead-at", "x-attempts", "x-attempt",
-                          "x-original-queue", "x-last-error"};
-    for (size_t i = 0; i < sizeof drop / sizeof *drop; i++)
-        json_object_del(h, drop[i]);
-    json_object_set_new(h, "x-replayed", json_integer(1));
-    broker_message m = {.exchange = "", .routing_key = queue, .body = d->body, .len = d->len,
-                        .message_id = d->message_id, .correlation_id = d->correlation_id,
-                        .type = d->type, .headers = h};
-    op_status st = broker_publish(pub, &m, NULL);
-    if (st == OP_OK)
-        st = broker_wait_confirms(pub, 10000);
+    json_t *h = republish_requeue_headers(d->headers);
+    op_status st = republish_copy(pub, d, queue, h);
     json_decref(h);
     return st;
 }
@@ -177,7 +169,7 @@ static int replay_scan(const replay_config *c, const char *queue, replay_stats *
                      (c->limit == 0 || stats->matched < c->limit);
         if (match) {
             stats->matched++;
-            const char *target = replay_header(&d, "x-original-queue");
+            const char *target = replay_header(&d, WIRE_HDR_ORIGINAL_QUEUE);
             if (!target)
                 target = queue;
             if (c->command == REPLAY_LIST)

@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "egress.h"
+#include "mem.h"
 #include "metrics.h"
 #include "worker.h"
 
@@ -484,7 +485,7 @@ static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, 
 static op_status notify_on_events(worker_msg *const *msgs, int n, void *arg)
 {
     (void)arg;
-    worker_msg *sent[n];
+    worker_msg **sent = mem_calloc((size_t)n, sizeof *sent);
     int k = 0;
     for (int i = 0; i < n; i++) {
         worker_msg *m = msgs[i];
@@ -496,9 +497,10 @@ static op_status notify_on_events(worker_msg *const *msgs, int n, void *arg)
         else
             sent[k++] = m;
     }
+    char *pairs = k > 0 ? notify_pairs_json(sent, k) : NULL;
+    free(sent);
     if (k == 0)
         return OP_OK;
-    char *pairs = notify_pairs_json(sent, k);
     if (!pairs)
         return OP_ERR_TRANSIENT;
     const char *params[] = {pairs};

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "mem.h"
 #include "provider.h"
 #include "worker.h"
 
@@ -40,12 +41,13 @@ static void payment_free_state(void *state) { free(state); }
  * reserved, not settled with the provider) and fills in the state of its first message. */
 static op_status payment_record_attempts(db *d, worker_msg *const *msgs, int n)
 {
-    worker_msg *reserved[n];
+    worker_msg **reserved = mem_calloc((size_t)n, sizeof *reserved);
     int k = 0;
     for (int i = 0; i < n; i++)
         if (msgs[i]->state)
             reserved[k++] = msgs[i];
     char *ids = worker_order_ids(reserved, k);
+    free(reserved);
     if (!ids)
         return OP_ERR_TRANSIENT;
     const char *params[] = {ids};
@@ -132,41 +134,14 @@ static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs,
     return OP_OK;
 }
 
-/* In the batch transaction: the provider's answers, the orders' states and the events, for the
- * whole batch in one call (sql/functions/payment_settle.sql). */
-static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
+/* The settle statement for the k messages with a provider's answer (outcomes, in their order),
+ * and the events it calls for. */
+static op_status payment_settle_batch(db *d, json_t *outcomes, worker_msg *const *settled, int k)
 {
-    (void)arg;
-    json_t *outcomes = json_array();
-    worker_msg *settled[n];
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        worker_msg *m = msgs[i];
-        payment_state *s = m->state;
-        if (!s || !s->charge) {
-            log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
-        } else if (s->result == PROVIDER_TRANSIENT) {
-            worker_msg_fail(m, OP_ERR_TRANSIENT, "%s", s->error);
-        } else {
-            bool ok = s->result == PROVIDER_OK;
-            json_t *o = json_pack("{ss ss ss ss}", "id", m->ev->order_id, "result",
-                                  ok ? "ok" : "declined", "ref", s->ref, "error", s->error);
-            if (!o || json_array_append_new(outcomes, o) != 0) {
-                worker_msg_fail(m, OP_ERR_TRANSIENT, "cannot build the provider's outcome");
-                continue;
-            }
-            settled[k++] = m;
-        }
-    }
-    if (k == 0) {
-        json_decref(outcomes);
-        return OP_OK;
-    }
     char *text = json_dumps(outcomes, JSON_COMPACT);
-    json_decref(outcomes);
     const char *params[] = {text};
     op_status st;
-    PGresult *r = db_exec_prepared(msgs[0]->db, "payment_settle",
+    PGresult *r = db_exec_prepared(d, "payment_settle",
                                    "select k, event, prior from payment_settle($1::json) order by k",
                                    1, params, &st);
     free(text);
@@ -199,6 +174,38 @@ static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
         }
     }
     PQclear(r);
+    return st;
+}
+
+/* In the batch transaction: the provider's answers, the orders' states and the events, for the
+ * whole batch in one call (sql/functions/payment_settle.sql). */
+static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
+{
+    (void)arg;
+    json_t *outcomes = json_array();
+    worker_msg **settled = mem_calloc((size_t)n, sizeof *settled);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        worker_msg *m = msgs[i];
+        payment_state *s = m->state;
+        if (!s || !s->charge) {
+            log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
+        } else if (s->result == PROVIDER_TRANSIENT) {
+            worker_msg_fail(m, OP_ERR_TRANSIENT, "%s", s->error);
+        } else {
+            bool ok = s->result == PROVIDER_OK;
+            json_t *o = json_pack("{ss ss ss ss}", "id", m->ev->order_id, "result",
+                                  ok ? "ok" : "declined", "ref", s->ref, "error", s->error);
+            if (!o || json_array_append_new(outcomes, o) != 0) {
+                worker_msg_fail(m, OP_ERR_TRANSIENT, "cannot build the provider's outcome");
+                continue;
+            }
+            settled[k++] = m;
+        }
+    }
+    op_status st = k > 0 ? payment_settle_batch(msgs[0]->db, outcomes, settled, k) : OP_OK;
+    json_decref(outcomes);
+    free(settled);
     return st;
 }
 

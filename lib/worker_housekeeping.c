@@ -1,0 +1,98 @@
+/* worker_housekeeping: the work a worker does between batches.
+ *
+ * Owns the outbox relay's schedule (once a second, at once after a direct publish failed: it
+ * publishes rows nobody published, a crashed process's, a failed publish's, the replay tool's),
+ * the spec's periodic tick (watchdogs), and pruning the inbox and outbox past their retention.
+ */
+#include <stdlib.h>
+
+#include "inbox.h"
+#include "worker_internal.h"
+
+bool worker_due(const struct timespec *now, const struct timespec *due)
+{
+    return now->tv_sec > due->tv_sec || (now->tv_sec == due->tv_sec && now->tv_nsec >= due->tv_nsec);
+}
+
+struct timespec worker_after_ms(struct timespec from, long ms)
+{
+    from.tv_sec += ms / 1000;
+    from.tv_nsec += (ms % 1000) * 1000000L;
+    if (from.tv_nsec >= 1000000000L) {
+        from.tv_sec++;
+        from.tv_nsec -= 1000000000L;
+    }
+    return from;
+}
+
+void worker_housekeeping_flush_outbox(worker *w)
+{
+    int published;
+    do {
+        published = 0;
+        if (!broker_is_open(w->publisher) || !db_is_open(w->db))
+            return;
+        if (outbox_relay_flush(w->relay, &published) != OP_OK) {
+            log_warn(NULL, "outbox relay: %s / %s", broker_last_error(w->publisher),
+                     db_last_error(w->db));
+            return;
+        }
+        worker_metrics_published(w->metrics, published);
+    } while (published > 0 && !worker_stopping(w));
+}
+
+static bool worker_tick_due(worker *w, const struct timespec *now)
+{
+    if (!w->spec->tick || !worker_due(now, &w->next_tick))
+        return false;
+    w->next_tick = worker_after_ms(*now, w->spec->tick_ms > 0 ? w->spec->tick_ms : 1000);
+    return true;
+}
+
+static bool worker_relay_due(worker *w, const struct timespec *now)
+{
+    if (!w->relay_now && !worker_due(now, &w->next_relay))
+        return false;
+    w->relay_now = false;
+    w->next_relay = worker_after_ms(*now, 1000);
+    return true;
+}
+
+/* Once a minute, a few small deletes of what is past its retention: short transactions that
+ * never hold the hot rows long, whichever of the worker processes gets there. */
+static void worker_prune(worker *w)
+{
+    time_t now = time(NULL);
+    if (now < w->next_prune || !db_is_open(w->db))
+        return;
+    w->next_prune = now + 60 + (time_t)(rand_r(&w->seed) % 30);
+    long inbox = 0, outbox = 0, n;
+    for (int i = 0; i < 10; i++) {
+        if (inbox_prune(w->db, w->cfg.inbox_retention_s, 1000, &n) != OP_OK || n == 0)
+            break;
+        inbox += n;
+    }
+    for (int i = 0; i < 10; i++) {
+        if (outbox_prune(w->db, w->cfg.outbox_retention_s, 1000, &n) != OP_OK || n == 0)
+            break;
+        outbox += n;
+    }
+    if (inbox || outbox)
+        log_info(NULL, "pruned %ld inbox and %ld outbox rows past retention", inbox, outbox);
+}
+
+void worker_housekeeping(worker *w)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (worker_relay_due(w, &now))
+        worker_housekeeping_flush_outbox(w);
+    clock_gettime(CLOCK_MONOTONIC, &now); /* the flush may have taken a while */
+    if (worker_tick_due(w, &now) && db_is_open(w->db)) {
+        if (w->spec->tick(w, w->db, w->spec->arg) != OP_OK)
+            log_warn(NULL, "periodic work failed: %s", db_last_error(w->db));
+        /* The tick wrote its events directly (worker_emit_free): publish them now. */
+        worker_housekeeping_flush_outbox(w);
+    }
+    worker_prune(w);
+}
