@@ -21,7 +21,7 @@ op_status saga_order_load(db *d, const char *order_id, saga_order *out)
         return st;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return OP_DUPLICATE;
+        return OP_NOT_FOUND;
     }
     snprintf(out->id, sizeof out->id, "%s", order_id);
     out->state = order_state_parse(PQgetvalue(r, 0, 0));
