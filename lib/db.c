@@ -196,6 +196,54 @@ PGresult *db_exec_prepared(db *d, const char *name, const char *sql, int nparams
     return db_check(d, PQexecPrepared(d->conn, name, nparams, params, NULL, NULL, 0), st);
 }
 
+void db_array_init(db_array *a)
+{
+    a->cap = 64;
+    a->text = mem_alloc(a->cap);
+    a->text[0] = '{';
+    a->len = 1;
+    a->n = 0;
+}
+
+/* Room for `more` bytes and the closing "}" with its terminator. */
+static void db_array_reserve(db_array *a, size_t more)
+{
+    if (a->len + more + 2 <= a->cap)
+        return;
+    while (a->len + more + 2 > a->cap)
+        a->cap *= 2;
+    a->text = mem_realloc(a->text, a->cap);
+}
+
+void db_array_append(db_array *a, const char *element)
+{
+    assert(a->text && a->len >= 1 && a->text[0] == '{');
+    db_array_reserve(a, 2 * strlen(element) + 3);
+    if (a->n++ > 0)
+        a->text[a->len++] = ',';
+    a->text[a->len++] = '"';
+    for (const char *p = element; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            a->text[a->len++] = '\\';
+        a->text[a->len++] = *p;
+    }
+    a->text[a->len++] = '"';
+}
+
+const char *db_array_text(db_array *a)
+{
+    db_array_reserve(a, 0);
+    a->text[a->len] = '}';
+    a->text[a->len + 1] = '\0';
+    return a->text;
+}
+
+void db_array_free(db_array *a)
+{
+    free(a->text);
+    a->text = NULL;
+}
+
 op_status db_command(db *d, const char *sql, int nparams, const char *const *params)
 {
     op_status st;

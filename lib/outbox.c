@@ -1,6 +1,7 @@
 /* outbox: transactional outbox rows and their relay (see outbox.h). */
 #include "outbox.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,10 +165,8 @@ static op_status outbox_relay_body(db *d, void *arg)
     }
     if (r->crash == RELAY_CRASH_BEFORE_PUBLISH)
         _exit(137);
-    /* The ids as a Postgres array literal for the mark. */
-    size_t cap = (size_t)n * 21 + 3, len = 0;
-    char *ids = malloc(cap);
-    ids[len++] = '{';
+    db_array ids; /* the published rows, for the mark */
+    db_array_init(&ids);
     /* The rows leave together (broker_cork): the broker reads them in one go, which costs it
      * less per message than one segment each. Without the cork they still go. */
     bool corked = broker_cork(r->broker, true) == OP_OK;
@@ -185,7 +184,7 @@ static op_status outbox_relay_body(db *d, void *arg)
         json_decref(headers);
         if (st != OP_OK)
             break;
-        len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(rows, i, 0));
+        db_array_append(&ids, PQgetvalue(rows, i, 0));
     }
     PQclear(rows);
     if (corked && broker_is_open(r->broker) && broker_cork(r->broker, false) != OP_OK)
@@ -201,24 +200,23 @@ static op_status outbox_relay_body(db *d, void *arg)
             st = OP_ERR_TRANSIENT;
     }
     if (st != OP_OK) {
-        free(ids);
+        db_array_free(&ids);
         return st == OP_TIMEOUT ? OP_ERR_TRANSIENT : st;
     }
     if (r->crash == RELAY_CRASH_AFTER_PUBLISH)
         _exit(137);
-    ids[len++] = '}';
-    ids[len] = '\0';
+    assert(ids.n == n); /* every claimed row was published, or the pass returned above */
     /* The writer's own rows: a lost mark only means the relay publishes them again (consumers'
      * inboxes drop the repeat), so their commit need not wait for the disk. */
     if (t->written && (st = db_command(d, "set local synchronous_commit = off", 0, NULL)) != OP_OK) {
-        free(ids);
+        db_array_free(&ids);
         return st;
     }
-    const char *mark[] = {ids};
+    const char *mark[] = {db_array_text(&ids)};
     PGresult *u = db_exec_prepared(d, "outbox_mark",
                                    "update outbox set published_at = now() where id = any($1::bigint[])",
                                    1, mark, &st);
-    free(ids);
+    db_array_free(&ids);
     if (!u)
         return st;
     PQclear(u);

@@ -1,7 +1,7 @@
 /* System test of lib/db against the real PostgreSQL (the harness's per-test database in
  * DATABASE_URL): prepared statements by name, many more than the first size of the set that
- * remembers them, each prepared once per connection and again after a reconnect; and the
- * statuses of a transaction body. */
+ * remembers them, each prepared once per connection and again after a reconnect; the
+ * statuses of a transaction body; and array literals as PostgreSQL reads them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +112,31 @@ int main(void)
     CHECK(db_transaction(d, body_not_found, NULL, 0) == OP_NOT_FOUND,
           "a transaction body's not_found is returned as it is");
     CHECK(db_command(d, "select 1", 0, NULL) == OP_OK, "the connection is usable after it");
+
+    /* An array literal PostgreSQL reads back element for element, whatever the text. */
+    const char *elements[] = {"plain", "with \"quotes\"", "back\\slash", "a,comma", "{braces}",
+                              "", "NULL", " spaced ", "é"};
+    int ne = (int)(sizeof elements / sizeof *elements);
+    db_array a;
+    db_array_init(&a);
+    CHECK(strcmp(db_array_text(&a), "{}") == 0, "an empty array literal is {}");
+    for (int round = 0; round < 40; round++) /* past the first allocation */
+        for (int i = 0; i < ne; i++)
+            db_array_append(&a, elements[i]);
+    const char *arr[] = {db_array_text(&a)};
+    r = db_exec(d, "select array_length($1::text[], 1), ($1::text[])[2], ($1::text[])[3], "
+                   "($1::text[])[4], ($1::text[])[6] = '', ($1::text[])[7] is not null, "
+                   "($1::text[])[8]", 1, arr, &st);
+    CHECK(r && atoi(PQgetvalue(r, 0, 0)) == 40 * ne, "the array has every element (%s)",
+          r ? PQgetvalue(r, 0, 0) : db_last_error(d));
+    CHECK(r && strcmp(PQgetvalue(r, 0, 1), elements[1]) == 0 &&
+              strcmp(PQgetvalue(r, 0, 2), elements[2]) == 0 &&
+              strcmp(PQgetvalue(r, 0, 3), elements[3]) == 0 &&
+              strcmp(PQgetvalue(r, 0, 4), "t") == 0 && strcmp(PQgetvalue(r, 0, 5), "t") == 0 &&
+              strcmp(PQgetvalue(r, 0, 6), elements[7]) == 0,
+          "quotes, backslashes, commas, empty text, NULL and spaces come back as they were");
+    PQclear(r);
+    db_array_free(&a);
 
     db_close(d);
     printf("%s\n", failures ? "FAILED" : "PASSED");
