@@ -24,7 +24,7 @@ json_t *cloudevent_new(const char *type, const char *source, const char *order_i
                   const char *traceparent)
 {
     char id[UUID_STR_LEN], now[32];
-    if (uuid_v4(id) != 0) {
+    if (uuid_v4(id) != OP_OK) {
         json_decref(data);
         return NULL;
     }

@@ -122,7 +122,7 @@ int main(int argc, char **argv)
     cfg.schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", jsonschema_default_dir());
     cfg.webhook_hosts = config_env_str("ORDERPIPE_WEBHOOK_HOSTS", NULL);
     cfg.webhook_hosts_file = config_env_str("ORDERPIPE_WEBHOOK_HOSTS_FILE", NULL);
-    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &cfg.webhook_allow_http) != 0)
+    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &cfg.webhook_allow_http) != OP_OK)
         return 2;
     static const struct option opts[] = {
         {"client", 1, NULL, 'c'}, {"schemas", 1, NULL, 's'}, {"database-url", 1, NULL, 'd'},

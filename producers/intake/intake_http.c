@@ -423,7 +423,7 @@ int intake_http_start(intake *in)
 {
     char host[256];
     int port;
-    if (admin_http_parse_listen(in->cfg.listen, host, sizeof host, &port) != 0) {
+    if (admin_http_parse_listen(in->cfg.listen, host, sizeof host, &port) != OP_OK) {
         log_error(NULL, "--listen must be host:port, got '%s'", in->cfg.listen);
         return -1;
     }

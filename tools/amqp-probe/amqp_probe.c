@@ -139,14 +139,14 @@ int main(int argc, char **argv)
         rc = depth >= 0 ? 0 : 1;
     } else if (strcmp(cmd, "publish-rate") == 0 && argc >= 3) {
         long n, size = 300, window = PROBE_WINDOW;
-        bool ok = config_parse_long(argv[2], 1, 100000000, &n) == 0;
+        bool ok = config_parse_long(argv[2], 1, 100000000, &n) == OP_OK;
         for (int i = 3; ok && i < argc; i += 2) {
             if (i + 1 >= argc)
                 ok = false;
             else if (strcmp(argv[i], "--size") == 0)
-                ok = config_parse_long(argv[i + 1], 1, 1 << 20, &size) == 0;
+                ok = config_parse_long(argv[i + 1], 1, 1 << 20, &size) == OP_OK;
             else if (strcmp(argv[i], "--window") == 0)
-                ok = config_parse_long(argv[i + 1], 1, 65535, &window) == 0;
+                ok = config_parse_long(argv[i + 1], 1, 65535, &window) == OP_OK;
             else
                 ok = false;
         }
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
             rc = broker_declare_quorum_queue(b, PROBE_QUEUE) == OP_OK ? probe_publish_rate(b, n, size, window) : 1;
     } else if (strcmp(cmd, "consume-rate") == 0 && argc >= 3) {
         long n;
-        if (config_parse_long(argv[2], 1, 100000000, &n) == 0)
+        if (config_parse_long(argv[2], 1, 100000000, &n) == OP_OK)
             rc = probe_consume_rate(b, n);
     }
     if (rc == 2)

@@ -78,7 +78,7 @@ static int floor_parse_config(floor_config *cfg, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h')
             return -1;
-        if (c != 'n' || config_parse_long(optarg, 1, 1000000, &cfg->orders) != 0) {
+        if (c != 'n' || config_parse_long(optarg, 1, 1000000, &cfg->orders) != OP_OK) {
             fprintf(stderr, "latency-floor: bad arguments\n");
             return 1;
         }

@@ -251,7 +251,7 @@ static int loadgen_parse_mix(loadgen_config *c, const char *spec)
         char *eq = strchr(tok, '=');
         long w;
         int found = 0;
-        if (!eq || config_parse_long(eq + 1, 0, 1000000, &w) != 0) { rc = -1; break; }
+        if (!eq || config_parse_long(eq + 1, 0, 1000000, &w) != OP_OK) { rc = -1; break; }
         *eq = '\0';
         for (int i = 0; i < MIX_COUNT; i++)
             if (strcmp(tok, mix_names[i]) == 0) { c->weights[i] = (int)w; found = 1; }
@@ -284,14 +284,14 @@ static int loadgen_parse(loadgen_config *c, int argc, char **argv)
         switch (o) {
         case 'u': c->url = optarg; break;
         case 'k': c->api_key = optarg; break;
-        case 'n': bad = config_parse_long(optarg, 1, 100000000, &c->orders); break;
-        case 'r': bad = config_parse_long(optarg, 0, 10000000, &c->rate); break;
-        case 'c': bad = config_parse_long(optarg, 1, 4096, &c->connections); break;
-        case 's': bad = config_parse_long(optarg, 1, 9999, &c->skus); break;
+        case 'n': bad = config_parse_long(optarg, 1, 100000000, &c->orders) != OP_OK; break;
+        case 'r': bad = config_parse_long(optarg, 0, 10000000, &c->rate) != OP_OK; break;
+        case 'c': bad = config_parse_long(optarg, 1, 4096, &c->connections) != OP_OK; break;
+        case 's': bad = config_parse_long(optarg, 1, 9999, &c->skus) != OP_OK; break;
         case 'm': bad = loadgen_parse_mix(c, optarg); break;
         case 'a': c->accepted_path = optarg; break;
         case 'i': c->idem_path = optarg; break;
-        case 'S': bad = config_parse_long(optarg, 0, 1L << 40, &c->seed); break;
+        case 'S': bad = config_parse_long(optarg, 0, 1L << 40, &c->seed) != OP_OK; break;
         case 'h': loadgen_usage(stdout); return 1;
         default: loadgen_usage(stderr); return 2;
         }

@@ -246,8 +246,8 @@ int main(int argc, char **argv)
 {
     static compensation_config cfg;
     long tick_ms;
-    if (config_parse_duration_ms(config_env_str("COMPENSATION_INTERVAL", "1s"), &tick_ms) != 0 ||
-        tick_ms < 10 || config_env_long("COMPENSATION_BATCH", 200, 1, 100000, &cfg.batch) != 0) {
+    if (config_parse_duration_ms(config_env_str("COMPENSATION_INTERVAL", "1s"), &tick_ms) != OP_OK ||
+        tick_ms < 10 || config_env_long("COMPENSATION_BATCH", 200, 1, 100000, &cfg.batch) != OP_OK) {
         fprintf(stderr, "COMPENSATION_INTERVAL must be a duration >= 10ms; COMPENSATION_BATCH 1..100000\n");
         return 2;
     }

@@ -571,11 +571,11 @@ int main(int argc, char **argv)
     ctx.webhook_url = config_env_str("NOTIFY_WEBHOOK_URL", NULL);
     ctx.secret = config_env_str("NOTIFY_WEBHOOK_SECRET", NULL);
     const char *cidrs = config_env_str("NOTIFY_WEBHOOK_ALLOW_CIDRS", NULL);
-    if (config_env_long("NOTIFY_TIMEOUT_MS", 5000, 10, 600000, &ctx.timeout_ms) != 0 ||
-        config_env_bool("NOTIFY_WEBHOOK_ALLOW_HTTP", false, &ctx.allow_http) != 0 ||
-        config_env_long("NOTIFY_BREAKER_FAILURES", 3, 1, 1000, &ctx.breaker_failures) != 0 ||
-        config_env_long("NOTIFY_BREAKER_OPEN_MS", 10000, 100, 3600000, &ctx.breaker_open_ms) != 0 ||
-        config_env_long("NOTIFY_HOST_BUDGET_PERCENT", 25, 1, 100, &ctx.host_budget_percent) != 0 ||
+    if (config_env_long("NOTIFY_TIMEOUT_MS", 5000, 10, 600000, &ctx.timeout_ms) != OP_OK ||
+        config_env_bool("NOTIFY_WEBHOOK_ALLOW_HTTP", false, &ctx.allow_http) != OP_OK ||
+        config_env_long("NOTIFY_BREAKER_FAILURES", 3, 1, 1000, &ctx.breaker_failures) != OP_OK ||
+        config_env_long("NOTIFY_BREAKER_OPEN_MS", 10000, 100, 3600000, &ctx.breaker_open_ms) != OP_OK ||
+        config_env_long("NOTIFY_HOST_BUDGET_PERCENT", 25, 1, 100, &ctx.host_budget_percent) != OP_OK ||
         notify_flags(&argc, argv, &cidrs, &ctx.allow_http) != 0)
         return 2;
     char err[160];
