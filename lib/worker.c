@@ -1119,8 +1119,7 @@ int worker_main(const worker_spec *spec, int argc, char **argv)
     backoff_init(&w.route_backoff, 100, 5000, w.seed);
 
     char err[512];
-    w.schemas = jsonschema_registry_load(w.cfg.schema_dir, err, sizeof err);
-    if (!w.schemas) {
+    if (jsonschema_registry_load(w.cfg.schema_dir, &w.schemas, err, sizeof err) != OP_OK) {
         log_error(NULL, "cannot load schemas from %s: %s", w.cfg.schema_dir, err);
         return 2;
     }

@@ -155,10 +155,14 @@ int main(int argc, char **argv)
         egress_policy_free(&hooks);
         return 2;
     }
-    jsonschema_registry *reg = jsonschema_registry_load(cfg.schema_dir, err, sizeof err);
+    jsonschema_registry *reg;
+    if (jsonschema_registry_load(cfg.schema_dir, &reg, err, sizeof err) == OP_OK &&
+        !jsonschema_registry_get(reg, "order.request"))
+        snprintf(err, sizeof err, "order.request.json is missing");
     const jsonschema *schema = jsonschema_registry_get(reg, "order.request");
     if (!schema) {
-        fprintf(stderr, "orderpipe-enqueue: cannot load schemas from %s\n", cfg.schema_dir);
+        fprintf(stderr, "orderpipe-enqueue: cannot load schemas from %s: %s\n", cfg.schema_dir,
+                err);
         jsonschema_registry_free(reg);
         egress_policy_free(&hooks);
         return 2;

@@ -196,7 +196,7 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
 
     char err[512];
-    in.schemas = jsonschema_registry_load(in.cfg.schema_dir, err, sizeof err);
+    jsonschema_registry_load(in.cfg.schema_dir, &in.schemas, err, sizeof err); /* NULL: err */
     in.order_schema = jsonschema_registry_get(in.schemas, "order.request");
     if (!in.order_schema) {
         log_error(NULL, "cannot load schemas/order.request.json from %s: %s", in.cfg.schema_dir,
