@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+#include "mem.h"
+
 op_status inbox_record(db *d, const char *consumer, const char *message_id)
 {
     const char *params[] = {consumer, message_id};
@@ -35,7 +37,7 @@ op_status inbox_record_in_savepoint(db *d, const char *savepoint, bool release_p
     if (con && mid && sp) {
         /* Simple protocol: several statements, one round trip; the result is the last one's. */
         size_t n = strlen(con) + strlen(mid) + 2 * strlen(sp) + 160;
-        char *sql = malloc(n);
+        char *sql = mem_alloc(n);
         snprintf(sql, n, "%s%s%ssavepoint %s; insert into inbox(consumer, message_id) "
                          "values (%s, %s) on conflict do nothing",
                  release_previous ? "release savepoint " : "", release_previous ? sp : "",

@@ -133,7 +133,7 @@ static op_status jsonschema_compile_into(jsonschema *s, json_t *schema, char *er
             json_t *ps;
             json_object_foreach(v, pk, ps) {
                 size_t i = s->npattern_props++;
-                if (jsonschema_regex_compile(&s->prop_patterns[i], pk, err, errlen) != 0 ||
+                if (jsonschema_regex_compile(&s->prop_patterns[i], pk, err, errlen) != OP_OK ||
                     !(s->pattern_props[i] = jsonschema_sub(ps, pk, err, errlen)))
                     return OP_ERR_PERMANENT;
             }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "mem.h"
 
 typedef enum { RELAY_CRASH_NONE, RELAY_CRASH_BEFORE_PUBLISH, RELAY_CRASH_AFTER_PUBLISH } relay_crash;
 
@@ -71,10 +72,8 @@ op_status outbox_write(db *d, const char *routing_key, json_t *event, json_t *he
 
 op_status outbox_relay_new(outbox_relay **out, db *d, broker *b, int batch)
 {
-    outbox_relay *r = calloc(1, sizeof *r);
+    outbox_relay *r = mem_calloc(1, sizeof *r);
     *out = r;
-    if (!r)
-        return OP_ERR_TRANSIENT;
     r->db = d;
     r->broker = b;
     r->batch = batch > 0 ? batch : 200;

@@ -23,6 +23,7 @@
 #include "backoff.h"
 #include "intake.h"
 #include "log.h"
+#include "mem.h"
 
 struct intake_pending {
     struct evhttp_request *req;
@@ -339,7 +340,7 @@ int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const 
         intake_broker_lost(in);
         return -1;
     }
-    intake_pending *p = calloc(1, sizeof *p);
+    intake_pending *p = mem_calloc(1, sizeof *p);
     p->req = req;
     p->seq = seq;
     p->sent_ms = intake_now_ms();

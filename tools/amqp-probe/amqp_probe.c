@@ -18,6 +18,7 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 #include "samples.h"
 
 #define PROBE_QUEUE "orderpipe.probe"
@@ -32,7 +33,7 @@ static void probe_usage(FILE *out)
 
 static int probe_publish_rate(broker *b, long n, long size, long window)
 {
-    char *body = malloc((size_t)size + 1);
+    char *body = mem_alloc((size_t)size + 1);
     memset(body, 'x', (size_t)size);
     body[size] = '\0';
     /* Pipelined like the outbox relay: a window of publishes, then wait for their confirms. */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "mem.h"
 #include "samples.h"
 
 typedef enum { MIX_OK, MIX_OOS, MIX_DECLINE, MIX_FLAKY, MIX_HOT, MIX_DUP, MIX_COUNT } mix_kind;
@@ -136,7 +137,7 @@ static void loadgen_on_response(struct evhttp_request *req, void *arg)
     if (code == 202) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
-        char *text = malloc(len + 1);
+        char *text = mem_alloc(len + 1);
         evbuffer_remove(in, text, len);
         text[len] = '\0';
         json_t *resp = json_loads(text, 0, NULL);
@@ -168,7 +169,7 @@ static void loadgen_issue(loadgen *lg, int conn)
         return;
     long n = lg->issued++;
     mix_kind k = loadgen_pick(lg);
-    loadgen_req *r = calloc(1, sizeof *r);
+    loadgen_req *r = mem_calloc(1, sizeof *r);
     r->lg = lg;
     r->conn = conn;
     char *body;
@@ -176,13 +177,13 @@ static void loadgen_issue(loadgen *lg, int conn)
      * refused 422 idempotency_key_reused. */
     if (k == MIX_DUP && lg->last_key[0] && lg->last_body) {
         snprintf(r->key, sizeof r->key, "%s", lg->last_key);
-        body = strdup(lg->last_body);
+        body = mem_strdup(lg->last_body);
     } else {
         snprintf(r->key, sizeof r->key, "lg-%ld-%ld", lg->cfg.seed, n);
         snprintf(lg->last_key, sizeof lg->last_key, "%s", r->key);
         body = loadgen_body(lg, k == MIX_DUP ? MIX_OK : k, n);
         free(lg->last_body);
-        lg->last_body = body ? strdup(body) : NULL;
+        lg->last_body = body ? mem_strdup(body) : NULL;
     }
     if (!body) {
         lg->transport_errors++;
@@ -245,7 +246,7 @@ static void loadgen_usage(FILE *out)
 static int loadgen_parse_mix(loadgen_config *c, const char *spec)
 {
     memset(c->weights, 0, sizeof c->weights);
-    char *copy = strdup(spec), *save = NULL;
+    char *copy = mem_strdup(spec), *save = NULL;
     int rc = 0;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
@@ -325,9 +326,9 @@ int main(int argc, char **argv)
 
     lg.rng = (unsigned)lg.cfg.seed;
     lg.base = event_base_new();
-    lg.latency_ms = calloc((size_t)lg.cfg.orders, sizeof(double));
-    lg.conns = calloc((size_t)lg.cfg.connections, sizeof *lg.conns);
-    lg.idle = calloc((size_t)lg.cfg.connections, sizeof *lg.idle);
+    lg.latency_ms = mem_calloc((size_t)lg.cfg.orders, sizeof(double));
+    lg.conns = mem_calloc((size_t)lg.cfg.connections, sizeof *lg.conns);
+    lg.idle = mem_calloc((size_t)lg.cfg.connections, sizeof *lg.idle);
     if (lg.cfg.accepted_path && !(lg.accepted = fopen(lg.cfg.accepted_path, "a"))) {
         perror(lg.cfg.accepted_path);
         return 2;

@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "egress.h"
+#include "mem.h"
 #include "metrics.h"
 #include "worker.h"
 
@@ -453,7 +454,7 @@ static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, 
             size_t bl = strlen(body);
             if (len + bl + 1 > cap) {
                 cap = (len + bl + 1) * 2;
-                lines = realloc(lines, cap);
+                lines = mem_realloc(lines, cap);
             }
             memcpy(lines + len, body, bl);
             len += bl;
