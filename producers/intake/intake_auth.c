@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "intake.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -84,7 +85,7 @@ int intake_auth_load(intake *in)
             log_warn(NULL, "webhook hosts are configured for client '%s', which has no API key",
                      in->webhooks.clients[i].client);
     }
-    uint64_t now = intake_now_ms() * 1000000ull;
+    uint64_t now = clock_now_ns();
     for (size_t i = 0; i < in->nclients; i++)
         ratelimit_init(&in->clients[i].bucket, in->cfg.rate_per_client, in->cfg.burst_per_client, now);
     return 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "clock.h"
 #include "intake.h"
 #include "log.h"
 
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
         return 2;
     }
     ratelimit_init(&in.global_bucket, in.cfg.rate_global, in.cfg.burst_global,
-                   intake_now_ms() * 1000000ull);
+                   clock_now_ns());
     if (fairshare_init(&in.fair, in.nclients, INTAKE_FAIR_TAU_S, INTAKE_FAIR_ACTIVE_S) != 0)
         return 1;
     intake_metrics_init(&in);

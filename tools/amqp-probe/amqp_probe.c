@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
@@ -37,7 +38,7 @@ static int probe_publish_rate(broker *b, long n, long size, long window)
     memset(body, 'x', (size_t)size);
     body[size] = '\0';
     /* Pipelined like the outbox relay: a window of publishes, then wait for their confirms. */
-    double t0 = samples_now_ms();
+    double t0 = clock_now_ms_f();
     for (long i = 0; i < n; i++) {
         broker_message m = {.exchange = "", .routing_key = PROBE_QUEUE, .body = body, .len = (size_t)size};
         if (broker_publish(b, &m, NULL) != OP_OK) {
@@ -56,7 +57,7 @@ static int probe_publish_rate(broker *b, long n, long size, long window)
         free(body);
         return 1;
     }
-    double secs = (samples_now_ms() - t0) / 1e3;
+    double secs = (clock_now_ms_f() - t0) / 1e3;
     printf("{\"published\":%ld,\"size\":%ld,\"window\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", n, size,
            window, secs, (double)n / secs);
     free(body);
@@ -69,7 +70,7 @@ static int probe_consume_rate(broker *b, long n)
         fprintf(stderr, "probe: %s\n", broker_last_error(b));
         return 1;
     }
-    double t0 = samples_now_ms();
+    double t0 = clock_now_ms_f();
     long got = 0;
     broker_delivery d;
     while (got < n && broker_next(b, 2000, &d) == OP_OK) {
@@ -78,7 +79,7 @@ static int probe_consume_rate(broker *b, long n)
             broker_ack(b, d.tag, true);
         broker_delivery_free(&d);
     }
-    double secs = (samples_now_ms() - t0) / 1e3;
+    double secs = (clock_now_ms_f() - t0) / 1e3;
     printf("{\"consumed\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", got, secs, (double)got / secs);
     return got == n ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "clock.h"
 #include "mem.h"
 #include "samples.h"
 
@@ -49,7 +50,7 @@ typedef struct loadgen {
     double *latency_ms;
     long latency_n;
     FILE *accepted, *idem;
-    struct timespec start;
+    double start_ms;    /* clock_now_ms_f at the first request */
     struct event *pacer;
     long idle_conns;
     int *idle;          /* stack of idle connection indexes */
@@ -61,7 +62,7 @@ typedef struct loadgen {
 typedef struct loadgen_req {
     loadgen *lg;
     int conn;
-    struct timespec sent;
+    double sent_ms;     /* clock_now_ms_f when it left */
     char key[64];
 } loadgen_req;
 
@@ -125,7 +126,7 @@ static void loadgen_on_response(struct evhttp_request *req, void *arg)
 {
     loadgen_req *r = arg;
     loadgen *lg = r->lg;
-    double lat = samples_now_ms() - ((double)r->sent.tv_sec * 1e3 + (double)r->sent.tv_nsec / 1e6);
+    double lat = clock_now_ms_f() - r->sent_ms;
     lg->completed++;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     if (code <= 0 || code >= 600) {
@@ -201,7 +202,7 @@ static void loadgen_issue(loadgen *lg, int conn)
     evhttp_add_header(h, "Idempotency-Key", r->key);
     evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
     free(body);
-    clock_gettime(CLOCK_MONOTONIC, &r->sent);
+    r->sent_ms = clock_now_ms_f();
     if (evhttp_make_request(lg->conns[conn], req, EVHTTP_REQ_POST, "/v1/orders") != 0) {
         lg->transport_errors++;
         lg->completed++;
@@ -215,8 +216,7 @@ static void loadgen_on_pace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     loadgen *lg = arg;
-    double elapsed = samples_now_ms() -
-                     ((double)lg->start.tv_sec * 1e3 + (double)lg->start.tv_nsec / 1e6);
+    double elapsed = clock_now_ms_f() - lg->start_ms;
     long due = (long)(elapsed * (double)lg->cfg.rate / 1000.0) + 1;
     if (due > lg->cfg.orders)
         due = lg->cfg.orders;
@@ -341,7 +341,7 @@ int main(int argc, char **argv)
         lg.conns[i] = evhttp_connection_base_new(lg.base, NULL, lg.host, (unsigned short)lg.port);
         evhttp_connection_set_timeout(lg.conns[i], 30);
     }
-    clock_gettime(CLOCK_MONOTONIC, &lg.start);
+    lg.start_ms = clock_now_ms_f();
     if (lg.cfg.rate > 0) {
         for (long i = 0; i < lg.cfg.connections; i++)
             lg.idle[lg.idle_conns++] = (int)i;
@@ -353,8 +353,7 @@ int main(int argc, char **argv)
             loadgen_issue(&lg, (int)i);
     }
     event_base_dispatch(lg.base);
-    double secs = (samples_now_ms() -
-                   ((double)lg.start.tv_sec * 1e3 + (double)lg.start.tv_nsec / 1e6)) / 1e3;
+    double secs = (clock_now_ms_f() - lg.start_ms) / 1e3;
 
     samples_sort(lg.latency_ms, lg.latency_n);
     json_t *status = json_object();

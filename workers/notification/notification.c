@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "clock.h"
 #include "egress.h"
 #include "mem.h"
 #include "metrics.h"
@@ -66,13 +67,6 @@ typedef struct notify_ctx {
     long long batch_budget_ms; /* the batch's call budget, as it started */
     metrics_family *m_calls, *m_open;
 } notify_ctx;
-
-static long long notify_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void notify_count(notify_ctx *ctx, const char *outcome)
 {
@@ -126,7 +120,7 @@ static void notify_dest_result(notify_ctx *ctx, notify_dest *d, bool failed, con
         return;
     }
     if (++d->failures >= ctx->breaker_failures) {
-        d->open_until_ms = notify_now_ms() + ctx->breaker_open_ms;
+        d->open_until_ms = (long long)clock_now_ms() + ctx->breaker_open_ms;
         if (!d->open)
             log_warn(lc, "webhook destination %s failed %d times in a row: circuit open for %ld ms",
                      d->key, d->failures, ctx->breaker_open_ms);
@@ -247,7 +241,7 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
         snprintf(err, errlen, "out of memory");
         return OP_ERR_TRANSIENT;
     }
-    long long now = notify_now_ms();
+    long long now = (long long)clock_now_ms();
     d->last_used_ms = now;
     if (d->batch != ctx->batch) {
         d->batch = ctx->batch;
@@ -276,7 +270,7 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
     op_status st = notify_resolve(ctx, &u, pin, sizeof pin, err, errlen);
     if (st != OP_OK) {
         notify_count(ctx, st == OP_ERR_PERMANENT ? "refused" : "failed");
-        d->spent_ms += notify_now_ms() - now;
+        d->spent_ms += (long long)clock_now_ms() - now;
         return st;
     }
     /* curl is given the URL as we parsed it (host lower-cased), so it cannot read another host
@@ -330,7 +324,7 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
     curl_url_cleanup(cu);
     curl_slist_free_all(h);
     curl_slist_free_all(resolve);
-    long long took = notify_now_ms() - now;
+    long long took = (long long)clock_now_ms() - now;
     d->spent_ms += took;
     /* Only a slow failure counts towards the breaker: a host that refuses connections or answers
      * 503 at once costs the others nothing, and opening on it would only burn its notifications'
