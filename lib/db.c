@@ -244,6 +244,29 @@ void db_array_free(db_array *a)
     a->text = NULL;
 }
 
+op_status db_exec_prepared_count(db *d, const char *name, const char *sql, int nparams,
+                                 const char *const *params, long *rows)
+{
+    op_status st;
+    PGresult *r = db_exec_prepared(d, name, sql, nparams, params, &st);
+    if (!r)
+        return st;
+    if (rows)
+        *rows = atol(PQcmdTuples(r));
+    PQclear(r);
+    return OP_OK;
+}
+
+op_status db_prune(db *d, const char *name, const char *sql, long retention_s, int batch,
+                   long *deleted)
+{
+    char ret[32], lim[32];
+    snprintf(ret, sizeof ret, "%ld", retention_s);
+    snprintf(lim, sizeof lim, "%d", batch > 0 ? batch : 1000);
+    const char *params[] = {ret, lim};
+    return db_exec_prepared_count(d, name, sql, 2, params, deleted);
+}
+
 op_status db_command(db *d, const char *sql, int nparams, const char *const *params)
 {
     op_status st;

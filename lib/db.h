@@ -56,6 +56,17 @@ void db_array_append(db_array *a, const char *element);
 const char *db_array_text(db_array *a);
 void db_array_free(db_array *a);
 
+/* db_exec_prepared for a statement that changes rows: *rows (may be NULL) gets how many. */
+op_status db_exec_prepared_count(db *d, const char *name, const char *sql, int nparams,
+                                 const char *const *params, long *rows);
+
+/* Runs prepared statement `sql` (under `name`), whose $1 is a retention in seconds and $2 a row
+ * limit (`batch`, <= 0: 1000), and reports the rows it deleted in *deleted (may be NULL): the
+ * retention sweeps of the inbox and the outbox delete in small batches so that a sweep never
+ * holds locks for long. */
+op_status db_prune(db *d, const char *name, const char *sql, long retention_s, int batch,
+                   long *deleted);
+
 /* Runs a command and discards its result. */
 op_status db_command(db *d, const char *sql, int nparams, const char *const *params);
 

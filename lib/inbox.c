@@ -12,16 +12,14 @@
 op_status inbox_record(db *d, const char *consumer, const char *message_id)
 {
     const char *params[] = {consumer, message_id};
-    op_status st;
-    PGresult *r = db_exec_prepared(d, "inbox_record",
-                                   "insert into inbox(consumer, message_id) values ($1, $2) "
-                                   "on conflict do nothing",
-                                   2, params, &st);
-    if (!r)
+    long inserted = 0;
+    op_status st = db_exec_prepared_count(d, "inbox_record",
+                                          "insert into inbox(consumer, message_id) values ($1, $2) "
+                                          "on conflict do nothing",
+                                          2, params, &inserted);
+    if (st != OP_OK)
         return st;
-    bool inserted = atoi(PQcmdTuples(r)) == 1;
-    PQclear(r);
-    return inserted ? OP_OK : OP_DUPLICATE;
+    return inserted == 1 ? OP_OK : OP_DUPLICATE;
 }
 
 op_status inbox_record_in_savepoint(db *d, const char *savepoint, bool release_previous,
@@ -114,20 +112,8 @@ op_status inbox_forget_many(db *d, const char *consumer, const char *const *mess
 
 op_status inbox_prune(db *d, long retention_s, int batch, long *deleted)
 {
-    char ret[32], lim[32];
-    snprintf(ret, sizeof ret, "%ld", retention_s);
-    snprintf(lim, sizeof lim, "%d", batch > 0 ? batch : 1000);
-    const char *params[] = {ret, lim};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        d, "inbox_prune",
-        "delete from inbox where ctid = any(array(select ctid from inbox "
-        "where received_at < now() - make_interval(secs => $1::int) limit $2::int))",
-        2, params, &st);
-    if (!r)
-        return st;
-    if (deleted)
-        *deleted = atol(PQcmdTuples(r));
-    PQclear(r);
-    return OP_OK;
+    return db_prune(d, "inbox_prune",
+                    "delete from inbox where ctid = any(array(select ctid from inbox "
+                    "where received_at < now() - make_interval(secs => $1::int) limit $2::int))",
+                    retention_s, batch, deleted);
 }

@@ -17,9 +17,9 @@
  * the pattern has something inside a bracket that POSIX cannot say the same way (\] and \- are
  * literals in ECMA but would end the bracket or make a range in POSIX; \^ first would negate
  * it; \D \W \S would need a bracket inside the bracket; "[:" "[." "[=" open POSIX class names):
- * the translation would then not be the pattern the complexity scan judged, and the fuzz target
- * found "[\]\te++++...]" and "[\W\te++++...]" hanging regcomp that way. Brackets are delimited as the scan
- * does: a ']' right after '[' or '[^' is a literal. */
+ * the translation would then not be the pattern the complexity scan judged, and patterns such
+ * as "[\]\te++++...]" or "[\W\te++++...]" would hang regcomp. Brackets are delimited as the
+ * scan does: a ']' right after '[' or '[^' is a literal. */
 static char *jsonschema_translate_regex(const char *src)
 {
     size_t n = strlen(src);

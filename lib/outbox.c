@@ -45,8 +45,8 @@ op_status outbox_write_rows(db *d, json_t *rows)
     const char *params[] = {text};
     op_status st;
     /* Ordered by position so ids (the relay's publishing order) follow the order of emission.
-     * jsonb: parsed once; as json, each ->> parsed its row again and unescaped the payload
-     * char by char (250 rows: 4.2-4.6 against 6.7-7.9 ms). */
+     * jsonb: the array is parsed once, where as json each ->> would parse its row again and
+     * unescape the payload character by character. */
     PGresult *r = db_exec_prepared(
         d, "outbox_write_rows",
         "insert into outbox(message_id, aggregate_id, routing_key, payload, headers) "
@@ -102,8 +102,8 @@ static PGresult *outbox_claim(db *d, const outbox_relay *r, const relay_txn *t, 
     if (t->written) {
         const char *params[] = {t->written, t->consumed ? t->consumed : "[]"};
         /* Each step runs once (materialized CTEs, InitPlans): the planner believes almost no
-         * row is unpublished (that is what ANALYZE sees) and, given a join, rescanned every
-         * unpublished row once per written row: quadratic in the batch, 250 ms a claim at 256.
+         * row is unpublished (that is what ANALYZE sees) and, given a join, rescans every
+         * unpublished row once per written row, which is quadratic in the batch.
          * `firsts` is the oldest unpublished row of each written order other than ours and
          * those known to be out; a written row after it waits for the relay. */
         return db_exec_prepared(
@@ -131,10 +131,11 @@ static PGresult *outbox_claim(db *d, const outbox_relay *r, const relay_txn *t, 
     snprintf(lim, sizeof lim, "%d", r->batch);
     const char *params[] = {lim};
     /* The oldest `batch` unpublished rows are a prefix by id, so a row's older unpublished
-     * events are in it too: the first row of each order in it is the one that may go. Checked
-     * against the whole backlog per row instead, the planner's nested loop took 1.5 s a claim
-     * with 40,000 rows waiting (after a broker outage, say). A row another relay holds stays in
-     * the prefix and keeps the later events of its order back. */
+     * events are in it too: the first row of each order in it is the one that may go. Checking
+     * each row against the whole backlog instead makes the planner's nested loop grow with the
+     * backlog, which is largest exactly when the relay must catch up (after a broker outage).
+     * A row another relay holds stays in the prefix and keeps the later events of its order
+     * back. */
     return db_exec_prepared(
         d, "outbox_claim",
         "with head as materialized (select id, aggregate_id from outbox "
@@ -297,20 +298,9 @@ op_status outbox_backlog(db *d, long *rows, double *oldest_age_s)
 
 op_status outbox_prune(db *d, long retention_s, int batch, long *deleted)
 {
-    char ret[32], lim[32];
-    snprintf(ret, sizeof ret, "%ld", retention_s);
-    snprintf(lim, sizeof lim, "%d", batch > 0 ? batch : 1000);
-    const char *params[] = {ret, lim};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        d, "outbox_prune",
-        "delete from outbox where id = any(array(select id from outbox where published_at is not "
-        "null and published_at < now() - make_interval(secs => $1::int) limit $2::int))",
-        2, params, &st);
-    if (!r)
-        return st;
-    if (deleted)
-        *deleted = atol(PQcmdTuples(r));
-    PQclear(r);
-    return OP_OK;
+    return db_prune(d, "outbox_prune",
+                    "delete from outbox where id = any(array(select id from outbox where "
+                    "published_at is not null and published_at < now() - "
+                    "make_interval(secs => $1::int) limit $2::int))",
+                    retention_s, batch, deleted);
 }
