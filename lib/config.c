@@ -1,6 +1,7 @@
 /* config: environment and flag parsing helpers (see config.h). */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ const char *config_env_str(const char *name, const char *def)
 
 op_status config_parse_long(const char *text, long min, long max, long *out)
 {
+    assert(min <= max); /* the bounds are the program's own */
     if (!text || !*text)
         return OP_ERR_PERMANENT;
     char *end;

@@ -291,6 +291,7 @@ static void db_rollback(db *d)
 
 op_status db_transaction(db *d, db_txn_fn fn, void *arg, int max_attempts)
 {
+    assert(d && fn);
     if (max_attempts <= 0)
         max_attempts = 5;
     backoff bo;

@@ -1,6 +1,7 @@
 /* inbox: consumed message ids per consumer (see inbox.h). */
 #include "inbox.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ static char *inbox_ids_json(const char *const *message_ids, int n)
 op_status inbox_record_many(db *d, const char *consumer, const char *const *message_ids, int n,
                             bool *fresh)
 {
+    assert(n >= 0 && (n == 0 || (message_ids && fresh)));
     for (int i = 0; i < n; i++)
         fresh[i] = false;
     char *text = inbox_ids_json(message_ids, n);

@@ -5,6 +5,7 @@
  */
 #include "jsonschema_impl.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -316,6 +317,7 @@ static op_status jsonschema_check(const jsonschema *s, json_t *v, jsonschema_ctx
 
 op_status jsonschema_validate(const jsonschema *s, json_t *doc, jsonschema_error *err)
 {
+    assert(s && doc);
     jsonschema_ctx c = {.err = err, .strict_integer = s->flags & JSONSCHEMA_STRICT_INTEGER,
                         .path = "$"};
     return jsonschema_check(s, doc, &c);

@@ -6,7 +6,12 @@
  * The non-negative codes besides OP_OK are outcomes, not failures: each has one meaning, and a
  * caller decides what it means for its message (a duplicate is acked, a missing order is
  * dead-lettered or retried). Functions that cannot fail in a way a caller could act on return
- * OP_OK or OP_ERR_PERMANENT (bad input). */
+ * OP_OK or OP_ERR_PERMANENT (bad input).
+ *
+ * What can never happen whatever the input (a programming error, not a failure) is stated with
+ * assert(). The builds never define NDEBUG: a broken invariant stops the program at once, as
+ * running out of memory does (mem.h), instead of carrying on with state nobody reasoned about;
+ * the supervisor restarts it and unacknowledged messages are redelivered. */
 #ifndef ORDERPIPE_STATUS_H
 #define ORDERPIPE_STATUS_H
 
