@@ -7,20 +7,7 @@
 #include <string.h>
 
 #include "db.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            printf("ok - ");                                                               \
-        } else {                                                                           \
-            printf("not ok - ");                                                           \
-            failures++;                                                                    \
-        }                                                                                  \
-        printf(__VA_ARGS__);                                                               \
-        printf("\n");                                                                      \
-        fflush(stdout);                                                                    \
-    } while (0)
+#include "systest.h"
 
 #define NAMES 300
 
