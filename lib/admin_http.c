@@ -97,18 +97,19 @@ void admin_http_attach(struct evhttp *http, metrics_registry *reg, admin_health_
     evhttp_set_cb(http, "/healthz", admin_http_on_health, &routes);
 }
 
-int admin_http_parse_listen(const char *listen, char *host, size_t n, int *port)
+op_status admin_http_parse_listen(const char *listen, char *host, size_t n, int *port)
 {
     const char *colon = listen ? strrchr(listen, ':') : NULL;
     long p;
-    if (!colon || (size_t)(colon - listen) >= n || config_parse_long(colon + 1, 0, 65535, &p) != 0)
-        return -1;
+    if (!colon || (size_t)(colon - listen) >= n ||
+        config_parse_long(colon + 1, 0, 65535, &p) != OP_OK)
+        return OP_ERR_PERMANENT;
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
     if (!*host)
         snprintf(host, n, "127.0.0.1");
     *port = (int)p;
-    return 0;
+    return OP_OK;
 }
 
 static void *admin_http_thread(void *arg)
@@ -123,7 +124,7 @@ static op_status admin_http_bind(admin_http *a, const char *listen)
 {
     char host[256];
     int port;
-    if (admin_http_parse_listen(listen, host, sizeof host, &port) != 0)
+    if (admin_http_parse_listen(listen, host, sizeof host, &port) != OP_OK)
         return OP_ERR_PERMANENT;
     a->http = evhttp_new(a->base);
     struct evhttp_bound_socket *sock =

@@ -38,7 +38,7 @@ op_status admin_http_start_on(admin_http **out, struct event_base *base, const c
 int admin_http_port(const admin_http *a);
 void admin_http_stop(admin_http *a);
 
-/* Splits "host:port" into host (size n) and port. Returns 0, or -1 when malformed. */
-int admin_http_parse_listen(const char *listen, char *host, size_t n, int *port);
+/* Splits "host:port" into host (size n) and port. OP_OK, or OP_ERR_PERMANENT when malformed. */
+op_status admin_http_parse_listen(const char *listen, char *host, size_t n, int *port);
 
 #endif

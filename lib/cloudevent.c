@@ -5,26 +5,21 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
+#include "clock.h"
 #include "utf8.h"
 #include "uuid.h"
 
 void cloudevent_time_now(char out[32])
 {
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03ldZ", now.tv_nsec / 1000000);
+    clock_utc_text(out);
 }
 
 json_t *cloudevent_new(const char *type, const char *source, const char *order_id, json_t *data,
                   const char *traceparent)
 {
     char id[UUID_STR_LEN], now[32];
-    if (uuid_v4(id) != 0) {
+    if (uuid_v4(id) != OP_OK) {
         json_decref(data);
         return NULL;
     }

@@ -7,21 +7,24 @@
 
 #include <stdbool.h>
 
+#include "status.h"
+
 /* The value of environment variable `name`, or `def` when unset or empty. */
 const char *config_env_str(const char *name, const char *def);
 
-/* Parses `text` as a base-10 integer in [min, max]. Returns 0, or -1 (out untouched). */
-int config_parse_long(const char *text, long min, long max, long *out);
+/* Parses `text` as a base-10 integer in [min, max]. OP_OK, or OP_ERR_PERMANENT (out untouched). */
+op_status config_parse_long(const char *text, long min, long max, long *out);
 
 /* Parses a duration with unit suffix (ms, s, m, h, d) into ms: "250", "250ms", "3s", "2m", "2h",
- * "7d". A bare number is milliseconds. Returns 0, or -1 when malformed or negative. */
-int config_parse_duration_ms(const char *text, long *out_ms);
+ * "7d". A bare number is milliseconds. OP_OK, or OP_ERR_PERMANENT when malformed, negative or
+ * past a long. */
+op_status config_parse_duration_ms(const char *text, long *out_ms);
 
 /* Reads integer variable `name` into *out (default `def` when unset). On a bad value prints
- * "NAME: must be an integer in [min, max]" to stderr and returns -1. */
-int config_env_long(const char *name, long def, long min, long max, long *out);
+ * "NAME: must be an integer in [min, max]" to stderr and returns OP_ERR_PERMANENT. */
+op_status config_env_long(const char *name, long def, long min, long max, long *out);
 
-/* Reads boolean variable `name` (1/0, true/false, yes/no, on/off). Returns 0 or -1 as above. */
-int config_env_bool(const char *name, bool def, bool *out);
+/* Reads boolean variable `name` (1/0, true/false, yes/no, on/off). OP_OK or OP_ERR_PERMANENT as above. */
+op_status config_env_bool(const char *name, bool def, bool *out);
 
 #endif

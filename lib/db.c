@@ -1,6 +1,7 @@
 /* db: a libpq connection with retried transactions (see db.h). */
 #include "db.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +9,11 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "mem.h"
 
-#define DB_MAX_PREPARED 64
+/* First size of the set of prepared names; it doubles whenever it is half full, so a lookup
+ * stays one or two probes however many statements a program prepares. */
+#define DB_PREPARED_MIN 64
 
 struct db {
     PGconn *conn;
@@ -17,8 +21,12 @@ struct db {
     char *app;
     uint64_t reconnects;
     bool connected_once;
-    const char *prepared[DB_MAX_PREPARED]; /* names prepared on this connection */
-    int nprepared;
+    /* Names prepared on this connection: an open-addressing set (NULL = free slot) of pointers
+     * to the callers' names, which outlive d (db.h). PostgreSQL refuses to prepare a name twice
+     * on one connection, so a name missing here would fail every later call as permanent. */
+    const char **prepared;
+    size_t prepared_cap; /* a power of two, or 0 before the first statement */
+    size_t nprepared;
     char error[512];
     char sqlstate[6];
 };
@@ -42,6 +50,9 @@ op_status db_reconnect(db *d)
 {
     if (d->conn)
         PQfinish(d->conn);
+    /* A new connection has no prepared statements. */
+    if (d->prepared)
+        memset(d->prepared, 0, d->prepared_cap * sizeof *d->prepared);
     d->nprepared = 0;
     const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
     const char *vals[] = {d->url, d->app, "5", NULL};
@@ -60,12 +71,10 @@ op_status db_reconnect(db *d)
 
 op_status db_connect(db **out, const char *url, const char *app)
 {
-    db *d = calloc(1, sizeof *d);
+    db *d = mem_calloc(1, sizeof *d);
     *out = d;
-    if (!d)
-        return OP_ERR_TRANSIENT;
-    d->url = strdup(url ? url : "");
-    d->app = strdup(app ? app : "orderpipe");
+    d->url = mem_strdup(url ? url : "");
+    d->app = mem_strdup(app ? app : "orderpipe");
     return db_reconnect(d);
 }
 
@@ -75,6 +84,7 @@ void db_close(db *d)
         return;
     if (d->conn)
         PQfinish(d->conn);
+    free(d->prepared);
     free(d->url);
     free(d->app);
     free(d);
@@ -125,6 +135,48 @@ PGresult *db_exec(db *d, const char *sql, int nparams, const char *const *params
     return db_check(d, r, st);
 }
 
+/* FNV-1a: names are short literals, and equal names hash alike wherever they are stored. */
+static size_t db_name_hash(const char *name)
+{
+    size_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* The slot of `name` in the set, or the free slot where it belongs. */
+static size_t db_prepared_slot(const db *d, const char *name)
+{
+    assert(d->prepared_cap > 0 && (d->prepared_cap & (d->prepared_cap - 1)) == 0);
+    size_t mask = d->prepared_cap - 1, i = db_name_hash(name) & mask;
+    while (d->prepared[i] && d->prepared[i] != name && strcmp(d->prepared[i], name) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static bool db_prepared_has(const db *d, const char *name)
+{
+    return d->prepared_cap > 0 && d->prepared[db_prepared_slot(d, name)] != NULL;
+}
+
+static void db_prepared_add(db *d, const char *name)
+{
+    if (2 * (d->nprepared + 1) > d->prepared_cap) {
+        const char **old = d->prepared;
+        size_t old_cap = d->prepared_cap;
+        d->prepared_cap = old_cap ? 2 * old_cap : DB_PREPARED_MIN;
+        d->prepared = mem_calloc(d->prepared_cap, sizeof *d->prepared);
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i])
+                d->prepared[db_prepared_slot(d, old[i])] = old[i];
+        free(old);
+    }
+    size_t i = db_prepared_slot(d, name);
+    assert(d->prepared[i] == NULL); /* only a name not prepared yet is added */
+    d->prepared[i] = name;
+    d->nprepared++;
+}
+
 PGresult *db_exec_prepared(db *d, const char *name, const char *sql, int nparams,
                            const char *const *params, op_status *st)
 {
@@ -134,18 +186,85 @@ PGresult *db_exec_prepared(db *d, const char *name, const char *sql, int nparams
             *st = OP_ERR_TRANSIENT;
         return NULL;
     }
-    bool known = false;
-    for (int i = 0; i < d->nprepared && !known; i++)
-        known = d->prepared[i] == name || strcmp(d->prepared[i], name) == 0;
-    if (!known) {
+    if (!db_prepared_has(d, name)) {
         PGresult *p = db_check(d, PQprepare(d->conn, name, sql, nparams, NULL), st);
         if (!p)
             return NULL;
         PQclear(p);
-        if (d->nprepared < DB_MAX_PREPARED)
-            d->prepared[d->nprepared++] = name;
+        db_prepared_add(d, name);
     }
     return db_check(d, PQexecPrepared(d->conn, name, nparams, params, NULL, NULL, 0), st);
+}
+
+void db_array_init(db_array *a)
+{
+    a->cap = 64;
+    a->text = mem_alloc(a->cap);
+    a->text[0] = '{';
+    a->len = 1;
+    a->n = 0;
+}
+
+/* Room for `more` bytes and the closing "}" with its terminator. */
+static void db_array_reserve(db_array *a, size_t more)
+{
+    if (a->len + more + 2 <= a->cap)
+        return;
+    while (a->len + more + 2 > a->cap)
+        a->cap *= 2;
+    a->text = mem_realloc(a->text, a->cap);
+}
+
+void db_array_append(db_array *a, const char *element)
+{
+    assert(a->text && a->len >= 1 && a->text[0] == '{');
+    db_array_reserve(a, 2 * strlen(element) + 3);
+    if (a->n++ > 0)
+        a->text[a->len++] = ',';
+    a->text[a->len++] = '"';
+    for (const char *p = element; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            a->text[a->len++] = '\\';
+        a->text[a->len++] = *p;
+    }
+    a->text[a->len++] = '"';
+}
+
+const char *db_array_text(db_array *a)
+{
+    db_array_reserve(a, 0);
+    a->text[a->len] = '}';
+    a->text[a->len + 1] = '\0';
+    return a->text;
+}
+
+void db_array_free(db_array *a)
+{
+    free(a->text);
+    a->text = NULL;
+}
+
+op_status db_exec_prepared_count(db *d, const char *name, const char *sql, int nparams,
+                                 const char *const *params, long *rows)
+{
+    op_status st;
+    PGresult *r = db_exec_prepared(d, name, sql, nparams, params, &st);
+    if (!r)
+        return st;
+    if (rows)
+        *rows = atol(PQcmdTuples(r));
+    PQclear(r);
+    return OP_OK;
+}
+
+op_status db_prune(db *d, const char *name, const char *sql, long retention_s, int batch,
+                   long *deleted)
+{
+    char ret[32], lim[32];
+    snprintf(ret, sizeof ret, "%ld", retention_s);
+    snprintf(lim, sizeof lim, "%d", batch > 0 ? batch : 1000);
+    const char *params[] = {ret, lim};
+    return db_exec_prepared_count(d, name, sql, 2, params, deleted);
 }
 
 op_status db_command(db *d, const char *sql, int nparams, const char *const *params)
@@ -172,6 +291,7 @@ static void db_rollback(db *d)
 
 op_status db_transaction(db *d, db_txn_fn fn, void *arg, int max_attempts)
 {
+    assert(d && fn);
     if (max_attempts <= 0)
         max_attempts = 5;
     backoff bo;

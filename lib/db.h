@@ -42,6 +42,31 @@ PGresult *db_exec(db *d, const char *sql, int nparams, const char *const *params
 PGresult *db_exec_prepared(db *d, const char *name, const char *sql, int nparams,
                            const char *const *params, op_status *st);
 
+/* A PostgreSQL array literal built one element at a time, for passing a batch's ids as one
+ * `$n::type[]` parameter. Each element is quoted and escaped, so any text is one element. */
+typedef struct db_array {
+    char *text; /* "{...}" once db_array_text has closed it; owned (db_array_free) */
+    size_t len, cap;
+    int n;
+} db_array;
+
+void db_array_init(db_array *a);
+void db_array_append(db_array *a, const char *element);
+/* The literal ("{}" when empty); valid until the next append or db_array_free. */
+const char *db_array_text(db_array *a);
+void db_array_free(db_array *a);
+
+/* db_exec_prepared for a statement that changes rows: *rows (may be NULL) gets how many. */
+op_status db_exec_prepared_count(db *d, const char *name, const char *sql, int nparams,
+                                 const char *const *params, long *rows);
+
+/* Runs prepared statement `sql` (under `name`), whose $1 is a retention in seconds and $2 a row
+ * limit (`batch`, <= 0: 1000), and reports the rows it deleted in *deleted (may be NULL): the
+ * retention sweeps of the inbox and the outbox delete in small batches so that a sweep never
+ * holds locks for long. */
+op_status db_prune(db *d, const char *name, const char *sql, long retention_s, int batch,
+                   long *deleted);
+
 /* Runs a command and discards its result. */
 op_status db_command(db *d, const char *sql, int nparams, const char *const *params);
 

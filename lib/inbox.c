@@ -1,25 +1,26 @@
 /* inbox: consumed message ids per consumer (see inbox.h). */
 #include "inbox.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "mem.h"
+
 op_status inbox_record(db *d, const char *consumer, const char *message_id)
 {
     const char *params[] = {consumer, message_id};
-    op_status st;
-    PGresult *r = db_exec_prepared(d, "inbox_record",
-                                   "insert into inbox(consumer, message_id) values ($1, $2) "
-                                   "on conflict do nothing",
-                                   2, params, &st);
-    if (!r)
+    long inserted = 0;
+    op_status st = db_exec_prepared_count(d, "inbox_record",
+                                          "insert into inbox(consumer, message_id) values ($1, $2) "
+                                          "on conflict do nothing",
+                                          2, params, &inserted);
+    if (st != OP_OK)
         return st;
-    bool inserted = atoi(PQcmdTuples(r)) == 1;
-    PQclear(r);
-    return inserted ? OP_OK : OP_DUPLICATE;
+    return inserted == 1 ? OP_OK : OP_DUPLICATE;
 }
 
 op_status inbox_record_in_savepoint(db *d, const char *savepoint, bool release_previous,
@@ -35,7 +36,7 @@ op_status inbox_record_in_savepoint(db *d, const char *savepoint, bool release_p
     if (con && mid && sp) {
         /* Simple protocol: several statements, one round trip; the result is the last one's. */
         size_t n = strlen(con) + strlen(mid) + 2 * strlen(sp) + 160;
-        char *sql = malloc(n);
+        char *sql = mem_alloc(n);
         snprintf(sql, n, "%s%s%ssavepoint %s; insert into inbox(consumer, message_id) "
                          "values (%s, %s) on conflict do nothing",
                  release_previous ? "release savepoint " : "", release_previous ? sp : "",
@@ -67,6 +68,7 @@ static char *inbox_ids_json(const char *const *message_ids, int n)
 op_status inbox_record_many(db *d, const char *consumer, const char *const *message_ids, int n,
                             bool *fresh)
 {
+    assert(n >= 0 && (n == 0 || (message_ids && fresh)));
     for (int i = 0; i < n; i++)
         fresh[i] = false;
     char *text = inbox_ids_json(message_ids, n);
@@ -112,20 +114,8 @@ op_status inbox_forget_many(db *d, const char *consumer, const char *const *mess
 
 op_status inbox_prune(db *d, long retention_s, int batch, long *deleted)
 {
-    char ret[32], lim[32];
-    snprintf(ret, sizeof ret, "%ld", retention_s);
-    snprintf(lim, sizeof lim, "%d", batch > 0 ? batch : 1000);
-    const char *params[] = {ret, lim};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        d, "inbox_prune",
-        "delete from inbox where ctid = any(array(select ctid from inbox "
-        "where received_at < now() - make_interval(secs => $1::int) limit $2::int))",
-        2, params, &st);
-    if (!r)
-        return st;
-    if (deleted)
-        *deleted = atol(PQcmdTuples(r));
-    PQclear(r);
-    return OP_OK;
+    return db_prune(d, "inbox_prune",
+                    "delete from inbox where ctid = any(array(select ctid from inbox "
+                    "where received_at < now() - make_interval(secs => $1::int) limit $2::int))",
+                    retention_s, batch, deleted);
 }

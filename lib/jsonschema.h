@@ -14,6 +14,8 @@
  * first error and reports its JSON path ("$.lines[2].quantity") and a sentence, both valid UTF-8
  * (cut on a character boundary: property names come from the client).
  * Memory: compile/load allocate, the matching _free releases; get returns a borrowed pointer.
+ * Implementation: jsonschema_compile.c (schemas and the registry), jsonschema_regex.c
+ * (patterns), jsonschema_validate.c (documents).
  */
 #ifndef ORDERPIPE_JSONSCHEMA_H
 #define ORDERPIPE_JSONSCHEMA_H
@@ -41,11 +43,13 @@ enum {
     JSONSCHEMA_STRICT_INTEGER = 1u << 0,
 };
 
-/* Compiles `schema` (borrowed) with `flags` (JSONSCHEMA_*; 0: standard draft 7). NULL with err
- * filled when it is invalid or uses a keyword this validator does not support. */
-jsonschema *jsonschema_compile_flags(json_t *schema, unsigned flags, char *err, size_t errlen);
+/* Compiles `schema` (borrowed) with `flags` (JSONSCHEMA_*; 0: standard draft 7) into *out (the
+ * caller owns it: jsonschema_free). OP_ERR_PERMANENT, *out NULL and err filled when it is
+ * invalid or uses a keyword this validator does not support. */
+op_status jsonschema_compile_flags(json_t *schema, unsigned flags, jsonschema **out, char *err,
+                                   size_t errlen);
 /* jsonschema_compile_flags(schema, 0, ...): standard semantics. */
-jsonschema *jsonschema_compile(json_t *schema, char *err, size_t errlen);
+op_status jsonschema_compile(json_t *schema, jsonschema **out, char *err, size_t errlen);
 void jsonschema_free(jsonschema *s);
 
 /* OP_OK if doc is valid; OP_ERR_PERMANENT with *err (may be NULL) filled otherwise. */
@@ -53,7 +57,10 @@ op_status jsonschema_validate(const jsonschema *s, json_t *doc, jsonschema_error
 
 /* Loads and compiles every DIR/NAME.json, keyed by NAME (e.g. "order.placed"), with
  * JSONSCHEMA_STRICT_INTEGER: the registry is what the intake, enqueue and workers validate with. */
-jsonschema_registry *jsonschema_registry_load(const char *dir, char *err, size_t errlen);
+/* *out is the caller's (jsonschema_registry_free); OP_ERR_PERMANENT, *out NULL and err filled
+ * (the file and why) when a file cannot be read or compiled. */
+op_status jsonschema_registry_load(const char *dir, jsonschema_registry **out, char *err,
+                                   size_t errlen);
 const jsonschema *jsonschema_registry_get(const jsonschema_registry *r, const char *name);
 void jsonschema_registry_free(jsonschema_registry *r);
 

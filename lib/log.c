@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static const char *log_program = "orderpipe";
 static log_level log_min_level = LOG_INFO;
 
@@ -43,13 +45,8 @@ void log_vmsg(log_level level, const log_ctx *ctx, const char *fmt, va_list ap)
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
 
-    struct timespec now;
-    struct tm tm;
-    char ts[40];
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03ldZ", now.tv_nsec / 1000000);
+    char ts[CLOCK_UTC_TEXT_LEN];
+    clock_utc_text(ts);
 
     json_t *line = json_object();
     json_object_set_new(line, "ts", json_string(ts));

@@ -1,6 +1,7 @@
 /* mem: allocation that dies on out-of-memory (see mem.h). */
 #include "mem.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,4 +56,14 @@ char *mem_strndup(const char *s, size_t n)
     if (!d)
         mem_die("strndup");
     return d;
+}
+
+/* jansson's allocations follow the same policy (see mem.h). Set before main, so before any
+ * json_t exists: jansson requires its allocator not to change while it holds memory. Every
+ * program links this file (db and jsonschema use it). */
+static void *mem_json_alloc(size_t n) { return mem_alloc(n); }
+
+__attribute__((constructor)) static void mem_json_policy(void)
+{
+    json_set_alloc_funcs(mem_json_alloc, free);
 }

@@ -1,10 +1,17 @@
-/* mem: allocation that cannot return NULL.
+/* mem: the out-of-memory policy of every program of the pipeline.
  *
- * Like PgBouncer, a program of the pipeline that runs out of memory logs it and exits (status 1)
- * rather than carrying on half-built: every caller of these would otherwise need a recovery path
- * that is never exercised. The supervisor restarts the program; whatever was not acknowledged is
- * redelivered. Use these for allocations whose failure cannot be answered sensibly; where an
- * answer exists (a fixed 500 body), check malloc's result instead.
+ * Policy: an allocation whose failure no caller can answer sensibly dies: it logs
+ * "out of memory: <what>" and exits with status 1, like PgBouncer and Redis, rather than carrying
+ * on half-built; every caller would otherwise need a recovery path that is never exercised. The
+ * supervisor restarts the program, and whatever was not acknowledged is redelivered, so nothing
+ * is lost. jansson allocates through the same functions (set up before main), so a json_*
+ * constructor or json_dumps returns NULL only for invalid input (text that is not UTF-8, a
+ * format that does not match), never for want of memory.
+ *
+ * The checked variant is plain malloc/calloc with its result tested, kept only where a caller
+ * has a real answer: the intake answers a request 500 with a fixed body, refuses one more
+ * connection, or reports a configuration error, and keeps serving the others. Each such site
+ * says so where it tests the result.
  */
 #ifndef ORDERPIPE_MEM_H
 #define ORDERPIPE_MEM_H

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mem.h"
+
 typedef enum { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM } metrics_kind;
 
 typedef struct metrics_series {
@@ -97,13 +99,13 @@ static metrics_family *metrics_register(metrics_registry *r, metrics_kind kind, 
     for (metrics_family *f = r->families; f; f = f->next)
         if (strcmp(f->name, name) == 0)
             return NULL;
-    metrics_family *f = calloc(1, sizeof *f);
+    metrics_family *f = mem_calloc(1, sizeof *f);
     f->reg = r;
     f->kind = kind;
-    f->name = strdup(name);
-    f->help = strdup(help ? help : "");
+    f->name = mem_strdup(name);
+    f->help = mem_strdup(help ? help : "");
     if (labels && *labels) {
-        char *copy = strdup(labels), *save = NULL;
+        char *copy = mem_strdup(labels), *save = NULL;
         for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             if (f->nlabels == METRICS_MAX_LABELS || !metrics_valid_name(t) || t[0] == '_' ||
                 (kind == KIND_HISTOGRAM && strcmp(t, "le") == 0)) {
@@ -115,7 +117,7 @@ static metrics_family *metrics_register(metrics_registry *r, metrics_kind kind, 
                 free(f);
                 return NULL;
             }
-            f->labels[f->nlabels++] = strdup(t);
+            f->labels[f->nlabels++] = mem_strdup(t);
         }
         free(copy);
     }
@@ -149,7 +151,7 @@ metrics_family *metrics_histogram(metrics_registry *r, const char *name, const c
             return NULL;
     metrics_family *f = metrics_register(r, KIND_HISTOGRAM, name, help, labels);
     if (f) {
-        f->bounds = malloc(sizeof(double) * (size_t)(nbuckets > 0 ? nbuckets : 1));
+        f->bounds = mem_alloc(sizeof(double) * (size_t)(nbuckets > 0 ? nbuckets : 1));
         memcpy(f->bounds, buckets, sizeof(double) * (size_t)nbuckets);
         f->nbounds = nbuckets;
     }
@@ -167,11 +169,11 @@ static metrics_series *metrics_find(metrics_family *f, const char *const *values
         if (same)
             return s;
     }
-    s = calloc(1, sizeof *s);
+    s = mem_calloc(1, sizeof *s);
     for (int i = 0; i < f->nlabels; i++)
-        s->values[i] = strdup(values[i] ? values[i] : "");
+        s->values[i] = mem_strdup(values[i] ? values[i] : "");
     if (f->kind == KIND_HISTOGRAM)
-        s->buckets = calloc((size_t)f->nbounds + 1, sizeof(unsigned long));
+        s->buckets = mem_calloc((size_t)f->nbounds + 1, sizeof(unsigned long));
     s->next = f->series;
     f->series = s;
     return s;
@@ -240,7 +242,7 @@ static void buf_printf(metrics_buf *b, const char *fmt, ...)
             return;
         }
         b->cap = b->cap * 2 + (size_t)(n > 0 ? n : 0);
-        b->p = realloc(b->p, b->cap);
+        b->p = mem_realloc(b->p, b->cap);
     }
 }
 
@@ -307,7 +309,7 @@ static void metrics_render_process(metrics_buf *b, const metrics_registry *r)
 
 char *metrics_render(metrics_registry *r)
 {
-    metrics_buf b = {malloc(4096), 0, 4096};
+    metrics_buf b = {mem_alloc(4096), 0, 4096};
     static const char *const kinds[] = {"counter", "gauge", "histogram"};
     pthread_mutex_lock(&r->lock);
     for (metrics_family *f = r->families; f; f = f->next) {

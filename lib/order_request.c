@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cloudevent.h"
+#include "mem.h"
 #include "utf8.h"
 
 static op_status order_request_fail(order_request_error *err, int status, const char *code,
@@ -49,18 +50,16 @@ bool order_request_key_valid(const char *key)
     return true;
 }
 
-int order_request_order_id(const char *client_id, const char *key, char out[UUID_STR_LEN])
+op_status order_request_order_id(const char *client_id, const char *key, char out[UUID_STR_LEN])
 {
     if (!key)
         return uuid_v4(out);
     size_t n = strlen(client_id) + 1 + strlen(key);
-    char *name = malloc(n + 1);
-    if (!name)
-        return -1;
+    char *name = mem_alloc(n + 1);
     snprintf(name, n + 1, "%s\n%s", client_id, key);
-    int rc = uuid_v5(ORDER_REQUEST_NAMESPACE, name, n, out);
+    op_status st = uuid_v5(ORDER_REQUEST_NAMESPACE, name, n, out);
     free(name);
-    return rc;
+    return st;
 }
 
 op_status order_request_build(const char *body, size_t len, const jsonschema *schema,
@@ -113,7 +112,7 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
         }
         total += q * p;
     }
-    if (order_request_order_id(client_id, idempotency_key, order_id) != 0) {
+    if (order_request_order_id(client_id, idempotency_key, order_id) != OP_OK) {
         json_decref(doc);
         return order_request_fail(err, 500, "internal", NULL, "cannot make an order id");
     }
@@ -141,7 +140,7 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
     if (idempotency_key) {
         char eid[UUID_STR_LEN], name[64];
         snprintf(name, sizeof name, "%s/order.placed", order_id);
-        if (uuid_v5(ORDER_REQUEST_NAMESPACE, name, strlen(name), eid) != 0 ||
+        if (uuid_v5(ORDER_REQUEST_NAMESPACE, name, strlen(name), eid) != OP_OK ||
             json_object_set_new(ev, "id", json_string(eid)) != 0) {
             json_decref(ev);
             return order_request_fail(err, 500, "internal", NULL, "cannot build the event id");

@@ -29,8 +29,9 @@ typedef struct order_request_error {
 /* True if key is 1..128 printable ASCII characters (0x20..0x7e). */
 bool order_request_key_valid(const char *key);
 
-/* The order id for (client, key): v5 when key is given, else a fresh v4. Returns 0 or -1. */
-int order_request_order_id(const char *client_id, const char *key, char out[UUID_STR_LEN]);
+/* The order id for (client, key): v5 when key is given, else a fresh v4. OP_OK, or the
+ * status of uuid_v4 / uuid_v5. */
+op_status order_request_order_id(const char *client_id, const char *key, char out[UUID_STR_LEN]);
 
 /* Parses and checks `body` (len bytes) and builds the order.placed CloudEvent (caller owns it,
  * json_decref). `schema` is order.request. On error returns OP_ERR_PERMANENT with *err filled. */

@@ -1,6 +1,7 @@
 /* saga: shared order-state and stock operations (see saga.h). */
 #include "saga.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 op_status saga_order_load(db *d, const char *order_id, saga_order *out)
 {
+    assert(order_id && out);
     memset(out, 0, sizeof *out);
     const char *params[] = {order_id};
     op_status st;
@@ -21,7 +23,7 @@ op_status saga_order_load(db *d, const char *order_id, saga_order *out)
         return st;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return OP_DUPLICATE;
+        return OP_NOT_FOUND;
     }
     snprintf(out->id, sizeof out->id, "%s", order_id);
     out->state = order_state_parse(PQgetvalue(r, 0, 0));
@@ -50,6 +52,9 @@ void saga_order_clear(saga_order *o)
 op_status saga_move(db *d, saga_order *o, order_state to, const char *reason, long deadline_s,
                     const log_ctx *lc)
 {
+    assert(o->id[0]); /* o was filled by saga_order_load */
+    /* docs/design.md §2: every cancellation says why. */
+    assert(to != ORDER_CANCELLED || (reason && *reason));
     if (!order_state_can_move(o->state, to)) {
         log_warn(lc, "refused transition %s -> %s%s%s", order_state_name(o->state),
                  order_state_name(to), reason ? " " : "", reason ? reason : "");

@@ -37,8 +37,9 @@ typedef struct saga_order {
 /* True when `client_id` (a requester named by an event) is the order's owner. */
 bool saga_order_owned_by(const saga_order *o, const char *client_id);
 
-/* Locks the order row (FOR UPDATE) and reads it. OP_OK, OP_DUPLICATE when there is no such
- * order (not recorded yet), or an error. */
+/* Locks the order row (FOR UPDATE) and reads it. OP_OK, OP_NOT_FOUND when there is no such
+ * order (not recorded yet, or never), or an error. On OP_OK the caller owns out->notify
+ * (saga_order_clear); otherwise out holds nothing to release. */
 op_status saga_order_load(db *d, const char *order_id, saga_order *out);
 void saga_order_clear(saga_order *o);
 

@@ -3,14 +3,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <time.h>
-
-double samples_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 
 static int samples_cmp(const void *a, const void *b)
 {

@@ -7,14 +7,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "status.h"
+
 #define UUID_STR_LEN 37 /* 36 characters and the NUL */
 
-/* Writes a random v4 UUID into out. Returns 0, or -1 if the OS has no randomness. */
-int uuid_v4(char out[UUID_STR_LEN]);
+/* Writes a random v4 UUID into out. OP_OK, or OP_ERR_TRANSIENT if the OS has no randomness. */
+op_status uuid_v4(char out[UUID_STR_LEN]);
 
-/* Writes the v5 UUID of `name` (len bytes) in namespace `ns` (text form) into out. Returns 0,
- * or -1 if ns is not a UUID. */
-int uuid_v5(const char *ns, const void *name, size_t len, char out[UUID_STR_LEN]);
+/* Writes the v5 UUID of `name` (len bytes) in namespace `ns` (text form) into out. OP_OK,
+ * OP_ERR_PERMANENT if ns is not a UUID, OP_ERR_TRANSIENT if SHA-1 could not be computed. */
+op_status uuid_v5(const char *ns, const void *name, size_t len, char out[UUID_STR_LEN]);
 
 /* True if s is a UUID in canonical text form (any version, either case). */
 bool uuid_valid(const char *s);

@@ -56,8 +56,7 @@ static void worker_signals(void)
 static op_status worker_load_schemas(worker *w)
 {
     char err[512];
-    w->schemas = jsonschema_registry_load(w->cfg.schema_dir, err, sizeof err);
-    if (w->schemas)
+    if (jsonschema_registry_load(w->cfg.schema_dir, &w->schemas, err, sizeof err) == OP_OK)
         return OP_OK;
     log_error(NULL, "cannot load schemas from %s: %s", w->cfg.schema_dir, err);
     return OP_ERR_PERMANENT;

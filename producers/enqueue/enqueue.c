@@ -122,7 +122,7 @@ int main(int argc, char **argv)
     cfg.schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", jsonschema_default_dir());
     cfg.webhook_hosts = config_env_str("ORDERPIPE_WEBHOOK_HOSTS", NULL);
     cfg.webhook_hosts_file = config_env_str("ORDERPIPE_WEBHOOK_HOSTS_FILE", NULL);
-    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &cfg.webhook_allow_http) != 0)
+    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &cfg.webhook_allow_http) != OP_OK)
         return 2;
     static const struct option opts[] = {
         {"client", 1, NULL, 'c'}, {"schemas", 1, NULL, 's'}, {"database-url", 1, NULL, 'd'},
@@ -155,10 +155,14 @@ int main(int argc, char **argv)
         egress_policy_free(&hooks);
         return 2;
     }
-    jsonschema_registry *reg = jsonschema_registry_load(cfg.schema_dir, err, sizeof err);
+    jsonschema_registry *reg;
+    if (jsonschema_registry_load(cfg.schema_dir, &reg, err, sizeof err) == OP_OK &&
+        !jsonschema_registry_get(reg, "order.request"))
+        snprintf(err, sizeof err, "order.request.json is missing");
     const jsonschema *schema = jsonschema_registry_get(reg, "order.request");
     if (!schema) {
-        fprintf(stderr, "orderpipe-enqueue: cannot load schemas from %s\n", cfg.schema_dir);
+        fprintf(stderr, "orderpipe-enqueue: cannot load schemas from %s: %s\n", cfg.schema_dir,
+                err);
         jsonschema_registry_free(reg);
         egress_policy_free(&hooks);
         return 2;

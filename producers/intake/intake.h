@@ -145,7 +145,6 @@ void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_
                        const char *route);
 void intake_reply_error(intake *in, struct evhttp_request *req, int status, const char *code,
                         const char *message, const char *field, const char *route);
-uint64_t intake_now_ms(void);
 
 /* intake_backpressure.c: the watcher thread (started only when a bound is set) and its verdict
  * for client c (fairshare.h: past a bound, only the clients filling the pipeline are refused;

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "intake.h"
+#include "clock.h"
 #include "log.h"
+#include "mem.h"
 
 static int intake_auth_add(intake *in, const char *entry)
 {
@@ -26,10 +28,10 @@ static int intake_auth_add(intake *in, const char *entry)
                   (int)(colon - entry), entry);
         return -1;
     }
-    in->clients = realloc(in->clients, (in->nclients + 1) * sizeof *in->clients);
+    in->clients = mem_realloc(in->clients, (in->nclients + 1) * sizeof *in->clients);
     intake_client *c = &in->clients[in->nclients++];
-    c->id = strndup(entry, (size_t)(colon - entry));
-    c->key = strndup(colon + 1, klen);
+    c->id = mem_strndup(entry, (size_t)(colon - entry));
+    c->key = mem_strndup(colon + 1, klen);
     c->key_len = klen;
     return 0;
 }
@@ -55,7 +57,7 @@ int intake_auth_load(intake *in)
         fclose(f);
     }
     if (in->cfg.keys_env) {
-        char *copy = strdup(in->cfg.keys_env), *save = NULL;
+        char *copy = mem_strdup(in->cfg.keys_env), *save = NULL;
         for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
             if (intake_auth_add(in, t) != 0) {
                 free(copy);
@@ -83,7 +85,7 @@ int intake_auth_load(intake *in)
             log_warn(NULL, "webhook hosts are configured for client '%s', which has no API key",
                      in->webhooks.clients[i].client);
     }
-    uint64_t now = intake_now_ms() * 1000000ull;
+    uint64_t now = clock_now_ns();
     for (size_t i = 0; i < in->nclients; i++)
         ratelimit_init(&in->clients[i].bucket, in->cfg.rate_per_client, in->cfg.burst_per_client, now);
     return 0;

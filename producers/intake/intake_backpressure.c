@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "intake.h"
+#include "clock.h"
 #include "log.h"
 #include "outbox.h"
 #include "topology.h"
@@ -150,5 +151,5 @@ bool intake_backpressure_active(const intake *in, const intake_client *c, long *
         return false;
     if (atomic_load(&bp->saturated))
         return true;
-    return fairshare_heavy(&in->fair, (size_t)(c - in->clients), intake_now_ms() * 1000000ull);
+    return fairshare_heavy(&in->fair, (size_t)(c - in->clients), clock_now_ns());
 }

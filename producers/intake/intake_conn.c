@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 
 #include "intake.h"
+#include "clock.h"
 #include "log.h"
 
 struct intake_conn {
@@ -95,7 +96,7 @@ static void intake_conn_on_input(struct evbuffer *buf, const struct evbuffer_cb_
     (void)buf;
     intake_conn *c = arg;
     if (info->n_added > 0 && c->request_since_ms == 0)
-        c->request_since_ms = intake_now_ms();
+        c->request_since_ms = clock_now_ms();
 }
 
 static void intake_conn_on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -147,7 +148,7 @@ static void intake_conn_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     intake *in = arg;
-    uint64_t now = intake_now_ms(), limit = (uint64_t)in->cfg.timeout_s * 1000;
+    uint64_t now = clock_now_ms(), limit = (uint64_t)in->cfg.timeout_s * 1000;
     for (intake_conn *c = in->conns; c; c = c->next) {
         if (c->request_since_ms && now - c->request_since_ms > limit && intake_conn_reading(c)) {
             intake_conn_shut(c, "its request did not arrive within the timeout");
@@ -180,7 +181,7 @@ static struct bufferevent *intake_conn_new(struct event_base *base, void *arg)
         return bev; /* unwatched (admit sets its close callback), but served */
     c->in = in;
     c->bev = bev;
-    c->opened_ms = intake_now_ms();
+    c->opened_ms = clock_now_ms();
     c->on_in = evbuffer_add_cb(bufferevent_get_input(bev), intake_conn_on_input, c);
     c->on_out = evbuffer_add_cb(bufferevent_get_output(bev), intake_conn_on_output, c);
     c->attach = evtimer_new(base, intake_conn_on_attach, c);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "intake.h"
 #include "log.h"
 
@@ -148,7 +149,7 @@ static void intake_db_drop(intake_db *d, const char *why)
         d->result = NULL;
     }
     d->state = IDB_DOWN;
-    d->retry_at_ms = intake_now_ms() + (uint64_t)backoff_next_ms(&d->bo);
+    d->retry_at_ms = clock_now_ms() + (uint64_t)backoff_next_ms(&d->bo);
     intake_db_req *busy = d->busy, *queued = d->head;
     d->busy = d->head = d->tail = NULL;
     d->queued = 0;
@@ -216,7 +217,7 @@ static void intake_db_connect(intake_db *d)
     const char *vals[] = {"orderpipe-intake", "1", "30", "10", "3", timeout, opts,
                           d->in->cfg.database_url, NULL};
     d->conn = PQconnectStartParams(keys, vals, 1);
-    d->connect_deadline_ms = intake_now_ms() + (uint64_t)(d->in->cfg.db_timeout_ms > INTAKE_DB_CONNECT_MIN_MS
+    d->connect_deadline_ms = clock_now_ms() + (uint64_t)(d->in->cfg.db_timeout_ms > INTAKE_DB_CONNECT_MIN_MS
                                                               ? d->in->cfg.db_timeout_ms
                                                               : INTAKE_DB_CONNECT_MIN_MS);
     if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD) {
@@ -309,7 +310,7 @@ static int intake_db_send_claims(intake_db *d)
 /* Sends the next statement if the connection is idle and someone waits. */
 static void intake_db_dispatch(intake_db *d)
 {
-    uint64_t now = intake_now_ms();
+    uint64_t now = clock_now_ms();
     /* Whoever waited past its deadline already is answered rather than sent. */
     intake_db_req **pp = &d->head, *prev = NULL, *expired = NULL;
     while (*pp) {
@@ -411,7 +412,7 @@ static void intake_db_on_socket(evutil_socket_t fd, short what, void *arg)
 static void intake_db_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     intake_db *d = arg;
-    uint64_t now = intake_now_ms();
+    uint64_t now = clock_now_ms();
     switch (d->state) {
     case IDB_DOWN:
         if (now >= d->retry_at_ms) {
@@ -457,7 +458,7 @@ static void intake_db_arm(intake_db *d)
         event_del(d->timer);
         return;
     }
-    uint64_t now = intake_now_ms();
+    uint64_t now = clock_now_ms();
     uint64_t in_ms = at > now ? at - now : 0;
     struct timeval tv = {(time_t)(in_ms / 1000), (suseconds_t)(in_ms % 1000) * 1000};
     event_add(d->timer, &tv);
@@ -508,7 +509,7 @@ static intake_db_req *intake_db_enqueue(intake *in, intake_db_kind kind)
     if (!r)
         return NULL;
     r->kind = kind;
-    r->deadline_ms = intake_now_ms() + (uint64_t)in->cfg.db_timeout_ms;
+    r->deadline_ms = clock_now_ms() + (uint64_t)in->cfg.db_timeout_ms;
     return r;
 }
 
@@ -610,7 +611,7 @@ int intake_db_start(intake *in)
         return -1;
     d->in = in;
     in->dbq = d;
-    backoff_init(&d->bo, 100, 5000, (unsigned)intake_now_ms());
+    backoff_init(&d->bo, 100, 5000, (unsigned)clock_now_ms());
     d->refused = metrics_counter(in->m.reg, "orderpipe_intake_db_refused_total",
                                  "Database requests answered 503 without a result, by reason "
                                  "(disconnected, queue_full, deadline).", "reason");

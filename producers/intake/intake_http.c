@@ -14,21 +14,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "admin_http.h"
+#include "clock.h"
 #include "cloudevent.h"
 #include "idempotency.h"
 #include "intake.h"
 #include "log.h"
 #include "order_request.h"
-
-uint64_t intake_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 static void intake_count(intake *in, const char *route, int status)
 {
@@ -136,7 +129,7 @@ static intake_client *intake_admit(intake *in, struct evhttp_request *req, const
                            "a valid API key is required: Authorization: Bearer <key>", NULL, route);
         return NULL;
     }
-    uint64_t now = intake_now_ms() * 1000000ull;
+    uint64_t now = clock_now_ns();
     size_t ci = (size_t)(c - in->clients);
     fairshare_note(&in->fair, ci, now);
     int retry = 1;
@@ -463,7 +456,7 @@ int intake_http_start(intake *in)
 {
     char host[256];
     int port;
-    if (admin_http_parse_listen(in->cfg.listen, host, sizeof host, &port) != 0) {
+    if (admin_http_parse_listen(in->cfg.listen, host, sizeof host, &port) != OP_OK) {
         log_error(NULL, "--listen must be host:port, got '%s'", in->cfg.listen);
         return -1;
     }

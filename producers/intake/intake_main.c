@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "clock.h"
 #include "intake.h"
 #include "log.h"
 
@@ -52,7 +53,7 @@ static void intake_usage(FILE *out)
 static int intake_env_rate(const char *name, long def, double *out)
 {
     long v;
-    if (config_env_long(name, def, 0, 100000000, &v) != 0)
+    if (config_env_long(name, def, 0, 100000000, &v) != OP_OK)
         return -1;
     *out = (double)v;
     return 0;
@@ -70,7 +71,7 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
     c->schema_dir = config_env_str("ORDERPIPE_SCHEMA_DIR", NULL);
     c->webhook_hosts = config_env_str("ORDERPIPE_WEBHOOK_HOSTS", NULL);
     c->webhook_hosts_file = config_env_str("ORDERPIPE_WEBHOOK_HOSTS_FILE", NULL);
-    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &c->webhook_allow_http) != 0)
+    if (config_env_bool("ORDERPIPE_WEBHOOK_ALLOW_HTTP", false, &c->webhook_allow_http) != OP_OK)
         return 2;
     if (config_env_long("INTAKE_MAX_BODY", 65536, 256, 16 << 20, &c->max_body) ||
         config_env_long("INTAKE_MAX_HEADERS", 8192, 1024, 1 << 20, &c->max_headers) ||
@@ -91,7 +92,7 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         config_env_long("INTAKE_DB_MAX_QUEUE", 1000, 1, 1000000, &c->db_max_queue))
         return 2;
     long retention_ms;
-    if (config_parse_duration_ms(config_env_str("IDEMPOTENCY_RETENTION", "7d"), &retention_ms) != 0 ||
+    if (config_parse_duration_ms(config_env_str("IDEMPOTENCY_RETENTION", "7d"), &retention_ms) != OP_OK ||
         retention_ms < 1000 || retention_ms / 1000 > 2147483647L) {
         fprintf(stderr, "IDEMPOTENCY_RETENTION: must be a duration of 1s or more (e.g. 24h, 7d)\n");
         return 2;
@@ -196,7 +197,7 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : rc;
 
     char err[512];
-    in.schemas = jsonschema_registry_load(in.cfg.schema_dir, err, sizeof err);
+    jsonschema_registry_load(in.cfg.schema_dir, &in.schemas, err, sizeof err); /* NULL: err */
     in.order_schema = jsonschema_registry_get(in.schemas, "order.request");
     if (!in.order_schema) {
         log_error(NULL, "cannot load schemas/order.request.json from %s: %s", in.cfg.schema_dir,
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
         return 2;
     }
     ratelimit_init(&in.global_bucket, in.cfg.rate_global, in.cfg.burst_global,
-                   intake_now_ms() * 1000000ull);
+                   clock_now_ns());
     if (fairshare_init(&in.fair, in.nclients, INTAKE_FAIR_TAU_S, INTAKE_FAIR_ACTIVE_S) != 0)
         return 1;
     intake_metrics_init(&in);

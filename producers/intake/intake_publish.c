@@ -21,8 +21,10 @@
 #include <time.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "intake.h"
 #include "log.h"
+#include "mem.h"
 
 struct intake_pending {
     struct evhttp_request *req;
@@ -42,7 +44,7 @@ static const char *intake_pending_route(const intake_pending *p)
 
 static void intake_pending_answer(intake *in, intake_pending *p, bool ok, const char *why)
 {
-    uint64_t now = intake_now_ms();
+    uint64_t now = clock_now_ms();
     const char *ok_labels[] = {ok ? "ok" : "failed"};
     metrics_observe(in->m.publish_latency, ok_labels, (double)(now - p->sent_ms) / 1000.0);
     if (ok) {
@@ -140,7 +142,7 @@ static void intake_broker_lost(intake *in)
         broker_close(in->retired_broker); /* already closed by a failed publish: no wait */
     in->retired_broker = in->broker;
     in->broker = NULL;
-    in->next_reconnect_ms = intake_now_ms();
+    in->next_reconnect_ms = clock_now_ms();
 }
 
 static void intake_on_broker_readable(evutil_socket_t fd, short what, void *arg)
@@ -186,7 +188,7 @@ static void intake_reconnect_start(intake *in)
         free(r);
     }
     log_warn(NULL, "cannot start the broker reconnect thread; retrying");
-    in->next_reconnect_ms = intake_now_ms() + 1000;
+    in->next_reconnect_ms = clock_now_ms() + 1000;
 }
 
 /* The loop's side of a finished attempt: swap the fresh connection in, or back off. */
@@ -204,9 +206,9 @@ static void intake_reconnect_finish(intake *in)
         intake_watch_broker(in);
     } else {
         backoff b;
-        backoff_init(&b, 200, 5000, (unsigned)intake_now_ms());
+        backoff_init(&b, 200, 5000, (unsigned)clock_now_ms());
         b.attempt = (int)in->backoff_attempt++;
-        in->next_reconnect_ms = intake_now_ms() + (uint64_t)backoff_next_ms(&b);
+        in->next_reconnect_ms = clock_now_ms() + (uint64_t)backoff_next_ms(&b);
         log_warn(NULL, "broker unreachable, retrying: %s", r->error);
     }
     free(r);
@@ -246,7 +248,7 @@ static void intake_on_tick(evutil_socket_t fd, short what, void *arg)
             intake_broker_lost(in);
             return;
         }
-        uint64_t now = intake_now_ms();
+        uint64_t now = clock_now_ms();
         if (in->pending_head &&
             now - in->pending_head->sent_ms > (uint64_t)in->cfg.confirm_timeout_ms) {
             /* A confirm this late means the channel is stuck: start over on a new one, and
@@ -258,7 +260,7 @@ static void intake_on_tick(evutil_socket_t fd, short what, void *arg)
     } else if (in->reconnect) {
         if (atomic_load(&in->reconnect->done))
             intake_reconnect_finish(in);
-    } else if (!in->draining && intake_now_ms() >= in->next_reconnect_ms) {
+    } else if (!in->draining && clock_now_ms() >= in->next_reconnect_ms) {
         if (in->broker) /* closed under us without a loss being noticed: retire it first */
             intake_broker_lost(in);
         intake_reconnect_start(in);
@@ -339,10 +341,10 @@ int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const 
         intake_broker_lost(in);
         return -1;
     }
-    intake_pending *p = calloc(1, sizeof *p);
+    intake_pending *p = mem_calloc(1, sizeof *p);
     p->req = req;
     p->seq = seq;
-    p->sent_ms = intake_now_ms();
+    p->sent_ms = clock_now_ms();
     p->success_status = success_status;
     snprintf(p->order_id, sizeof p->order_id, "%s", order_id);
     if (in->pending_tail)

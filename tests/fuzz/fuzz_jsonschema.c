@@ -40,7 +40,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         char path[4096], err[256];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         json_t *doc = json_load_file(path, 0, NULL);
-        jsonschema *s = doc ? jsonschema_compile(doc, err, sizeof err) : NULL;
+        jsonschema *s = NULL;
+        if (doc)
+            (void)jsonschema_compile(doc, &s, err, sizeof err); /* s stays NULL when refused */
         json_decref(doc);
         if (!s) {
             fprintf(stderr, "fuzz_jsonschema: %s does not compile\n", path);
@@ -84,7 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (sdoc) {
         char err[256];
         err[0] = '\0';
-        jsonschema *s = jsonschema_compile(sdoc, err, sizeof err);
+        jsonschema *s;
+        op_status st = jsonschema_compile(sdoc, &s, err, sizeof err);
+        if ((st == OP_OK) != (s != NULL))
+            abort(); /* the status and the result agree */
         if (!s && !err[0])
             abort(); /* a refused schema always says why */
         if (s) {

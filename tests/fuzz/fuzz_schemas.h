@@ -26,8 +26,8 @@ static inline jsonschema_registry *fuzz_schemas_load(const char *target, const c
 {
     const char *dir = fuzz_schema_dir();
     char err[256];
-    jsonschema_registry *reg = jsonschema_registry_load(dir, err, sizeof err);
-    if (!reg || !jsonschema_registry_get(reg, must_have)) {
+    jsonschema_registry *reg;
+    if (jsonschema_registry_load(dir, &reg, err, sizeof err) != OP_OK || !jsonschema_registry_get(reg, must_have)) {
         fprintf(stderr, "%s: cannot load %s from %s: %s\n", target, must_have, dir,
                 reg ? "not found" : err);
         abort();

@@ -9,22 +9,9 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "systest.h"
 #include "topology.h"
 #include "wire.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            printf("ok - ");                                                               \
-        } else {                                                                           \
-            printf("not ok - ");                                                           \
-            failures++;                                                                    \
-        }                                                                                  \
-        printf(__VA_ARGS__);                                                               \
-        printf("\n");                                                                      \
-        fflush(stdout);                                                                    \
-    } while (0)
 
 /* Bytes of heap in use, mmapped blocks included: rabbitmq-c's pool pages are frame_max (128 kB)
  * each, which glibc serves with mmap. */

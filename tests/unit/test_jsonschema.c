@@ -16,8 +16,10 @@ static jsonschema *compile(const char *text)
     json_t *doc = json_loads(text, 0, NULL);
     assert_non_null(doc);
     char err[256];
-    jsonschema *s = jsonschema_compile(doc, err, sizeof err);
+    jsonschema *s;
+    op_status st = jsonschema_compile(doc, &s, err, sizeof err);
     json_decref(doc);
+    assert_true(st == OP_OK ? s != NULL : s == NULL && err[0]);
     return s;
 }
 
@@ -148,8 +150,8 @@ static void test_project_schemas(void **state)
 {
     (void)state;
     char err[512];
-    jsonschema_registry *r = jsonschema_registry_load("schemas", err, sizeof err);
-    if (!r)
+    jsonschema_registry *r;
+    if (jsonschema_registry_load("schemas", &r, err, sizeof err) != OP_OK)
         fail_msg("schemas/ does not load: %s", err);
     const char *names[] = {"order.request", "cloudevent", "order.placed", "stock.reserved",
                            "payment.succeeded", "payment.failed", "order.confirmed",
@@ -175,7 +177,8 @@ static void test_project_schemas(void **state)
     expect(cancelled, "{\"order_id\":\"00000000-0000-4000-8000-000000000001\",\"reason\":\"bored\","
                       "\"customer_id\":\"c\",\"notify\":{}}", false, "$.reason", "enum");
     jsonschema_registry_free(r);
-    assert_null(jsonschema_registry_load("/nonexistent", err, sizeof err));
+    assert_int_equal(jsonschema_registry_load("/nonexistent", &r, err, sizeof err), OP_ERR_PERMANENT);
+    assert_null(r);
 }
 
 /* Strict integers (the registry's mode): only numbers written without fraction or exponent. The
@@ -185,8 +188,10 @@ static void test_strict_integers(void **state)
     (void)state;
     json_t *doc = json_loads("{\"type\":\"integer\",\"minimum\":0}", 0, NULL);
     char err[256];
-    jsonschema *strict = jsonschema_compile_flags(doc, JSONSCHEMA_STRICT_INTEGER, err, sizeof err);
-    jsonschema *standard = jsonschema_compile(doc, err, sizeof err);
+    jsonschema *strict, *standard;
+    assert_int_equal(jsonschema_compile_flags(doc, JSONSCHEMA_STRICT_INTEGER, &strict, err, sizeof err),
+                     OP_OK);
+    assert_int_equal(jsonschema_compile(doc, &standard, err, sizeof err), OP_OK);
     json_decref(doc);
     assert_non_null(strict);
     assert_non_null(standard);
@@ -213,15 +218,16 @@ static void test_strict_integers(void **state)
 
     /* "number" still takes both */
     doc = json_loads("{\"type\":\"number\"}", 0, NULL);
-    strict = jsonschema_compile_flags(doc, JSONSCHEMA_STRICT_INTEGER, err, sizeof err);
+    assert_int_equal(jsonschema_compile_flags(doc, JSONSCHEMA_STRICT_INTEGER, &strict, err, sizeof err),
+                     OP_OK);
     json_decref(doc);
     expect(strict, "2.0", true, NULL, NULL);
     expect(strict, "2", true, NULL, NULL);
     jsonschema_free(strict);
 
     /* the registry is strict: the order's prices and quantities */
-    jsonschema_registry *r = jsonschema_registry_load("schemas", err, sizeof err);
-    assert_non_null(r);
+    jsonschema_registry *r;
+    assert_int_equal(jsonschema_registry_load("schemas", &r, err, sizeof err), OP_OK);
     expect(jsonschema_registry_get(r, "order.request"),
            "{\"customer_id\":\"c\",\"currency\":\"EUR\",\"payment\":{\"token\":\"t\"},"
            "\"lines\":[{\"sku\":\"s\",\"quantity\":1,\"unit_price\":2.0}]}",

@@ -18,7 +18,8 @@ static int setup(void **state)
 {
     (void)state;
     char err[256];
-    reg = jsonschema_registry_load("schemas", err, sizeof err);
+    if (jsonschema_registry_load("schemas", &reg, err, sizeof err) != OP_OK)
+        return -1;
     schema = jsonschema_registry_get(reg, "order.request");
     return schema ? 0 : -1;
 }
@@ -49,7 +50,8 @@ static void test_builds_the_event(void **state)
     assert_string_equal(json_string_value(json_object_get(ev, "type")), "order.placed");
     assert_true(json_is_object(json_object_get(data, "notify")));
     char err2[256];
-    jsonschema_registry *r = jsonschema_registry_load("schemas", err2, sizeof err2);
+    jsonschema_registry *r;
+    assert_int_equal(jsonschema_registry_load("schemas", &r, err2, sizeof err2), OP_OK);
     jsonschema_error je;
     assert_int_equal(jsonschema_validate(jsonschema_registry_get(r, "order.placed"), data, &je), OP_OK);
     assert_int_equal(jsonschema_validate(jsonschema_registry_get(r, "cloudevent"), ev, &je), OP_OK);

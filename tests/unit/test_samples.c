@@ -1,10 +1,15 @@
-/* Unit tests for samples: sorting, nearest-rank percentiles, the empty case, the clock. */
+/* Unit tests for samples (sorting, nearest-rank percentiles, the empty case) and the clock they
+ * are taken with (lib/clock.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
+#include <regex.h>
+
+#include "clock.h"
 #include "samples.h"
 
 static void test_sort_then_nearest_rank(void **state)
@@ -34,8 +39,33 @@ static void test_empty_and_single(void **state)
 static void test_clock_does_not_go_back(void **state)
 {
     (void)state;
-    double a = samples_now_ms(), b = samples_now_ms();
+    double a = clock_now_ms_f(), b = clock_now_ms_f();
     assert_true(b >= a);
+    uint64_t ms = clock_now_ms(), ns = clock_now_ns();
+    assert_true(ns / 1000000u >= ms);
+    assert_true(clock_now_ms() >= ms);
+}
+
+static void test_clock_ms_since(void **state)
+{
+    (void)state;
+    uint64_t now = clock_now_ms();
+    assert_true(clock_ms_since(now) < 60000); /* a reading just taken: nothing like a minute */
+    assert_true(clock_ms_since(now - 5000) >= 5000);
+    assert_int_equal(clock_ms_since(now + 3600000), 0); /* a start in the future: no negative wrap */
+}
+
+static void test_clock_utc_text(void **state)
+{
+    (void)state;
+    char t[CLOCK_UTC_TEXT_LEN];
+    clock_utc_text(t);
+    regex_t re;
+    assert_int_equal(regcomp(&re, "^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]"
+                                  "\\.[0-9]{3}Z$", REG_EXTENDED | REG_NOSUB), 0);
+    assert_int_equal(regexec(&re, t, 0, NULL, 0), 0);
+    regfree(&re);
+    assert_int_equal(strlen(t), 24);
 }
 
 int main(void)
@@ -44,6 +74,8 @@ int main(void)
         cmocka_unit_test(test_sort_then_nearest_rank),
         cmocka_unit_test(test_empty_and_single),
         cmocka_unit_test(test_clock_does_not_go_back),
+        cmocka_unit_test(test_clock_ms_since),
+        cmocka_unit_test(test_clock_utc_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

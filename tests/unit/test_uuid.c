@@ -12,8 +12,8 @@ static void test_v4(void **state)
 {
     (void)state;
     char a[UUID_STR_LEN], b[UUID_STR_LEN];
-    assert_int_equal(uuid_v4(a), 0);
-    assert_int_equal(uuid_v4(b), 0);
+    assert_int_equal(uuid_v4(a), OP_OK);
+    assert_int_equal(uuid_v4(b), OP_OK);
     assert_true(uuid_valid(a));
     assert_string_not_equal(a, b);
     assert_int_equal(a[14], '4');
@@ -24,14 +24,14 @@ static void test_v5_known_vector(void **state)
 {
     (void)state;
     char out[UUID_STR_LEN];
-    assert_int_equal(uuid_v5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "www.example.com", 15, out), 0);
+    assert_int_equal(uuid_v5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "www.example.com", 15, out), OP_OK);
     assert_string_equal(out, "2ed6657d-e927-568b-95e1-2665a8aea6a2");
     char again[UUID_STR_LEN];
-    assert_int_equal(uuid_v5("6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "www.example.com", 15, again), 0);
+    assert_int_equal(uuid_v5("6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "www.example.com", 15, again), OP_OK);
     assert_string_equal(out, again);
-    assert_int_equal(uuid_v5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "www.example.org", 15, again), 0);
+    assert_int_equal(uuid_v5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "www.example.org", 15, again), OP_OK);
     assert_string_not_equal(out, again);
-    assert_int_equal(uuid_v5("not-a-uuid", "x", 1, out), -1);
+    assert_int_equal(uuid_v5("not-a-uuid", "x", 1, out), OP_ERR_PERMANENT);
 }
 
 static void test_valid(void **state)

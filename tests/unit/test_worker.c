@@ -352,8 +352,8 @@ static void test_requeue_headers_start_afresh(void **state)
 static jsonschema_registry *load_schemas(void)
 {
     char err[512];
-    jsonschema_registry *r = jsonschema_registry_load("schemas", err, sizeof err);
-    if (!r)
+    jsonschema_registry *r = NULL;
+    if (jsonschema_registry_load("schemas", &r, err, sizeof err) != OP_OK)
         fail_msg("schemas: %s", err);
     return r;
 }

@@ -16,8 +16,10 @@
 #include <string.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 #include "samples.h"
 
 #define PROBE_QUEUE "orderpipe.probe"
@@ -32,11 +34,11 @@ static void probe_usage(FILE *out)
 
 static int probe_publish_rate(broker *b, long n, long size, long window)
 {
-    char *body = malloc((size_t)size + 1);
+    char *body = mem_alloc((size_t)size + 1);
     memset(body, 'x', (size_t)size);
     body[size] = '\0';
     /* Pipelined like the outbox relay: a window of publishes, then wait for their confirms. */
-    double t0 = samples_now_ms();
+    double t0 = clock_now_ms_f();
     for (long i = 0; i < n; i++) {
         broker_message m = {.exchange = "", .routing_key = PROBE_QUEUE, .body = body, .len = (size_t)size};
         if (broker_publish(b, &m, NULL) != OP_OK) {
@@ -55,7 +57,7 @@ static int probe_publish_rate(broker *b, long n, long size, long window)
         free(body);
         return 1;
     }
-    double secs = (samples_now_ms() - t0) / 1e3;
+    double secs = (clock_now_ms_f() - t0) / 1e3;
     printf("{\"published\":%ld,\"size\":%ld,\"window\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", n, size,
            window, secs, (double)n / secs);
     free(body);
@@ -68,7 +70,7 @@ static int probe_consume_rate(broker *b, long n)
         fprintf(stderr, "probe: %s\n", broker_last_error(b));
         return 1;
     }
-    double t0 = samples_now_ms();
+    double t0 = clock_now_ms_f();
     long got = 0;
     broker_delivery d;
     while (got < n && broker_next(b, 2000, &d) == OP_OK) {
@@ -77,7 +79,7 @@ static int probe_consume_rate(broker *b, long n)
             broker_ack(b, d.tag, true);
         broker_delivery_free(&d);
     }
-    double secs = (samples_now_ms() - t0) / 1e3;
+    double secs = (clock_now_ms_f() - t0) / 1e3;
     printf("{\"consumed\":%ld,\"seconds\":%.3f,\"rate\":%.1f}\n", got, secs, (double)got / secs);
     return got == n ? 0 : 1;
 }
@@ -139,14 +141,14 @@ int main(int argc, char **argv)
         rc = depth >= 0 ? 0 : 1;
     } else if (strcmp(cmd, "publish-rate") == 0 && argc >= 3) {
         long n, size = 300, window = PROBE_WINDOW;
-        bool ok = config_parse_long(argv[2], 1, 100000000, &n) == 0;
+        bool ok = config_parse_long(argv[2], 1, 100000000, &n) == OP_OK;
         for (int i = 3; ok && i < argc; i += 2) {
             if (i + 1 >= argc)
                 ok = false;
             else if (strcmp(argv[i], "--size") == 0)
-                ok = config_parse_long(argv[i + 1], 1, 1 << 20, &size) == 0;
+                ok = config_parse_long(argv[i + 1], 1, 1 << 20, &size) == OP_OK;
             else if (strcmp(argv[i], "--window") == 0)
-                ok = config_parse_long(argv[i + 1], 1, 65535, &window) == 0;
+                ok = config_parse_long(argv[i + 1], 1, 65535, &window) == OP_OK;
             else
                 ok = false;
         }
@@ -154,7 +156,7 @@ int main(int argc, char **argv)
             rc = broker_declare_quorum_queue(b, PROBE_QUEUE) == OP_OK ? probe_publish_rate(b, n, size, window) : 1;
     } else if (strcmp(cmd, "consume-rate") == 0 && argc >= 3) {
         long n;
-        if (config_parse_long(argv[2], 1, 100000000, &n) == 0)
+        if (config_parse_long(argv[2], 1, 100000000, &n) == OP_OK)
             rc = probe_consume_rate(b, n);
     }
     if (rc == 2)

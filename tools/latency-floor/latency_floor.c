@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -78,7 +79,7 @@ static int floor_parse_config(floor_config *cfg, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h')
             return -1;
-        if (c != 'n' || config_parse_long(optarg, 1, 1000000, &cfg->orders) != 0) {
+        if (c != 'n' || config_parse_long(optarg, 1, 1000000, &cfg->orders) != OP_OK) {
             fprintf(stderr, "latency-floor: bad arguments\n");
             return 1;
         }
@@ -124,36 +125,36 @@ static op_status floor_run(broker *pub, broker *sub, db *d, long orders, floor_s
     memset(body, 'x', FLOOR_BODY_SIZE);
     body[FLOOR_BODY_SIZE] = '\0';
     for (long i = 0; i < orders; i++) {
-        double start = samples_now_ms();
+        double start = clock_now_ms_f();
         for (int h = 0; h < FLOOR_HOPS; h++) {
             char id[96];
             /* The pid and the time keep an interrupted run's leftovers from passing for ours. */
             snprintf(id, sizeof id, "floor-%ld-%ld-%d-%ld", (long)getpid(), (long)time(NULL), h, i);
-            double t = samples_now_ms();
+            double t = clock_now_ms_f();
             if (floor_hop(pub, sub, body, id) != OP_OK) {
                 fprintf(stderr, "latency-floor: hop %d of order %ld: %s / %s\n", h + 1, i,
                         broker_last_error(pub), broker_last_error(sub));
                 return OP_ERR_TRANSIENT;
             }
-            s->hop[s->nhop++] = samples_now_ms() - t;
+            s->hop[s->nhop++] = clock_now_ms_f() - t;
             /* The publisher's confirm is not on the chain (the next worker gets the message
              * whether or not its publisher has heard back yet), so it is collected off the clock. */
-            double off = samples_now_ms();
+            double off = clock_now_ms_f();
             if (broker_wait_confirms(pub, 10000) != OP_OK) {
                 fprintf(stderr, "latency-floor: confirm of order %ld: %s\n", i, broker_last_error(pub));
                 return OP_ERR_TRANSIENT;
             }
-            start += samples_now_ms() - off;
+            start += clock_now_ms_f() - off;
             for (int c = 0; c < floor_commits_after_hop[h]; c++) {
-                t = samples_now_ms();
+                t = clock_now_ms_f();
                 if (db_command(d, "insert into latency_floor_probe(v) values (1)", 0, NULL) != OP_OK) {
                     fprintf(stderr, "latency-floor: commit of order %ld: %s\n", i, db_last_error(d));
                     return OP_ERR_TRANSIENT;
                 }
-                s->commit[s->ncommit++] = samples_now_ms() - t;
+                s->commit[s->ncommit++] = clock_now_ms_f() - t;
             }
         }
-        s->chain[s->nchain++] = samples_now_ms() - start;
+        s->chain[s->nchain++] = clock_now_ms_f() - start;
     }
     return OP_OK;
 }

@@ -16,6 +16,8 @@
 #include <time.h>
 
 #include "config.h"
+#include "clock.h"
+#include "mem.h"
 #include "samples.h"
 
 typedef enum { MIX_OK, MIX_OOS, MIX_DECLINE, MIX_FLAKY, MIX_HOT, MIX_DUP, MIX_COUNT } mix_kind;
@@ -48,7 +50,7 @@ typedef struct loadgen {
     double *latency_ms;
     long latency_n;
     FILE *accepted, *idem;
-    struct timespec start;
+    double start_ms;    /* clock_now_ms_f at the first request */
     struct event *pacer;
     long idle_conns;
     int *idle;          /* stack of idle connection indexes */
@@ -60,7 +62,7 @@ typedef struct loadgen {
 typedef struct loadgen_req {
     loadgen *lg;
     int conn;
-    struct timespec sent;
+    double sent_ms;     /* clock_now_ms_f when it left */
     char key[64];
 } loadgen_req;
 
@@ -124,7 +126,7 @@ static void loadgen_on_response(struct evhttp_request *req, void *arg)
 {
     loadgen_req *r = arg;
     loadgen *lg = r->lg;
-    double lat = samples_now_ms() - ((double)r->sent.tv_sec * 1e3 + (double)r->sent.tv_nsec / 1e6);
+    double lat = clock_now_ms_f() - r->sent_ms;
     lg->completed++;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     if (code <= 0 || code >= 600) {
@@ -136,7 +138,7 @@ static void loadgen_on_response(struct evhttp_request *req, void *arg)
     if (code == 202) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
-        char *text = malloc(len + 1);
+        char *text = mem_alloc(len + 1);
         evbuffer_remove(in, text, len);
         text[len] = '\0';
         json_t *resp = json_loads(text, 0, NULL);
@@ -168,7 +170,7 @@ static void loadgen_issue(loadgen *lg, int conn)
         return;
     long n = lg->issued++;
     mix_kind k = loadgen_pick(lg);
-    loadgen_req *r = calloc(1, sizeof *r);
+    loadgen_req *r = mem_calloc(1, sizeof *r);
     r->lg = lg;
     r->conn = conn;
     char *body;
@@ -176,13 +178,13 @@ static void loadgen_issue(loadgen *lg, int conn)
      * refused 422 idempotency_key_reused. */
     if (k == MIX_DUP && lg->last_key[0] && lg->last_body) {
         snprintf(r->key, sizeof r->key, "%s", lg->last_key);
-        body = strdup(lg->last_body);
+        body = mem_strdup(lg->last_body);
     } else {
         snprintf(r->key, sizeof r->key, "lg-%ld-%ld", lg->cfg.seed, n);
         snprintf(lg->last_key, sizeof lg->last_key, "%s", r->key);
         body = loadgen_body(lg, k == MIX_DUP ? MIX_OK : k, n);
         free(lg->last_body);
-        lg->last_body = body ? strdup(body) : NULL;
+        lg->last_body = body ? mem_strdup(body) : NULL;
     }
     if (!body) {
         lg->transport_errors++;
@@ -200,7 +202,7 @@ static void loadgen_issue(loadgen *lg, int conn)
     evhttp_add_header(h, "Idempotency-Key", r->key);
     evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
     free(body);
-    clock_gettime(CLOCK_MONOTONIC, &r->sent);
+    r->sent_ms = clock_now_ms_f();
     if (evhttp_make_request(lg->conns[conn], req, EVHTTP_REQ_POST, "/v1/orders") != 0) {
         lg->transport_errors++;
         lg->completed++;
@@ -214,8 +216,7 @@ static void loadgen_on_pace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     loadgen *lg = arg;
-    double elapsed = samples_now_ms() -
-                     ((double)lg->start.tv_sec * 1e3 + (double)lg->start.tv_nsec / 1e6);
+    double elapsed = clock_now_ms_f() - lg->start_ms;
     long due = (long)(elapsed * (double)lg->cfg.rate / 1000.0) + 1;
     if (due > lg->cfg.orders)
         due = lg->cfg.orders;
@@ -245,13 +246,13 @@ static void loadgen_usage(FILE *out)
 static int loadgen_parse_mix(loadgen_config *c, const char *spec)
 {
     memset(c->weights, 0, sizeof c->weights);
-    char *copy = strdup(spec), *save = NULL;
+    char *copy = mem_strdup(spec), *save = NULL;
     int rc = 0;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
         long w;
         int found = 0;
-        if (!eq || config_parse_long(eq + 1, 0, 1000000, &w) != 0) { rc = -1; break; }
+        if (!eq || config_parse_long(eq + 1, 0, 1000000, &w) != OP_OK) { rc = -1; break; }
         *eq = '\0';
         for (int i = 0; i < MIX_COUNT; i++)
             if (strcmp(tok, mix_names[i]) == 0) { c->weights[i] = (int)w; found = 1; }
@@ -284,14 +285,14 @@ static int loadgen_parse(loadgen_config *c, int argc, char **argv)
         switch (o) {
         case 'u': c->url = optarg; break;
         case 'k': c->api_key = optarg; break;
-        case 'n': bad = config_parse_long(optarg, 1, 100000000, &c->orders); break;
-        case 'r': bad = config_parse_long(optarg, 0, 10000000, &c->rate); break;
-        case 'c': bad = config_parse_long(optarg, 1, 4096, &c->connections); break;
-        case 's': bad = config_parse_long(optarg, 1, 9999, &c->skus); break;
+        case 'n': bad = config_parse_long(optarg, 1, 100000000, &c->orders) != OP_OK; break;
+        case 'r': bad = config_parse_long(optarg, 0, 10000000, &c->rate) != OP_OK; break;
+        case 'c': bad = config_parse_long(optarg, 1, 4096, &c->connections) != OP_OK; break;
+        case 's': bad = config_parse_long(optarg, 1, 9999, &c->skus) != OP_OK; break;
         case 'm': bad = loadgen_parse_mix(c, optarg); break;
         case 'a': c->accepted_path = optarg; break;
         case 'i': c->idem_path = optarg; break;
-        case 'S': bad = config_parse_long(optarg, 0, 1L << 40, &c->seed); break;
+        case 'S': bad = config_parse_long(optarg, 0, 1L << 40, &c->seed) != OP_OK; break;
         case 'h': loadgen_usage(stdout); return 1;
         default: loadgen_usage(stderr); return 2;
         }
@@ -325,9 +326,9 @@ int main(int argc, char **argv)
 
     lg.rng = (unsigned)lg.cfg.seed;
     lg.base = event_base_new();
-    lg.latency_ms = calloc((size_t)lg.cfg.orders, sizeof(double));
-    lg.conns = calloc((size_t)lg.cfg.connections, sizeof *lg.conns);
-    lg.idle = calloc((size_t)lg.cfg.connections, sizeof *lg.idle);
+    lg.latency_ms = mem_calloc((size_t)lg.cfg.orders, sizeof(double));
+    lg.conns = mem_calloc((size_t)lg.cfg.connections, sizeof *lg.conns);
+    lg.idle = mem_calloc((size_t)lg.cfg.connections, sizeof *lg.idle);
     if (lg.cfg.accepted_path && !(lg.accepted = fopen(lg.cfg.accepted_path, "a"))) {
         perror(lg.cfg.accepted_path);
         return 2;
@@ -340,7 +341,7 @@ int main(int argc, char **argv)
         lg.conns[i] = evhttp_connection_base_new(lg.base, NULL, lg.host, (unsigned short)lg.port);
         evhttp_connection_set_timeout(lg.conns[i], 30);
     }
-    clock_gettime(CLOCK_MONOTONIC, &lg.start);
+    lg.start_ms = clock_now_ms_f();
     if (lg.cfg.rate > 0) {
         for (long i = 0; i < lg.cfg.connections; i++)
             lg.idle[lg.idle_conns++] = (int)i;
@@ -352,8 +353,7 @@ int main(int argc, char **argv)
             loadgen_issue(&lg, (int)i);
     }
     event_base_dispatch(lg.base);
-    double secs = (samples_now_ms() -
-                   ((double)lg.start.tv_sec * 1e3 + (double)lg.start.tv_nsec / 1e6)) / 1e3;
+    double secs = (clock_now_ms_f() - lg.start_ms) / 1e3;
 
     samples_sort(lg.latency_ms, lg.latency_n);
     json_t *status = json_object();

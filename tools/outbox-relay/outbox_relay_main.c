@@ -44,7 +44,7 @@ static int relay_parse(relay_config *c, int argc, char **argv)
     c->amqp_url = config_env_str("AMQP_URL", NULL);
     c->database_url = config_env_str("DATABASE_URL", NULL);
     c->poll_ms = 1000;
-    if (config_env_long("OUTBOX_BATCH", 200, 1, 100000, &c->batch) != 0)
+    if (config_env_long("OUTBOX_BATCH", 200, 1, 100000, &c->batch) != OP_OK)
         return 2;
     static const struct option opts[] = {
         {"amqp-url", 1, NULL, 'a'}, {"database-url", 1, NULL, 'd'}, {"batch", 1, NULL, 'b'},
@@ -58,7 +58,7 @@ static int relay_parse(relay_config *c, int argc, char **argv)
         case 'o': c->once = true; break;
         case 'b':
         case 'p':
-            if (config_parse_long(optarg, 1, 1000000, o == 'b' ? &c->batch : &c->poll_ms) != 0) {
+            if (config_parse_long(optarg, 1, 1000000, o == 'b' ? &c->batch : &c->poll_ms) != OP_OK) {
                 fprintf(stderr, "orderpipe-outbox-relay: bad number '%s'\n", optarg);
                 return 2;
             }

@@ -257,7 +257,7 @@ static int replay_parse(replay_config *c, int argc, char **argv)
         case 'a': c->amqp_url = optarg; break;
         case 'l':
         case 'R':
-            if (config_parse_long(optarg, 0, 1000000, o == 'l' ? &c->limit : &c->rate) != 0) {
+            if (config_parse_long(optarg, 0, 1000000, o == 'l' ? &c->limit : &c->rate) != OP_OK) {
                 fprintf(stderr, "replay: --%s takes a whole number\n", o == 'l' ? "limit" : "rate");
                 return 2;
             }

@@ -5,6 +5,7 @@
  * re-drives orders stuck in `paid` (their payment.succeeded is re-emitted; the reservation worker
  * confirms an order only while it is paid, so a repeat changes nothing).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,10 +82,9 @@ static op_status compensation_on_payment_failed(worker_msg *m, void *arg)
     (void)arg;
     saga_order o;
     op_status st = saga_order_load(m->db, m->ev->order_id, &o);
-    if (st == OP_DUPLICATE) {
-        snprintf(m->error, sizeof m->error, "payment.failed for unknown order");
-        return OP_ERR_PERMANENT;
-    }
+    if (st == OP_NOT_FOUND) /* a payment is only attempted for a recorded order */
+        return worker_msg_refuse(m, "unknown_order", "payment.failed for unknown order %s",
+                                 m->ev->order_id);
     if (st != OP_OK)
         return st;
     if (order_state_is_terminal(o.state)) {
@@ -102,7 +102,7 @@ static op_status compensation_on_cancel_request(worker_msg *m, void *arg)
     (void)arg;
     saga_order o;
     op_status st = saga_order_load(m->db, m->ev->order_id, &o);
-    if (st == OP_DUPLICATE) {
+    if (st == OP_NOT_FOUND) {
         /* The order may still be on its way to the reservation worker: try again later. */
         snprintf(m->error, sizeof m->error, "cancel request for an order not recorded yet");
         return OP_ERR_TRANSIENT;
@@ -134,8 +134,9 @@ static op_status compensation_on_expired(worker_msg *m, void *arg)
     (void)arg;
     saga_order o;
     op_status st = saga_order_load(m->db, m->ev->order_id, &o);
-    if (st == OP_DUPLICATE)
-        return OP_OK;
+    if (st == OP_NOT_FOUND) /* an expiry is only ever announced for a recorded order */
+        return worker_msg_refuse(m, "unknown_order", "reservation.expired for unknown order %s",
+                                 m->ev->order_id);
     if (st != OP_OK)
         return st;
     st = o.state == ORDER_RESERVED
@@ -171,19 +172,18 @@ static op_status compensation_tick_body(db *d, void *arg)
     int n = PQntuples(r);
     if (n > 0) {
         /* Stock rows in SKU order before any change, as every batch does. */
-        size_t cap = (size_t)n * 40 + 3, len = 0;
-        char *ids = malloc(cap);
-        ids[len++] = '{';
+        db_array ids;
+        db_array_init(&ids);
         for (int i = 0; i < n; i++)
-            len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-        ids[len++] = '}';
-        ids[len] = '\0';
-        st = saga_lock_skus(d, NULL, ids);
-        free(ids);
+            db_array_append(&ids, PQgetvalue(r, i, 0));
+        st = saga_lock_skus(d, NULL, db_array_text(&ids));
+        db_array_free(&ids);
     }
     for (int i = 0; i < n && st == OP_OK; i++) {
         saga_order o;
         st = saga_order_load(d, PQgetvalue(r, i, 0), &o);
+        /* The row was just selected FOR UPDATE in this transaction: nobody can delete it. */
+        assert(st != OP_NOT_FOUND);
         if (st != OP_OK)
             break;
         log_ctx lc = {.order_id = o.id};
@@ -246,8 +246,8 @@ int main(int argc, char **argv)
 {
     static compensation_config cfg;
     long tick_ms;
-    if (config_parse_duration_ms(config_env_str("COMPENSATION_INTERVAL", "1s"), &tick_ms) != 0 ||
-        tick_ms < 10 || config_env_long("COMPENSATION_BATCH", 200, 1, 100000, &cfg.batch) != 0) {
+    if (config_parse_duration_ms(config_env_str("COMPENSATION_INTERVAL", "1s"), &tick_ms) != OP_OK ||
+        tick_ms < 10 || config_env_long("COMPENSATION_BATCH", 200, 1, 100000, &cfg.batch) != OP_OK) {
         fprintf(stderr, "COMPENSATION_INTERVAL must be a duration >= 10ms; COMPENSATION_BATCH 1..100000\n");
         return 2;
     }

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "clock.h"
 #include "egress.h"
 #include "mem.h"
 #include "metrics.h"
@@ -66,13 +67,6 @@ typedef struct notify_ctx {
     long long batch_budget_ms; /* the batch's call budget, as it started */
     metrics_family *m_calls, *m_open;
 } notify_ctx;
-
-static long long notify_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void notify_count(notify_ctx *ctx, const char *outcome)
 {
@@ -126,7 +120,7 @@ static void notify_dest_result(notify_ctx *ctx, notify_dest *d, bool failed, con
         return;
     }
     if (++d->failures >= ctx->breaker_failures) {
-        d->open_until_ms = notify_now_ms() + ctx->breaker_open_ms;
+        d->open_until_ms = (long long)clock_now_ms() + ctx->breaker_open_ms;
         if (!d->open)
             log_warn(lc, "webhook destination %s failed %d times in a row: circuit open for %ld ms",
                      d->key, d->failures, ctx->breaker_open_ms);
@@ -247,7 +241,7 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
         snprintf(err, errlen, "out of memory");
         return OP_ERR_TRANSIENT;
     }
-    long long now = notify_now_ms();
+    long long now = (long long)clock_now_ms();
     d->last_used_ms = now;
     if (d->batch != ctx->batch) {
         d->batch = ctx->batch;
@@ -276,7 +270,7 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
     op_status st = notify_resolve(ctx, &u, pin, sizeof pin, err, errlen);
     if (st != OP_OK) {
         notify_count(ctx, st == OP_ERR_PERMANENT ? "refused" : "failed");
-        d->spent_ms += notify_now_ms() - now;
+        d->spent_ms += (long long)clock_now_ms() - now;
         return st;
     }
     /* curl is given the URL as we parsed it (host lower-cased), so it cannot read another host
@@ -330,7 +324,7 @@ static op_status notify_webhook(notify_ctx *ctx, worker *w, const char *url, con
     curl_url_cleanup(cu);
     curl_slist_free_all(h);
     curl_slist_free_all(resolve);
-    long long took = notify_now_ms() - now;
+    long long took = (long long)clock_now_ms() - now;
     d->spent_ms += took;
     /* Only a slow failure counts towards the breaker: a host that refuses connections or answers
      * 503 at once costs the others nothing, and opening on it would only burn its notifications'
@@ -454,7 +448,7 @@ static op_status notify_before_batch(worker *w, db *d, worker_msg *const *msgs, 
             size_t bl = strlen(body);
             if (len + bl + 1 > cap) {
                 cap = (len + bl + 1) * 2;
-                lines = realloc(lines, cap);
+                lines = mem_realloc(lines, cap);
             }
             memcpy(lines + len, body, bl);
             len += bl;
@@ -573,11 +567,11 @@ int main(int argc, char **argv)
     ctx.webhook_url = config_env_str("NOTIFY_WEBHOOK_URL", NULL);
     ctx.secret = config_env_str("NOTIFY_WEBHOOK_SECRET", NULL);
     const char *cidrs = config_env_str("NOTIFY_WEBHOOK_ALLOW_CIDRS", NULL);
-    if (config_env_long("NOTIFY_TIMEOUT_MS", 5000, 10, 600000, &ctx.timeout_ms) != 0 ||
-        config_env_bool("NOTIFY_WEBHOOK_ALLOW_HTTP", false, &ctx.allow_http) != 0 ||
-        config_env_long("NOTIFY_BREAKER_FAILURES", 3, 1, 1000, &ctx.breaker_failures) != 0 ||
-        config_env_long("NOTIFY_BREAKER_OPEN_MS", 10000, 100, 3600000, &ctx.breaker_open_ms) != 0 ||
-        config_env_long("NOTIFY_HOST_BUDGET_PERCENT", 25, 1, 100, &ctx.host_budget_percent) != 0 ||
+    if (config_env_long("NOTIFY_TIMEOUT_MS", 5000, 10, 600000, &ctx.timeout_ms) != OP_OK ||
+        config_env_bool("NOTIFY_WEBHOOK_ALLOW_HTTP", false, &ctx.allow_http) != OP_OK ||
+        config_env_long("NOTIFY_BREAKER_FAILURES", 3, 1, 1000, &ctx.breaker_failures) != OP_OK ||
+        config_env_long("NOTIFY_BREAKER_OPEN_MS", 10000, 100, 3600000, &ctx.breaker_open_ms) != OP_OK ||
+        config_env_long("NOTIFY_HOST_BUDGET_PERCENT", 25, 1, 100, &ctx.host_budget_percent) != OP_OK ||
         notify_flags(&argc, argv, &cidrs, &ctx.allow_http) != 0)
         return 2;
     char err[160];

@@ -282,7 +282,7 @@ int main(int argc, char **argv)
 {
     static payment_ctx ctx;
     long timeout_ms;
-    if (config_env_long("PAYMENT_TIMEOUT_MS", 5000, 10, 600000, &timeout_ms) != 0)
+    if (config_env_long("PAYMENT_TIMEOUT_MS", 5000, 10, 600000, &timeout_ms) != OP_OK)
         return 2;
     const char *kind = config_env_str("PAYMENT_PROVIDER", "sim");
     ctx.provider = provider_new(kind, config_env_str("PAYMENT_URL", NULL), timeout_ms);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
 #include "utf8.h"
 
 typedef enum { PROVIDER_SIM, PROVIDER_HTTP } provider_kind;
@@ -22,14 +23,14 @@ struct provider {
 
 provider *provider_new(const char *kind, const char *url, long timeout_ms)
 {
-    provider *p = calloc(1, sizeof *p);
+    provider *p = mem_calloc(1, sizeof *p);
     if (strcmp(kind, "sim") == 0) {
         p->kind = PROVIDER_SIM;
         return p;
     }
     if (strcmp(kind, "http") == 0 && url && *url) {
         p->kind = PROVIDER_HTTP;
-        p->url = strdup(url);
+        p->url = mem_strdup(url);
         p->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
         curl_global_init(CURL_GLOBAL_DEFAULT);
         p->curl = curl_easy_init();
@@ -120,7 +121,7 @@ static size_t http_collect(char *data, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     if (b->len + n > 65536)
         return 0;
-    b->p = realloc(b->p, b->len + n + 1);
+    b->p = mem_realloc(b->p, b->len + n + 1);
     memcpy(b->p + b->len, data, n);
     b->len += n;
     b->p[b->len] = '\0';

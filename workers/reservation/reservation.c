@@ -206,7 +206,7 @@ int main(int argc, char **argv)
 {
     static reservation_config cfg;
     long ttl_ms;
-    if (config_parse_duration_ms(config_env_str("RESERVATION_TTL", "60s"), &ttl_ms) != 0 ||
+    if (config_parse_duration_ms(config_env_str("RESERVATION_TTL", "60s"), &ttl_ms) != OP_OK ||
         ttl_ms < 1000) {
         fprintf(stderr, "RESERVATION_TTL: must be a duration of at least 1s (e.g. 60s)\n");
         return 2;
