@@ -338,6 +338,7 @@ static op_status worker_republish(worker *w, const broker_delivery *d, const cha
         .message_id = d->message_id,
         .correlation_id = d->correlation_id,
         .type = d->type,
+        .content_type = d->content_type,
         .headers = headers,
     };
     op_status st = broker_publish(w->publisher, &m, NULL);
@@ -553,7 +554,8 @@ const char *worker_check_delivery(const worker_route *routes, const char *queue,
                                   size_t errlen)
 {
     *route = NULL;
-    if (cloudevent_parse(d->body, d->len, ev, err, errlen) != OP_OK)
+    if (cloudevent_parse_message(d->content_type, d->headers, d->body, d->len, ev, err, errlen) !=
+        OP_OK)
         return "invalid_message";
     if (!worker_check_bounds(d, ev, err, errlen))
         return "invalid_message";

@@ -115,7 +115,7 @@ static op_status replay_move(broker *pub, const broker_delivery *d, const char *
     json_object_set_new(h, "x-replayed", json_integer(1));
     broker_message m = {.exchange = "", .routing_key = queue, .body = d->body, .len = d->len,
                         .message_id = d->message_id, .correlation_id = d->correlation_id,
-                        .type = d->type, .headers = h};
+                        .type = d->type, .content_type = d->content_type, .headers = h};
     op_status st = broker_publish(pub, &m, NULL);
     if (st == OP_OK)
         st = broker_wait_confirms(pub, 10000);
