@@ -43,7 +43,7 @@ event() {
 placed() {
   jq -cn --arg oid "$1" --argjson total "$2" --argjson lines "$3" \
     '{order_id: $oid, client_id: "shop-a", customer_id: "c-1", currency: "EUR", lines: $lines,
-      total: $total, payment: {token: "tok_ok"}, notify: {}, placed_at: "2026-11-25T10:00:00Z"}'
+      total: $total, notify: {}, placed_at: "2026-11-25T10:00:00Z"}'
 }
 publish() { orderpipe-amqp-probe publish "$@" >/dev/null; } # KEY BODY [--message-id ID]...
 show() { "$R" show "$1" > "$TEST_TMP/show-$1.txt" 2>&1; cat "$TEST_TMP/show-$1.txt"; }
