@@ -9,7 +9,7 @@
 //     the message goes through its HTTP binding, which recognises the modes by the same rule:
 //     content-type stays content-type, a "cloudEvents:X" (or "cloudEvents_X") header becomes
 //     "ce-X". Each event must pass the SDK's strict validation, name its JSON schema in
-//     dataschema, carry the order id in subject, and have data valid against SCHEMA_DIR/TYPE.json.
+//     dataschema (the schema's $id), carry the order id in subject, and have data valid against SCHEMA_DIR/TYPE.json.
 //     Prints one JSON line per message, then a summary line; exits 1 if any message failed.
 //
 //   node conformance.js publish-binary AMQP_URL TYPE ORDER_ID DATA_JSON
@@ -53,8 +53,9 @@ function loadSchemas(dir) {
   for (const f of fs.readdirSync(dir)) {
     if (!f.endsWith(".json") || f === "cloudevent.json" || f === "order.request.json") continue;
     const s = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8"));
+    const id = s.$id;
     delete s.$id;
-    schemas[f.slice(0, -5)] = ajv.compile(s);
+    schemas[f.slice(0, -5)] = Object.assign(ajv.compile(s), { id });
   }
   return schemas;
 }
@@ -79,6 +80,8 @@ function check(msg, schemas) {
     throw new Error("data is not a JSON object");
   const validate = schemas[ev.type];
   if (!validate) throw new Error(`no schema for type ${ev.type}`);
+  if (validate.id !== ev.dataschema)
+    throw new Error(`dataschema '${ev.dataschema}' is not the $id of ${ev.type}.json ('${validate.id}')`);
   if (!validate(ev.data))
     throw new Error(`data does not match ${ev.type}.json: ${JSON.stringify(validate.errors)}`);
   return { mode, type: ev.type, source: ev.source, id: ev.id };
