@@ -564,7 +564,7 @@ op_status broker_publish(broker *b, const broker_message *m, uint64_t *seq)
     }
     amqp_basic_properties_t p = {0};
     p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    p.content_type = amqp_cstring_bytes("application/json");
+    p.content_type = amqp_cstring_bytes(m->content_type ? m->content_type : BROKER_CONTENT_TYPE);
     p.delivery_mode = 2;
     if (m->message_id) {
         p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
@@ -817,6 +817,8 @@ op_status broker_next(broker *b, int timeout_ms, broker_delivery *out)
         out->correlation_id = broker_dup_bytes(p->correlation_id);
     if (p->_flags & AMQP_BASIC_TYPE_FLAG)
         out->type = broker_dup_bytes(p->type);
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+        out->content_type = broker_dup_bytes(p->content_type);
     out->headers = (p->_flags & AMQP_BASIC_HEADERS_FLAG) ? broker_json_from_table(&p->headers)
                                                          : json_object();
     out->body = broker_dup_bytes(env.message.body);
@@ -834,6 +836,7 @@ void broker_delivery_free(broker_delivery *d)
     free(d->message_id);
     free(d->correlation_id);
     free(d->type);
+    free(d->content_type);
     free(d->body);
     json_decref(d->headers);
     memset(d, 0, sizeof *d);

@@ -19,6 +19,8 @@
 #include "status.h"
 
 #define BROKER_EVENTS_EXCHANGE "orderpipe.events"
+/* Every message is a CloudEvent in structured mode: the AMQP binding recognises it by this. */
+#define BROKER_CONTENT_TYPE "application/cloudevents+json; charset=utf-8"
 
 typedef struct broker broker;
 
@@ -63,10 +65,11 @@ typedef struct broker_message {
     const char *message_id;      /* AMQP message-id property; may be NULL */
     const char *correlation_id;  /* may be NULL */
     const char *type;            /* AMQP type property (the event type); may be NULL */
+    const char *content_type;    /* NULL: BROKER_CONTENT_TYPE; a copy keeps its original's */
     json_t *headers;             /* flat object of string/integer/bool values; may be NULL; borrowed */
 } broker_message;
 
-/* Publishes a persistent message (delivery-mode 2, content-type application/json, mandatory).
+/* Publishes a persistent message (delivery-mode 2, mandatory).
  * With confirms on, *seq (may be NULL) receives its confirm sequence number, 1, 2, ... per
  * connection. OP_ERR_TRANSIENT when the connection is down or fails (it is then closed). */
 op_status broker_publish(broker *b, const broker_message *m, uint64_t *seq);
@@ -100,6 +103,7 @@ typedef struct broker_delivery {
     char *message_id;        /* NULL if the publisher set none */
     char *correlation_id;
     char *type;
+    char *content_type;      /* NULL if the publisher set none */
     json_t *headers;         /* object, never NULL (empty when there were none) */
     char *body;              /* NUL-terminated copy of the body */
     size_t len;

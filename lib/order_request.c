@@ -65,7 +65,9 @@ op_status order_request_order_id(const char *client_id, const char *key, char ou
 op_status order_request_build(const char *body, size_t len, const jsonschema *schema,
                               const char *client_id, const char *idempotency_key,
                               const char *traceparent, const char *source, json_t **event,
-                              char order_id[UUID_STR_LEN], order_request_error *err)
+                              char order_id[UUID_STR_LEN],
+                              char payment_token[ORDER_REQUEST_TOKEN_SIZE],
+                              order_request_error *err)
 {
     *event = NULL;
     if (idempotency_key && !order_request_key_valid(idempotency_key))
@@ -119,11 +121,13 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
     char now[32];
     cloudevent_time_now(now);
     json_t *notify = json_object_get(doc, "notify");
-    json_t *data = json_pack("{ss ss sO sO sI sO sO ss}", "order_id", order_id, "client_id",
+    const char *token = json_string_value(json_object_get(json_object_get(doc, "payment"), "token"));
+    if (payment_token)
+        snprintf(payment_token, ORDER_REQUEST_TOKEN_SIZE, "%s", token ? token : "");
+    json_t *data = json_pack("{ss ss sO sO sI sO ss}", "order_id", order_id, "client_id",
                              client_id, "customer_id", json_object_get(doc, "customer_id"),
                              "currency", json_object_get(doc, "currency"), "total", total, "lines",
-                             json_object_get(doc, "lines"), "payment",
-                             json_object_get(doc, "payment"), "placed_at", now);
+                             json_object_get(doc, "lines"), "placed_at", now);
     if (!data || json_object_set_new(data, "notify", notify ? json_incref(notify) : json_object()) ||
         (idempotency_key &&
          json_object_set_new(data, "idempotency_key", json_string(idempotency_key)))) {

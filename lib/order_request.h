@@ -33,12 +33,20 @@ bool order_request_key_valid(const char *key);
  * status of uuid_v4 / uuid_v5. */
 op_status order_request_order_id(const char *client_id, const char *key, char out[UUID_STR_LEN]);
 
+/* The longest payment token order.request accepts, with its NUL. */
+#define ORDER_REQUEST_TOKEN_SIZE 129
+
 /* Parses and checks `body` (len bytes) and builds the order.placed CloudEvent (caller owns it,
- * json_decref). `schema` is order.request. On error returns OP_ERR_PERMANENT with *err filled. */
+ * json_decref). `schema` is order.request. The event carries no payment token, which every
+ * consumer of order.placed would receive: it goes to payment_token (when not NULL), for the
+ * caller to record where the payment step reads it. On error returns OP_ERR_PERMANENT with *err
+ * filled. */
 op_status order_request_build(const char *body, size_t len, const jsonschema *schema,
                               const char *client_id, const char *idempotency_key,
                               const char *traceparent, const char *source, json_t **event,
-                              char order_id[UUID_STR_LEN], order_request_error *err);
+                              char order_id[UUID_STR_LEN],
+                              char payment_token[ORDER_REQUEST_TOKEN_SIZE],
+                              order_request_error *err);
 
 /* Fills *err; code, field (may be NULL) and message are cut on a character boundary and what is
  * not UTF-8 becomes '?', so the error body can always be built from it. */

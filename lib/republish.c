@@ -15,6 +15,7 @@ op_status republish_copy(broker *pub, const broker_delivery *d, const char *queu
         .message_id = d->message_id,
         .correlation_id = d->correlation_id,
         .type = d->type,
+        .content_type = d->content_type,
         .headers = headers,
     };
     op_status st = broker_publish(pub, &m, NULL);

@@ -51,7 +51,8 @@ const char *worker_check_delivery(const worker_route *routes, const char *queue,
                                   size_t errlen)
 {
     *route = NULL;
-    if (cloudevent_parse(d->body, d->len, ev, err, errlen) != OP_OK)
+    if (cloudevent_parse_message(d->content_type, d->headers, d->body, d->len, ev, err, errlen) !=
+        OP_OK)
         return WIRE_REASON_INVALID_MESSAGE;
     if (!worker_check_bounds(d, ev, err, errlen))
         return WIRE_REASON_INVALID_MESSAGE;

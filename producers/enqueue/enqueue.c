@@ -9,7 +9,10 @@
  * replaying it) makes no second order. Keys follow the HTTP intake's rule: a key is
  * bound to the body it was first used with (table idempotency_keys, shared with the intake), and
  * a line reusing a key with another body is rejected (idempotency_key_reused) and not published.
- * Keyed lines therefore need DATABASE_URL; without the database the import stops (exit 2).
+ * An order's payment token is not published (every consumer of order.placed would receive it):
+ * it is recorded in payment_tokens, where the payment step reads it, before the window of events
+ * that it belongs to is published. The import therefore needs DATABASE_URL; without the
+ * database it stops (exit 2).
  * A line whose notify.webhook_url is not one of its client's webhook hosts
  * (ORDERPIPE_WEBHOOK_HOSTS, as for the intake) is rejected as webhook_not_allowed.
  */
@@ -47,8 +50,8 @@ static void enqueue_usage(FILE *out)
             "Publishes NDJSON orders (FILE or stdin) with confirms; prints a JSON summary.\n"
             "A line is an order body, or {\"client_id\",\"idempotency_key\",\"order\"}.\n"
             "  --client ID         client the orders are placed for (default: import)\n"
-            "  --database-url URL  PostgreSQL, needed for lines with an idempotency_key: a key\n"
-            "                      reused with another body is rejected [DATABASE_URL]\n"
+            "  --database-url URL  PostgreSQL (required): the payment tokens are kept there, and\n"
+            "                      a key reused with another body is rejected [DATABASE_URL]\n"
             "  --webhook-hosts SPEC       'client=host,*.suffix;...': the webhook hosts each client\n"
             "                             may use, as for the intake [ORDERPIPE_WEBHOOK_HOSTS]\n"
             "  --webhook-hosts-file FILE  the same, an entry a line [ORDERPIPE_WEBHOOK_HOSTS_FILE]\n"
@@ -73,6 +76,22 @@ static const char *enqueue_unwrap(const char *line, json_t **wrapper, const char
     return *owned;
 }
 
+/* The database connection, made or remade on first use; OP_OK or the failure (reported). */
+static op_status enqueue_db(db **d, const char *url)
+{
+    if (!url) {
+        fprintf(stderr, "orderpipe-enqueue: DATABASE_URL is required (the payment tokens are "
+                        "kept there)\n");
+        return OP_ERR_PERMANENT;
+    }
+    if ((!*d && db_connect(d, url, "orderpipe-enqueue") != OP_OK) ||
+        (!db_is_open(*d) && db_reconnect(*d) != OP_OK)) {
+        fprintf(stderr, "orderpipe-enqueue: database: %s\n", db_last_error(*d));
+        return OP_ERR_TRANSIENT;
+    }
+    return OP_OK;
+}
+
 /* Binds (client, key) to the line's body as the intake does (intake_db.c): OP_OK with *reused
  * set when the key was used before with another body; an error status when the database is
  * unavailable (the import then stops: a keyed line must not go out unchecked). */
@@ -83,20 +102,10 @@ static op_status enqueue_claim_key(db **d, const char *url, const char *client, 
     char hash[IDEMPOTENCY_HASH_LEN];
     if (idempotency_hash_body(text, strlen(text), hash) != OP_OK)
         return OP_ERR_PERMANENT; /* cannot happen: the line was parsed already */
-    if (!url) {
-        fprintf(stderr, "orderpipe-enqueue: DATABASE_URL is needed for lines with an idempotency_key\n");
-        return OP_ERR_PERMANENT;
-    }
-    if (!*d && db_connect(d, url, "orderpipe-enqueue") != OP_OK) {
-        fprintf(stderr, "orderpipe-enqueue: database: %s\n", db_last_error(*d));
-        return OP_ERR_TRANSIENT;
-    }
-    if (!db_is_open(*d) && db_reconnect(*d) != OP_OK) {
-        fprintf(stderr, "orderpipe-enqueue: database: %s\n", db_last_error(*d));
-        return OP_ERR_TRANSIENT;
-    }
+    op_status st = enqueue_db(d, url);
+    if (st != OP_OK)
+        return st;
     const char *params[] = {client, key, hash, order_id};
-    op_status st;
     PGresult *r = db_exec_prepared(
         *d, "enqueue_claim_key",
         "insert into idempotency_keys as k (client_id, key, body_sha256, order_id)"
@@ -111,6 +120,70 @@ static op_status enqueue_claim_key(db **d, const char *url, const char *client, 
     *reused = PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), hash) != 0;
     PQclear(r);
     return OP_OK;
+}
+
+/* The events of a window, waiting for their payment tokens to be recorded. */
+typedef struct enqueue_window {
+    json_t *events; /* array of order.placed events */
+    json_t *tokens; /* array of {"order_id","token"} */
+} enqueue_window;
+
+/* Records the window's tokens (one statement, one commit), then publishes its events and waits
+ * for their confirms. OP_OK: every event confirmed (*accepted += their number); else the import
+ * stops, having reported why. The window is emptied either way. */
+static op_status enqueue_flush(enqueue_window *w, broker *b, db **d, const char *url,
+                               long *accepted)
+{
+    op_status st = OP_OK;
+    size_t n = json_array_size(w->events);
+    if (n == 0)
+        return OP_OK;
+    char *rows = json_dumps(w->tokens, JSON_COMPACT);
+    if (!rows)
+        mem_die("serialising payment tokens");
+    st = enqueue_db(d, url);
+    if (st == OP_OK) {
+        const char *params[] = {rows};
+        PGresult *r = db_exec_prepared(
+            *d, "enqueue_tokens",
+            "insert into payment_tokens (order_id, token) select order_id, token"
+            " from json_to_recordset($1::json) as r(order_id uuid, token text) on conflict do nothing",
+            1, params, &st);
+        if (!r)
+            fprintf(stderr, "orderpipe-enqueue: database: %s\n", db_last_error(*d));
+        PQclear(r);
+    }
+    free(rows);
+    size_t i;
+    json_t *ev;
+    if (st != OP_OK)
+        goto done; /* the database failed, and said so: nothing of the window is published */
+    json_array_foreach(w->events, i, ev) {
+        if (st != OP_OK)
+            break;
+        char *body = json_dumps(ev, JSON_COMPACT);
+        if (!body) /* the event holds only checked, valid UTF-8: only memory can fail */
+            mem_die("serialising an order.placed event");
+        json_t *h = json_pack("{ss}", "traceparent",
+                              json_string_value(json_object_get(ev, "traceparent")));
+        broker_message m = {.routing_key = "order.placed", .body = body, .len = strlen(body),
+                            .message_id = json_string_value(json_object_get(ev, "id")),
+                            .type = "order.placed", .headers = h};
+        st = broker_publish(b, &m, NULL);
+        free(body);
+        json_decref(h);
+    }
+    if (st == OP_OK)
+        st = broker_wait_confirms(b, 30000);
+    if (st == OP_OK)
+        *accepted += (long)n;
+    else
+        fprintf(stderr, "orderpipe-enqueue: broker: a window of %zu orders not confirmed: %s\n", n,
+                broker_last_error(b));
+done:
+    json_array_clear(w->events);
+    json_array_clear(w->tokens);
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -188,7 +261,8 @@ int main(int argc, char **argv)
     db *d = NULL;
     bool db_failed = false; /* the broker is fine: what it holds is still confirmed below */
     json_t *rejected = json_array();
-    long lineno = 0, accepted = 0, window = 0;
+    long lineno = 0, accepted = 0;
+    enqueue_window win = {json_array(), json_array()};
     int rc = 0;
     char *line = NULL;
     size_t cap = 0;
@@ -204,11 +278,11 @@ int main(int argc, char **argv)
         char *owned = NULL;
         const char *text = enqueue_unwrap(line, &wrapper, &client, &key, &owned);
         json_t *ev;
-        char order_id[UUID_STR_LEN];
+        char order_id[UUID_STR_LEN], token[ORDER_REQUEST_TOKEN_SIZE];
         order_request_error oe;
         bool reused = false;
         op_status built = order_request_build(text, strlen(text), schema, client, key, NULL,
-                                              "orderpipe-enqueue", &ev, order_id, &oe);
+                                              "orderpipe-enqueue", &ev, order_id, token, &oe);
         /* The intake's rule (intake_http.c): only the client's webhook hosts. */
         const char *hook = built != OP_OK ? NULL : order_request_webhook_url(ev);
         if (hook && egress_policy_check(&hooks, client, hook, oe.message, sizeof oe.message) != OP_OK) {
@@ -236,27 +310,13 @@ int main(int argc, char **argv)
                 db_failed = true;
             }
         } else {
-            char *body = json_dumps(ev, JSON_COMPACT);
-            if (!body) /* the event holds only checked, valid UTF-8: only memory can fail */
-                mem_die("serialising an order.placed event");
-            json_t *h = json_pack("{ss}", "traceparent",
-                                  json_string_value(json_object_get(ev, "traceparent")));
-            broker_message m = {.routing_key = "order.placed", .body = body, .len = strlen(body),
-                                .message_id = json_string_value(json_object_get(ev, "id")),
-                                .type = "order.placed", .headers = h};
-            op_status st = broker_publish(b, &m, NULL);
-            free(body);
-            json_decref(h);
-            json_decref(ev);
-            if (st == OP_OK && ++window == ENQUEUE_WINDOW) {
-                st = broker_wait_confirms(b, 30000);
-                if (st == OP_OK)
-                    accepted += window;
-                window = 0;
-            }
-            if (st != OP_OK) {
-                fprintf(stderr, "orderpipe-enqueue: broker failed at line %ld: %s\n", lineno,
-                        broker_last_error(b));
+            if (json_array_append_new(win.events, ev) != 0 ||
+                json_array_append_new(win.tokens, json_pack("{ss ss}", "order_id", order_id,
+                                                            "token", token)) != 0)
+                mem_die("an import window");
+            if (json_array_size(win.events) == ENQUEUE_WINDOW &&
+                enqueue_flush(&win, b, &d, cfg.database_url, &accepted) != OP_OK) {
+                fprintf(stderr, "orderpipe-enqueue: stopped at line %ld\n", lineno);
                 rc = 2;
             }
         }
@@ -265,12 +325,13 @@ int main(int argc, char **argv)
         if (rc)
             break;
     }
-    if ((rc == 0 || db_failed) && window > 0) {
-        if (broker_wait_confirms(b, 30000) == OP_OK)
-            accepted += window;
-        else
-            rc = 2;
-    }
+    /* A database failure on a keyed line stops the import after what was accepted before it;
+     * those lines' tokens can still be recorded unless the database is what failed. */
+    if ((rc == 0 || db_failed) &&
+        enqueue_flush(&win, b, &d, cfg.database_url, &accepted) != OP_OK)
+        rc = 2;
+    json_decref(win.events);
+    json_decref(win.tokens);
     free(line);
     if (in != stdin)
         fclose(in);

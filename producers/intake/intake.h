@@ -170,9 +170,12 @@ void intake_db_stop(intake *in); /* answers every waiting request as unavailable
 /* `sql` is a string literal (it must outlive the request). */
 int intake_db_query(intake *in, const char *sql, int nparams, const char *const *params,
                     intake_db_result_fn cb, void *arg);
-/* Records (client_id, key) -> (body_sha256, order_id) unless the key has a row already. */
-int intake_db_claim_key(intake *in, const char *client_id, const char *key, const char *body_sha256,
-                        const char *order_id, intake_db_claim_fn cb, void *arg);
+/* Records an order before it is published: its payment token (which no event carries) and, when
+ * key is not NULL, (client_id, key) -> (body_sha256, order_id) unless the key has a row already.
+ * Without a key, cb's stored_sha256 is "" and stored_order_id is order_id. */
+int intake_db_record_order(intake *in, const char *client_id, const char *key,
+                           const char *body_sha256, const char *order_id, const char *token,
+                           intake_db_claim_fn cb, void *arg);
 /* Requests waiting or in flight (the drain waits for them). */
 long intake_db_pending(const intake *in);
 

@@ -5,8 +5,9 @@
  * PQsendQueryParams/PQconsumeInput/PQisBusy on events of PQsocket), the FIFO of requests waiting
  * for it, their deadlines, reconnecting with backoff, and pruning old Idempotency-Keys.
  *
- * - One statement is in flight at a time. Idempotency-Key claims waiting together go out as one
- *   statement (one commit for all of them: the group commit that keeps keyed orders fast).
+ * - One statement is in flight at a time. The orders waiting to be recorded (their payment token,
+ *   and their Idempotency-Key claim if they have one) go out together as one statement (one
+ *   commit for all of them: the group commit that keeps orders fast).
  * - Every request has a deadline (INTAKE_DB_TIMEOUT_MS from when it was queued). A statement
  *   that overruns the deadline of its oldest request means the server is stuck or unreachable:
  *   the connection is dropped (PQfinish does not wait for the server), every waiting request is
@@ -29,7 +30,7 @@
 #include "intake.h"
 #include "log.h"
 
-#define INTAKE_DB_BATCH 256            /* claims per statement */
+#define INTAKE_DB_BATCH 256            /* orders recorded per statement */
 #define INTAKE_DB_CONNECT_MIN_MS 2000  /* a connection attempt gets at least this long */
 #define INTAKE_DB_PRUNE_EVERY_S 60
 #define INTAKE_DB_PRUNE_RETRY_S 10
@@ -42,7 +43,8 @@ typedef struct intake_db_req {
     uint64_t deadline_ms;
     const char *sql; /* IDB_QUERY: a literal */
     int nparams;
-    char *params[4]; /* owned copies; IDB_CLAIM: client, key, hash, order id */
+    char *params[5]; /* owned copies; IDB_CLAIM: client, key, hash, order id, payment token
+                      * (key and hash "" for an order without an Idempotency-Key) */
     intake_db_result_fn on_result;
     intake_db_claim_fn on_claim;
     void *arg;
@@ -71,13 +73,20 @@ struct intake_db {
     metrics_family *refused;
 };
 
-/* A claim: insert the key, or keep the row that is there and return it either way (the no-op
- * update locks and returns a row another transaction committed meanwhile, which DO NOTHING would
- * not return). The batch has no (client_id, key) twice: intake_db_send_claims merges them. */
+/* Records orders: every one's payment token (kept for the payment step, never published; an
+ * order id already recorded keeps its first token, which is the same body's when a keyed order is
+ * retried), and every keyed one's claim: insert the key, or keep the row that is there and
+ * return it either way (the no-op update locks and returns a row another transaction committed
+ * meanwhile, which DO NOTHING would not return). The batch has no (client_id, key) twice:
+ * intake_db_send_claims merges them. */
 static const char intake_db_claim_sql[] =
-    "insert into idempotency_keys as k (client_id, key, body_sha256, order_id)"
-    " select r.client_id, r.key, decode(r.body_sha256, 'hex'), r.order_id"
-    " from json_to_recordset($1::json) as r(client_id text, key text, body_sha256 text, order_id uuid)"
+    "with r as (select * from json_to_recordset($1::json) as r(client_id text, key text,"
+    "  body_sha256 text, order_id uuid, token text)),"
+    " t as (insert into payment_tokens (order_id, token) select order_id, token from r"
+    "  on conflict do nothing)"
+    " insert into idempotency_keys as k (client_id, key, body_sha256, order_id)"
+    " select r.client_id, r.key, decode(r.body_sha256, 'hex'), r.order_id from r"
+    " where r.key is not null"
     " on conflict (client_id, key) do update set client_id = k.client_id"
     " returning k.client_id, k.key, encode(k.body_sha256, 'hex'), k.order_id";
 
@@ -99,6 +108,9 @@ static void intake_db_answer(intake_db *d, intake_db_req *r, PGresult *res)
 {
     if (r->kind == IDB_QUERY) {
         r->on_result(d->in, res, r->arg);
+    } else if (r->params[1][0] == '\0') {
+        /* No key: recorded when the statement succeeded; the order is this request's own. */
+        r->on_claim(d->in, res != NULL, r->params[2], r->params[3], r->arg);
     } else {
         const char *hash = NULL, *order_id = NULL;
         for (int i = 0; res && i < PQntuples(res) && !hash; i++)
@@ -289,12 +301,15 @@ static int intake_db_send_claims(intake_db *d)
         last_busy = r;
         n++;
         /* The same (client, key) twice in one batch: one row; both compare with it. */
-        bool seen = false;
-        for (intake_db_req *b = d->busy; b != r && !seen; b = b->next)
+        bool keyed = r->params[1][0] != '\0', seen = false;
+        for (intake_db_req *b = d->busy; keyed && b != r && !seen; b = b->next)
             seen = strcmp(b->params[0], r->params[0]) == 0 && strcmp(b->params[1], r->params[1]) == 0;
-        if (!seen && json_array_append_new(rows, json_pack("{ss ss ss ss}", "client_id", r->params[0],
-                                                           "key", r->params[1], "body_sha256",
-                                                           r->params[2], "order_id", r->params[3])))
+        if (!seen && json_array_append_new(rows, json_pack("{ss ss? ss? ss ss}", "client_id",
+                                                           r->params[0], "key",
+                                                           keyed ? r->params[1] : NULL,
+                                                           "body_sha256",
+                                                           keyed ? r->params[2] : NULL, "order_id",
+                                                           r->params[3], "token", r->params[4])))
             failed = true; /* out of memory, or a client id that is not UTF-8 */
     }
     char *text = !failed && n > 0 ? json_dumps(rows, JSON_COMPACT) : NULL;
@@ -535,7 +550,7 @@ static void intake_db_append(intake *in, intake_db_req *r)
 
 static int intake_db_copy_params(intake_db_req *r, int nparams, const char *const *params)
 {
-    if (nparams > 4)
+    if (nparams > 5)
         return -1;
     for (int i = 0; i < nparams; i++) {
         r->params[i] = strdup(params[i] ? params[i] : "");
@@ -563,16 +578,17 @@ int intake_db_query(intake *in, const char *sql, int nparams, const char *const 
     return 0;
 }
 
-int intake_db_claim_key(intake *in, const char *client_id, const char *key, const char *body_sha256,
-                        const char *order_id, intake_db_claim_fn cb, void *arg)
+int intake_db_record_order(intake *in, const char *client_id, const char *key,
+                           const char *body_sha256, const char *order_id, const char *token,
+                           intake_db_claim_fn cb, void *arg)
 {
     intake_db_req *r = intake_db_enqueue(in, IDB_CLAIM);
     if (!r)
         return -1;
     r->on_claim = cb;
     r->arg = arg;
-    const char *params[] = {client_id, key, body_sha256, order_id};
-    if (intake_db_copy_params(r, 4, params) != 0) {
+    const char *params[] = {client_id, key, key ? body_sha256 : NULL, order_id, token};
+    if (intake_db_copy_params(r, 5, params) != 0) {
         intake_db_req_free(r);
         return -1;
     }

@@ -167,7 +167,7 @@ static void intake_order_publish(intake *in, struct evhttp_request *req, json_t 
     json_decref(ev);
 }
 
-/* A keyed order waiting for its Idempotency-Key to be claimed in the database. */
+/* An order waiting to be recorded in the database (hash "" when it has no Idempotency-Key). */
 typedef struct intake_keyed {
     struct evhttp_request *req;
     json_t *ev;
@@ -175,12 +175,13 @@ typedef struct intake_keyed {
     char hash[IDEMPOTENCY_HASH_LEN];
 } intake_keyed;
 
-static void intake_key_unavailable(intake *in, struct evhttp_request *req, const char *order_id)
+static void intake_order_unavailable(intake *in, struct evhttp_request *req, const char *order_id)
 {
-    log_warn(&(log_ctx){.order_id = order_id}, "Idempotency-Key not checked: database unavailable");
+    log_warn(&(log_ctx){.order_id = order_id}, "order not recorded: database unavailable");
     intake_reply_error(in, req, 503, "database_unavailable",
-                       "orders with an Idempotency-Key need the database to check the key, which is "
-                       "unavailable; nothing was accepted, retry later", NULL, "post_order");
+                       "an order needs the database, to keep its payment token and check its "
+                       "Idempotency-Key, which is unavailable; nothing was accepted, retry later",
+                       NULL, "post_order");
 }
 
 static void intake_on_key_claimed(intake *in, bool ok, const char *stored_sha256,
@@ -189,7 +190,7 @@ static void intake_on_key_claimed(intake *in, bool ok, const char *stored_sha256
     intake_keyed *k = arg;
     if (!ok) {
         json_decref(k->ev);
-        intake_key_unavailable(in, k->req, k->order_id);
+        intake_order_unavailable(in, k->req, k->order_id);
     } else if (strcmp(stored_sha256, k->hash) != 0) {
         json_decref(k->ev);
         log_info(&(log_ctx){.order_id = stored_order_id},
@@ -245,10 +246,10 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
     const char *key = evhttp_find_header(h, "Idempotency-Key");
     const char *tp_in = evhttp_find_header(h, "traceparent");
     json_t *ev;
-    char order_id[UUID_STR_LEN];
+    char order_id[UUID_STR_LEN], token[ORDER_REQUEST_TOKEN_SIZE];
     order_request_error err;
     if (order_request_build(body, len, in->order_schema, c->id, key, tp_in, "orderpipe-intake",
-                            &ev, order_id, &err) != OP_OK) {
+                            &ev, order_id, token, &err) != OP_OK) {
         free(body);
         intake_reply_error(in, req, err.http_status, err.code, err.message, err.field, route);
         return;
@@ -263,14 +264,11 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
         intake_reply_error(in, req, 400, "webhook_not_allowed", why, "$.notify.webhook_url", route);
         return;
     }
-    if (!key) {
-        free(body);
-        intake_order_publish(in, req, ev, order_id);
-        return;
-    }
-    /* A keyed order is published only once its key is bound to this body (idempotency.h). */
+    /* An order is published only once its payment token is recorded for the payment step (the
+     * event does not carry it), and a keyed one once its key is bound to this body
+     * (idempotency.h); a 202 still waits for the broker's confirm of the event. */
     intake_keyed *k = calloc(1, sizeof *k);
-    if (!k || idempotency_hash_body(body, len, k->hash) != OP_OK) {
+    if (!k || (key && idempotency_hash_body(body, len, k->hash) != OP_OK)) {
         free(body);
         free(k);
         json_decref(ev);
@@ -282,10 +280,11 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
     k->req = req;
     k->ev = ev;
     memcpy(k->order_id, order_id, sizeof k->order_id);
-    if (intake_db_claim_key(in, c->id, key, k->hash, order_id, intake_on_key_claimed, k) != 0) {
+    if (intake_db_record_order(in, c->id, key, k->hash, order_id, token, intake_on_key_claimed,
+                               k) != 0) {
         json_decref(ev);
         free(k);
-        intake_key_unavailable(in, req, order_id);
+        intake_order_unavailable(in, req, order_id);
     }
 }
 

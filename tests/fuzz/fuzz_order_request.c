@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     order_request_error err;
     memset(&err, 0, sizeof err);
     if (order_request_build(body, len, schema, "fuzz-client", key, tp, "orderpipe-fuzz", &ev,
-                            order_id, &err) == OP_OK) {
+                            order_id, NULL, &err) == OP_OK) {
         if (!ev || !uuid_valid(order_id))
             abort();
         /* An accepted order is one the workers accept: the same registry, order.placed. */

@@ -6,7 +6,10 @@
  *
  * Input: "ROUTING_KEY\nNAME=VALUE\n...\n\nBODY": header lines up to an empty line, each value as
  * broker.c gives it (the publisher's bytes, unchecked; a value of digits is an integer), then the
- * body. Without an empty line the whole input is the body. Schemas as in fuzz_order_request. */
+ * body. Without an empty line the whole input is the body. A header line "content-type=T" sets
+ * the AMQP content type instead (none: the structured-mode type; "content-type=" alone: no
+ * content type), so both modes of the AMQP binding and every refusal are reached. Schemas as in
+ * fuzz_order_request. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +87,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         d.routing_key = strdup("order.placed");
     }
+    json_t *ct = json_object_get(d.headers, "content-type");
+    if (!ct)
+        d.content_type = strdup(BROKER_CONTENT_TYPE);
+    else if (json_is_string(ct) && json_string_length(ct) > 0)
+        d.content_type = strndup(json_string_value(ct), json_string_length(ct));
+    json_object_del(d.headers, "content-type");
     d.len = (size_t)(end - p);
     d.body = malloc(d.len + 1); /* broker.c keeps a NUL-terminated copy */
     memcpy(d.body, p, d.len);
@@ -112,6 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cloudevent_view_free(&ev);
     json_decref(d.headers);
     free(d.routing_key);
+    free(d.content_type);
     free(d.body);
     return 0;
 }

@@ -29,8 +29,8 @@ check "notification cannot change orders" refused orderpipe_notification "update
 check "compensation cannot create orders" refused orderpipe_compensation "insert into orders(id) values (gen_random_uuid())"
 
 # Column privileges (sql/085_column_privileges.sql): the intake reads what GET and the backlog need
-# and never a payment token, an order's notify address or an outbox payload; only payment and
-# replay (which pass the token to the provider) read payment tokens.
+# and never a payment token, an order's notify address or an outbox payload; only payment (which
+# passes the token to the provider) reads payment tokens (sql/090_payment_tokens.sql).
 check "the intake reads what GET /v1/orders/{id} shows" as_role orderpipe_intake \
   "select id, client_id, customer_id, currency, total, status, cancel_reason, placed_at, recorded_at, state_entered_at from orders"
 check "the intake reads the outbox backlog" as_role orderpipe_intake \
@@ -45,9 +45,13 @@ check "there is a payment token column to guard" test -n "$token_cols"
 for tc in $token_cols; do
   check "the intake cannot read $tc" refused orderpipe_intake "select ${tc#*.} from ${tc%.*}"
 done
-for r in reservation notification compensation relay; do
+for r in reservation notification compensation relay replay enqueue; do
   check "orderpipe_$r cannot read payment tokens" refused "orderpipe_$r" "select payment_token from orders"
+  check "orderpipe_$r cannot read recorded payment tokens" refused "orderpipe_$r" "select token from payment_tokens"
 done
+check "the intake records payment tokens" as_role orderpipe_intake \
+  "insert into payment_tokens (order_id, token) values (gen_random_uuid(), 'tok_role_check') on conflict do nothing"
+check "payment reads the recorded payment tokens" as_role orderpipe_payment "select token from payment_tokens"
 check "orderpipe_reservation reads the rest of an order" as_role orderpipe_reservation "select id, status, total, notify from orders"
 check "payment reads the payment token it charges" as_role orderpipe_payment "select payment_token from orders"
 

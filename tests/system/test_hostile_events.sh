@@ -8,7 +8,7 @@
 #     invalid_message; lines out of bounds: schema_violation, and reservation_place (SQL) refuses
 #     them as well when called with them directly;
 #   - a 3 KB CloudEvent id (before: it overflowed the inbox index and failed its whole batch, whose
-#     other messages went round the retries), a 3 KB type, a 3 KB subject: invalid_message;
+#     other messages went round the retries), a 3 KB type, a 3 KB subject (which is not the order id): invalid_message;
 #   - a decline whose message is 500 x "é" (before: cut mid-character, the payment.failed event
 #     could not be built and the order went round the retries): cancelled payment_declined;
 #   - a 4000-byte provider reference (before: written into a 128-byte buffer with the size of a
@@ -43,7 +43,7 @@ event() {
 placed() {
   jq -cn --arg oid "$1" --argjson total "$2" --argjson lines "$3" \
     '{order_id: $oid, client_id: "shop-a", customer_id: "c-1", currency: "EUR", lines: $lines,
-      total: $total, payment: {token: "tok_ok"}, notify: {}, placed_at: "2026-11-25T10:00:00Z"}'
+      total: $total, notify: {}, placed_at: "2026-11-25T10:00:00Z"}'
 }
 publish() { orderpipe-amqp-probe publish "$@" >/dev/null; } # KEY BODY [--message-id ID]...
 show() { "$R" show "$1" > "$TEST_TMP/show-$1.txt" 2>&1; cat "$TEST_TMP/show-$1.txt"; }
@@ -94,7 +94,7 @@ check_eq "nothing of the batch was retried" 0 \
   "$(cat "$ORDERPIPE_RUN_DIR"/logs/reservation.*.log | grep -c 'retrying through')"
 check "a 3 KB id: invalid_message, naming the id" dead_reason long-id invalid_message "attribute 'id' is 3000 bytes long"
 check "a 3 KB type: invalid_message" dead_reason long-type invalid_message "attribute 'type' is 3006 bytes long"
-check "a 3 KB subject: invalid_message" dead_reason long-subject invalid_message "attribute 'subject' is 3000 bytes long"
+check "a 3 KB subject: invalid_message" dead_reason long-subject invalid_message "attributes 'subject' and 'orderid' name different orders"
 check "a total that does not match its lines: invalid_order" \
   dead_reason bad-total invalid_order "total: 999 does not match its lines, which add up to 1000"
 check "a total past bigint: invalid_message" dead_reason big-total invalid_message "invalid JSON"

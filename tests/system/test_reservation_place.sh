@@ -10,7 +10,7 @@ order() { # ID LINES_JSON -> one element of p_orders
   jq -cn --arg id "$1" --argjson lines "$2" '{id: $id, tp: null,
     d: {client_id: "dev", idempotency_key: null, customer_id: "c-1", currency: "EUR",
         total: ([$lines[] | .quantity * .unit_price] | add // 0),
-        payment: {token: "tok_ok"}, notify: {}, placed_at: "2026-11-25T10:00:00Z", lines: $lines}}'
+        notify: {}, placed_at: "2026-11-25T10:00:00Z", lines: $lines}}'
 }
 line() { jq -cn --arg s "$1" --argjson q "$2" '{sku: $s, quantity: $q, unit_price: 50}'; }
 place() { # ORDER_JSON... -> the outcomes in batch order, "n outcome has_expiry|..."

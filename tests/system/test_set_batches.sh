@@ -51,7 +51,7 @@ check_eq "the batch was not redone one by one" 0 "$(fallbacks)"
 check "10 more orders are placed while the reservation worker is away" place_orders 10 b
 bad=bbbbbbbb-0000-4000-8000-000000000002 bad_msg=bbbbbbbb-0000-4000-8000-0000000000e2
 orderpipe-amqp-probe publish order.placed \
-  "$(event order.placed "$bad_msg" "$bad" "{\"order_id\":\"$bad\",\"client_id\":\"t\",\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"SKU-S\",\"quantity\":1,\"unit_price\":500}],\"total\":500,\"payment\":{\"token\":\"tok_ok\"},\"notify\":{},\"placed_at\":\"0000-01-01T00:00:00Z\"}")" \
+  "$(event order.placed "$bad_msg" "$bad" "{\"order_id\":\"$bad\",\"client_id\":\"t\",\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"SKU-S\",\"quantity\":1,\"unit_price\":500}],\"total\":500,\"notify\":{},\"placed_at\":\"0000-01-01T00:00:00Z\"}")" \
   --message-id "$bad_msg" >/dev/null
 check_eq "they and an order PostgreSQL refuses wait in one queue" 11 "$(queue_messages reservation)"
 "$P" scale reservation=1 >/dev/null
@@ -83,7 +83,7 @@ check "its payment.succeeded waits for the reservation worker" wait_for 30 waiti
 seen_msg=$(sql "select message_id from inbox where consumer = 'reservation' order by received_at limit 1")
 seen_order=$(sql "select id from orders where status = 'confirmed' limit 1")
 orderpipe-amqp-probe publish order.placed \
-  "$(event order.placed "$seen_msg" "$seen_order" "{\"order_id\":\"$seen_order\",\"client_id\":\"t\",\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"SKU-S\",\"quantity\":1,\"unit_price\":500}],\"total\":500,\"payment\":{\"token\":\"tok_ok\"},\"notify\":{},\"placed_at\":\"2026-11-25T10:00:00Z\"}")" \
+  "$(event order.placed "$seen_msg" "$seen_order" "{\"order_id\":\"$seen_order\",\"client_id\":\"t\",\"customer_id\":\"c-1\",\"currency\":\"EUR\",\"lines\":[{\"sku\":\"SKU-S\",\"quantity\":1,\"unit_price\":500}],\"total\":500,\"notify\":{},\"placed_at\":\"2026-11-25T10:00:00Z\"}")" \
   --message-id "$seen_msg" >/dev/null
 check_eq "beside it, an order.placed the worker has handled before" 2 "$(queue_messages reservation)"
 "$P" scale reservation=1 >/dev/null

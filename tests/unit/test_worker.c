@@ -227,6 +227,7 @@ static broker_delivery delivery(const char *routing_key, json_t *headers)
     memset(&d, 0, sizeof d);
     d.routing_key = (char *)routing_key;
     d.headers = headers ? headers : json_object();
+    d.content_type = (char *)BROKER_CONTENT_TYPE; /* structured mode, as every publisher sends */
     return d;
 }
 

@@ -2,7 +2,8 @@
  *
  *   declare                          declare the pipeline's topology
  *   depth QUEUE                      messages ready in QUEUE
- *   publish KEY BODY [--exchange E] [--message-id ID] [--header K=V ...] (an integer V goes as one)
+ *   publish KEY BODY [--exchange E] [--message-id ID] [--header K=V ...] [--content-type T]
+ *     (an integer V goes as one; without --content-type, a structured CloudEvent's)
  *                                    publish one persistent message, exit 0 once confirmed
  *   publish-rate N [--size B] [--window W]
  *                                    the broker's raw publish-with-confirm rate on a quorum queue
@@ -28,7 +29,7 @@
 static void probe_usage(FILE *out)
 {
     fprintf(out, "usage: orderpipe-amqp-probe declare | depth QUEUE | publish KEY BODY [--exchange E] "
-                 "[--message-id ID] [--header K=V]... | publish-rate N [--size B] [--window W] | consume-rate N\n"
+                 "[--message-id ID] [--header K=V]... [--content-type T] | publish-rate N [--size B] [--window W] | consume-rate N\n"
                  "Uses AMQP_URL. The rates use the quorum queue " PROBE_QUEUE ".\n");
 }
 
@@ -108,15 +109,17 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "declare") == 0) {
         rc = broker_declare_topology(b) == OP_OK ? 0 : 1;
     } else if (strcmp(cmd, "publish") == 0 && argc >= 4) {
-        const char *exchange = NULL, *message_id = NULL;
+        const char *exchange = NULL, *message_id = NULL, *content_type = NULL;
         json_t *headers = json_object();
         static const struct option opts[] = {
-            {"exchange", 1, NULL, 'e'}, {"message-id", 1, NULL, 'm'}, {"header", 1, NULL, 'H'}, {NULL, 0, NULL, 0}};
+            {"exchange", 1, NULL, 'e'}, {"message-id", 1, NULL, 'm'}, {"header", 1, NULL, 'H'},
+            {"content-type", 1, NULL, 'c'}, {NULL, 0, NULL, 0}};
         int c;
         optind = 4;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
             if (c == 'e') exchange = optarg;
             else if (c == 'm') message_id = optarg;
+            else if (c == 'c') content_type = optarg;
             else if (c == 'H' && strchr(optarg, '=')) {
                 char *eq = strchr(optarg, '=');
                 *eq = '\0';
@@ -129,7 +132,7 @@ int main(int argc, char **argv)
         }
         broker_message m = {.exchange = exchange, .routing_key = argv[2], .body = argv[3],
                             .len = strlen(argv[3]), .message_id = message_id, .type = argv[2],
-                            .headers = headers};
+                            .content_type = content_type, .headers = headers};
         rc = (broker_publish(b, &m, NULL) == OP_OK && broker_wait_confirms(b, 10000) == OP_OK) ? 0 : 1;
         if (rc)
             fprintf(stderr, "probe: %s\n", broker_last_error(b));

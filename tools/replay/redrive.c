@@ -20,7 +20,7 @@ typedef struct redrive_txn {
 static json_t *redrive_reserved_data(db *d, const char *id, op_status *st)
 {
     PGresult *r = db_exec(d,
-                          "select o.total, o.currency, o.payment_token, "
+                          "select o.total, o.currency, "
                           "  to_char(max(v.expires_at) at time zone 'UTC', "
                           "          'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
                           "from orders o left join reservations v on v.order_id = o.id "
@@ -28,10 +28,9 @@ static json_t *redrive_reserved_data(db *d, const char *id, op_status *st)
                           1, (const char *[]){id}, st);
     if (!r)
         return NULL;
-    json_t *data = json_pack("{ss sI ss s{ss} ss}", "order_id", id, "total",
+    json_t *data = json_pack("{ss sI ss ss}", "order_id", id, "total",
                              (json_int_t)atoll(PQgetvalue(r, 0, 0)), "currency", PQgetvalue(r, 0, 1),
-                             "payment", "token", PQgetvalue(r, 0, 2), "expires_at",
-                             PQgetvalue(r, 0, 3));
+                             "expires_at", PQgetvalue(r, 0, 2));
     PQclear(r);
     return data;
 }

@@ -7,7 +7,8 @@
  * restart after a crash mid-charge, finds the attempt and charges again with the same key, which
  * the provider answers with the first result: one charge. It charges the total the reservation
  * recorded (computed from the lines), never an amount an event states, and refunds only
- * cancelled orders.
+ * cancelled orders. The payment token is the one the producer recorded in payment_tokens (no
+ * event carries it, so no other consumer receives it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +61,8 @@ static op_status payment_record_attempts(db *d, worker_msg *const *msgs, int n)
         "  select id, total, currency, 'pending', id::text, 1 from o "
         "  on conflict (order_id) do update set attempts = payments.attempts + 1, updated_at = now() "
         "  where payments.status = 'pending' returning order_id, attempts) "
-        "select o.id::text, o.total, o.currency, o.payment_token, p.attempts "
-        "from o join p on p.order_id = o.id",
+        "select o.id::text, o.total, o.currency, coalesce(t.token, o.payment_token), p.attempts "
+        "from o join p on p.order_id = o.id left join payment_tokens t on t.order_id = o.id",
         1, params, &st);
     free(ids);
     if (!r)

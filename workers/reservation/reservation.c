@@ -126,9 +126,8 @@ static op_status reservation_on_placed(worker_msg *const *msgs, int n, void *arg
         reservation_order_from_event(m->ev, &o);
         if (strcmp(outcome, "reserved") == 0) {
             st = worker_emit(m, "stock.reserved", o.id,
-                             json_pack("{ss sI ss sO ss}", "order_id", o.id, "total",
-                                       (json_int_t)o.total, "currency", o.currency, "payment",
-                                       json_object_get(m->ev->data, "payment"), "expires_at",
+                             json_pack("{ss sI ss ss}", "order_id", o.id, "total",
+                                       (json_int_t)o.total, "currency", o.currency, "expires_at",
                                        PQgetvalue(r, i, 2)));
         } else {
             log_info(&m->log, "out of stock: order cancelled");
