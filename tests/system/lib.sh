@@ -66,7 +66,22 @@ test_done() {
   stop_all
   [ "$_test_failures" -eq 0 ]
 }
-trap stop_all EXIT
+
+# on_exit COMMAND: COMMAND (a shell string, evaluated then) runs when the test exits, however it
+# exits (end, exit 1, a failed step, SIGTERM from the harness's timeout). Commands run in reverse
+# order of registration, so what was set up last is undone first, and then stop_all. lib.sh owns
+# the one EXIT trap; a test registers its cleanup here instead of setting a trap of its own, which
+# would replace every cleanup registered before it.
+_exit_cmds=()
+on_exit() { _exit_cmds+=("$1"); }
+_run_exit_cmds() {
+  local i
+  set +eu # a cleanup that names a variable the test never set must not skip the ones after it
+  for ((i = ${#_exit_cmds[@]} - 1; i >= 0; i--)); do eval "${_exit_cmds[i]}"; done
+  _exit_cmds=()
+  stop_all
+}
+trap _run_exit_cmds EXIT
 
 # True once the pipeline is idle: no unpublished outbox row, no unsent notification, and every
 # queue but the dead-letter queues empty (retry tiers included: a message waiting there is work).

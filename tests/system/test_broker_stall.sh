@@ -12,7 +12,7 @@ pipeline_env
 export INTAKE_CONFIRM_TIMEOUT_MS=1000
 P=$ROOT/scripts/pipeline
 beam=$(cat "${ORDERPIPE_STACK_DIR:-$ROOT/.stack}/rabbit/node1/pid")
-trap 'kill -CONT "$beam" 2>/dev/null; "$P" down >/dev/null 2>&1' EXIT
+on_exit 'kill -CONT "$beam" 2>/dev/null; "$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-T 10 >/dev/null
 check "pipeline starts" "$P" up
 check "an order is accepted" place_order SKU-T "stall-1-$RANDOM"

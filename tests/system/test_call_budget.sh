@@ -10,7 +10,7 @@ base=$intake_port
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$((base + 1)) PAYMENT_TIMEOUT_MS=5000
 export WORKER_CALL_BUDGET_MS=1500 ORDERPIPE_RETRY_DELAYS=300,600,900,1200
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-B 100 >/dev/null
 start_bg provider fake-provider "127.0.0.1:$((base + 1))" "$TEST_TMP/ledger.jsonl"
 control() { curl -fsS -m 5 -X POST "$PAYMENT_URL/_control?$1" >/dev/null; }

@@ -24,7 +24,7 @@ start_bg provider fake-provider "127.0.0.1:$provider_port" "$TEST_TMP/ledger.jso
 control() { curl -fsS -m 5 -X POST "$PAYMENT_URL/_control?$1" >/dev/null; }
 check "the fake provider is up" wait_for 10 control "stall_ms=1500"
 
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 check "pipeline starts with two processes of each worker" \
   "$ROOT/scripts/pipeline" up reservation=2 payment=2 notification=2 compensation=2
 

@@ -13,7 +13,7 @@ release_holder() { # the sleeping session keeps its lock until it is ended serve
   sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'fast-path-holder'" >/dev/null
   kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; holder=
 }
-trap '[ -n "${holder:-}" ] && release_holder; "$P" down >/dev/null 2>&1' EXIT
+on_exit '[ -n "${holder:-}" ] && release_holder; "$P" down >/dev/null 2>&1'
 
 "$ROOT/scripts/stock" set SKU-F 10 >/dev/null
 check "pipeline starts without the payment worker" "$P" up payment=0

@@ -21,7 +21,7 @@ export NOTIFY_WEBHOOK_SECRET=egress-secret-$RANDOM NOTIFY_TIMEOUT_MS=3000
 export NOTIFY_WEBHOOK_ALLOW_CIDRS=127.0.0.2/32,::1/128 NOTIFY_WEBHOOK_ALLOW_HTTP=1
 export ORDERPIPE_RETRY_DELAYS=200,400,800,1600
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-EG 100 >/dev/null
 
 check "pipeline starts without its reservation worker (placed orders stay queued)" "$P" up reservation=0

@@ -24,7 +24,7 @@ export METRICS_LISTEN=127.0.0.1:0
 postmaster=$(head -1 "${ORDERPIPE_STACK_DIR:-$ROOT/.stack}/pg/postmaster.pid")
 stopped=()
 # PostgreSQL is the whole run's: whatever this test stops is resumed however it ends.
-trap 'for p in "${stopped[@]}"; do kill -CONT "$p" 2>/dev/null; done; stop_all' EXIT
+on_exit 'for p in "${stopped[@]}"; do kill -CONT "$p" 2>/dev/null; done'
 
 # A key past its retention, which the intake prunes (its first round is 5-35 s after start).
 sql "insert into idempotency_keys(client_id, key, body_sha256, order_id, created_at) values

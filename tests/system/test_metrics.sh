@@ -25,7 +25,7 @@ export INTAKE_RATE_PER_CLIENT=1 INTAKE_BURST_PER_CLIENT=8
 "$ROOT/scripts/stock" set SKU-M1 100 >/dev/null
 "$ROOT/scripts/stock" set SKU-M0 0 >/dev/null
 
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; stop_all' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 check "the pipeline starts" "$ROOT/scripts/pipeline" up > "$TEST_TMP/up.txt"
 
 # --- each worker's metrics address, from the line it logs at start-up ---

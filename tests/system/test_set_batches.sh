@@ -11,7 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 
 "$ROOT/scripts/stock" set SKU-S 100 >/dev/null
 check "pipeline starts without the reservation worker" "$P" up reservation=0
