@@ -28,11 +28,7 @@ wait_for() {
 
 sql() { psql -X -q -tA -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
 
-# 60 s: a get with ack_requeue_false that times out on a busy machine has already taken its
-# messages off the queue, so a short bound loses them for the test.
-mgmt() { # METHOD PATH [BODY]
-  curl -fsS -m 60 -X "$1" -H 'content-type: application/json' ${3:+-d "$3"} "$RABBITMQ_MGMT_URL/api$2"
-}
+source "$ROOT/scripts/lib/mgmt.sh"
 
 # Messages ready in a queue of this test's vhost, asked of the broker itself (the management
 # API's figures lag by seconds).
