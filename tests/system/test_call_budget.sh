@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A batch's time for calls to outside services is bounded (WORKER_CALL_BUDGET_MS). While a worker
 # waits for a provider or a webhook nothing answers the broker's heartbeats, so a batch of slow
-# calls used to run on until the broker dropped both connections and gave the deliveries, and
-# their fate, to the next batch. Now the calls that do not fit are failed transiently and go
-# through the retry tiers; every order is still charged exactly once.
+# calls left to run on would outlive both connections and hand the deliveries, and their fate, to
+# the next batch. The calls that do not fit are failed transiently and go through the retry
+# tiers; every order is still charged exactly once.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 base=$intake_port

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Messages crafted outside the pipeline (anyone with the broker's credentials can publish). An
-# event whose orderid is not a UUID is dead-lettered at once as invalid, with its reason: before,
-# it reached the handlers, whose cast of the batch's order ids to uuid failed the batch it came in
-# (which then ran one message at a time), and it was dead-lettered as refused by the handler.
-# An x-attempt header of 0 or less counts as a first attempt: before, it named a retry tier that
-# does not exist, and the message could be neither retried nor dead-lettered.
+# event whose orderid is not a UUID is dead-lettered at once as invalid, with its reason, before
+# it reaches the handlers (whose cast of the batch's order ids to uuid would fail the whole batch).
+# An x-attempt header of 0 or less counts as a first attempt (it names no retry tier), and one past
+# the last tier as the last attempt: either can still be retried or dead-lettered.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 export ORDERPIPE_RETRY_DELAYS=100,200,300,400

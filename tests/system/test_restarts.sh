@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Servers restarting under the pipeline (issues 2, 3, 5), on a private stack of this test's own so
+# Servers restarting under the pipeline, on a private stack of this test's own so
 # the shared one is never disturbed: while RabbitMQ is stopped the intake answers 503 and accepts
 # nothing; once it is back, orders are accepted again without restarting anything; the workers
 # reconnect by themselves after a RabbitMQ and a PostgreSQL restart; every invariant holds.
