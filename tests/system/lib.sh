@@ -18,9 +18,11 @@ check_eq() {
   if [ "$2" == "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi
 }
 
-# wait_for SECONDS command...  -> 0 once the command succeeds, 1 if it never did
+# wait_for SECONDS command...  -> 0 once the command succeeds, 1 if it never did. SECONDS is a
+# bound, not a guess, and never under 60: on a busy machine a program's start alone can take tens
+# of seconds, and the bound is only reached when the condition never comes.
 wait_for() {
-  local limit=$1; shift
+  local limit=$(($1 < 60 ? 60 : $1)); shift
   local end=$((SECONDS + limit))
   while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done
   "$@"
@@ -34,6 +36,16 @@ source "$ROOT/scripts/lib/mgmt.sh"
 # API's figures lag by seconds).
 queue_messages() {
   "$ROOT/bin/orderpipe-amqp-probe" depth "$1" 2>/dev/null || echo -1
+}
+
+# queue_has QUEUE N: QUEUE holds exactly N ready messages (a condition for wait_for).
+queue_has() { [ "$(queue_messages "$1")" = "$2" ]; }
+
+# cloud_event TYPE ID ORDERID DATA_JSON: a CloudEvent (structured mode), for a test that crafts
+# the messages it publishes.
+cloud_event() {
+  jq -cn --arg t "$1" --arg id "$2" --arg o "$3" --argjson d "$4" \
+    '{specversion:"1.0", id:$id, source:"test", type:$t, time:"2026-11-25T10:00:00Z", orderid:$o, data:$d}'
 }
 
 # Takes up to N messages off a queue and prints them as a JSON array (payload, properties).
