@@ -131,6 +131,17 @@ pipeline_env() {
   export INTAKE_RATE_GLOBAL=${INTAKE_RATE_GLOBAL:-100000}
 }
 
+# intake_alone CLIENT:KEY ...: the environment of an intake the test starts itself, serving these
+# clients only: a free port in $port (the 3 after it are free too), its base URL in $U and
+# INTAKE_URL, and its /metrics on the loopback admin listener, the next port.
+intake_alone() {
+  port=$(free_base 20000 24000 4 4)
+  U=http://127.0.0.1:$port
+  export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=$U METRICS_LISTEN=127.0.0.1:$((port + 1))
+  export ORDERPIPE_API_KEYS; ORDERPIPE_API_KEYS=$(IFS=,; echo "$*")
+  unset ORDERPIPE_API_KEYS_FILE
+}
+
 # place_order SKU KEY: one order of one SKU (500 a unit, paid with tok_ok, notified by e-mail)
 # over HTTP, with idempotency key KEY; fails unless the intake accepts it.
 place_order() {

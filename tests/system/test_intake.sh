@@ -3,15 +3,10 @@
 # exactly one order.placed CloudEvent; 40+ malformed requests -> the right 4xx with a JSON reason
 # and nothing published; idempotency; rate limits per client; GET once recorded; SIGTERM drain.
 source "$(dirname "$0")/lib.sh"
-port=$(free_base 20000 24000 4 4)
-U=http://127.0.0.1:$port
 K1=key-one-0123456789abcdef
 K2=key-two-0123456789abcdef
-export ORDERPIPE_API_KEYS="shop:$K1,other:$K2"
-unset ORDERPIPE_API_KEYS_FILE
-# /metrics is on the admin listener (METRICS_LISTEN), not on the public port.
-export METRICS_LISTEN=127.0.0.1:$((port + 1))
-export INTAKE_LISTEN=127.0.0.1:$port INTAKE_MAX_BODY=8192 INTAKE_RATE_PER_CLIENT=1000 INTAKE_BURST_PER_CLIENT=1000
+intake_alone "shop:$K1" "other:$K2" # /metrics on the admin listener, not on the public port
+export INTAKE_MAX_BODY=8192 INTAKE_RATE_PER_CLIENT=1000 INTAKE_BURST_PER_CLIENT=1000
 start_bg intake "$ROOT/bin/orderpipe-intake"
 up() { curl -fs "$U/healthz" >/dev/null; }
 check "the intake comes up healthy" wait_for 60 up
