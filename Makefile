@@ -20,11 +20,15 @@ SANFLAGS :=
 OPT     := -O2 -g
 endif
 
+# Shared by the normal, sanitizer and fuzz builds.
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter
+INCLUDES := -Ilib $(shell pkg-config --cflags $(PKGS))
+LIBS     := $(shell pkg-config --libs $(PKGS)) -levent_openssl -levent_pthreads -lm -lpthread
+
 CFLAGS  ?= $(OPT)
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wvla -Wno-unused-parameter \
-           -Ilib $(shell pkg-config --cflags $(PKGS)) $(SANFLAGS) -MMD -MP
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARNINGS) $(INCLUDES) $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -levent_openssl -levent_pthreads -lm -lpthread
+LDLIBS  += $(LIBS)
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -49,6 +53,7 @@ help:
 	@echo "make demo           install deps, start the stack and pipeline, run sample orders";
 	@echo "make install PREFIX=... DESTDIR=...";
 
+# Every object, of lib/ and of the programs: SRC.c -> $(BUILD)/SRC.o
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -65,22 +70,18 @@ $(FLAVOUR):
 	@mkdir -p bin && rm -f bin/.flavour-* && touch $@
 
 define program_rule
-bin/orderpipe-$(1): $(patsubst %.c,$(BUILD)/%.c.o,$(wildcard $(2)*.c)) $(LIB) $(FLAVOUR)
+bin/orderpipe-$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(2)*.c)) $(LIB) $(FLAVOUR)
 	@mkdir -p bin
 	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIB) $$(LDLIBS)
 endef
 $(foreach d,$(PROG_DIRS),$(eval $(call program_rule,$(notdir $(patsubst %/,%,$(d))),$(d))))
 
 define helper_rule
-$(BUILD)/tests/$(1): $(patsubst %.c,$(BUILD)/%.c.o,$(wildcard $(2)*.c)) $(LIB)
+$(BUILD)/tests/$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(2)*.c)) $(LIB)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIB) $$(LDLIBS)
 endef
 $(foreach d,$(HELPER_DIRS),$(eval $(call helper_rule,$(notdir $(patsubst %/,%,$(d))),$(d))))
-
-$(BUILD)/%.c.o: %.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -118,65 +119,67 @@ install: all
 	  install -m 0644 sql/$$d/*.sql $(DESTDIR)$(PREFIX)/share/orderpipe/sql/$$d/; done
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san $(FUZZ_BUILD) bin
 
--include $(shell find build build-san -name '*.d' 2>/dev/null)
+# The dependency files of the flavour being built only: the other flavour's name objects that
+# this build does not make.
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ==== Hardening: libFuzzer targets and valgrind (tests/fuzz/README.md) ========================
 #   make fuzz-build                  tests/fuzz/fuzz_NAME.c -> build-fuzz/fuzz_NAME (clang, ASan+UBSan)
 #   make fuzz [FUZZ_SECONDS=60]      runs each target FUZZ_SECONDS; fails on a crash, leak or timeout
-#   make valgrind                    runs every build/tests/test_* under valgrind; fails on any error
+#   make valgrind                    runs every unit test (build/tests/test_*) under valgrind; fails on any error
 # Seeds are read from tests/fuzz/corpus/NAME/ (never written); new inputs go to
 # build-fuzz/corpus-NAME/, crashes to build-fuzz/artifacts-NAME/, logs to build-fuzz/fuzz_NAME.log.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?=
+FUZZ_BUILD   := build-fuzz
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-                -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
-                -Wno-unused-parameter -Ilib $(shell pkg-config --cflags $(PKGS)) \
+                -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE $(WARNINGS) $(INCLUDES) \
                 -DFUZZ_SCHEMA_DIR='"$(CURDIR)/schemas"'
-FUZZ_LDLIBS  := $(shell pkg-config --libs $(PKGS)) -levent_openssl -levent_pthreads -lm -lpthread
-# every target links the whole of lib/ (fuzz_worker_delivery needs the worker engine and what it uses)
-FUZZ_LIB_SRC := $(wildcard lib/*.c)
+# Every target links the whole of lib/, as the programs do.
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
-FUZZ_BINS    := $(FUZZ_NAMES:%=build-fuzz/fuzz_%)
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+LIB_HDR      := $(wildcard lib/*.h)
 
 .PHONY: fuzz-build fuzz valgrind
 fuzz-build: $(FUZZ_BINS)
 
-FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:lib/%.c=build-fuzz/lib/%.o)
-
-build-fuzz/lib/%.o: lib/%.c $(wildcard lib/*.h)
+$(FUZZ_BUILD)/lib/%.o: lib/%.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) $(wildcard lib/*.h)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) $(LIB_HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJ) $(FUZZ_LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_OBJ) $(LIBS)
 
 fuzz: fuzz-build
 	@for n in $(FUZZ_NAMES); do \
-	  mkdir -p build-fuzz/corpus-$$n build-fuzz/artifacts-$$n; \
-	  echo "fuzz_$$n: $(FUZZ_SECONDS)s (log build-fuzz/fuzz_$$n.log)"; \
-	  if ! UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 build-fuzz/fuzz_$$n \
+	  out=$(FUZZ_BUILD); \
+	  mkdir -p $$out/corpus-$$n $$out/artifacts-$$n; \
+	  echo "fuzz_$$n: $(FUZZ_SECONDS)s (log $$out/fuzz_$$n.log)"; \
+	  if ! UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $$out/fuzz_$$n \
 	       -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
-	       -artifact_prefix=build-fuzz/artifacts-$$n/ $(FUZZ_FLAGS) \
-	       build-fuzz/corpus-$$n tests/fuzz/corpus/$$n > build-fuzz/fuzz_$$n.log 2>&1; then \
-	    tail -60 build-fuzz/fuzz_$$n.log; echo "fuzz_$$n: FAILED (see build-fuzz/artifacts-$$n/)"; exit 1; \
+	       -artifact_prefix=$$out/artifacts-$$n/ $(FUZZ_FLAGS) \
+	       $$out/corpus-$$n tests/fuzz/corpus/$$n > $$out/fuzz_$$n.log 2>&1; then \
+	    tail -60 $$out/fuzz_$$n.log; echo "fuzz_$$n: FAILED (see $$out/artifacts-$$n/)"; exit 1; \
 	  fi; \
 	  grep -E '^(#[0-9]+.*DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' \
-	    build-fuzz/fuzz_$$n.log | sed "s/^/  fuzz_$$n: /"; \
+	    $$out/fuzz_$$n.log | sed "s/^/  fuzz_$$n: /"; \
 	done
 
-valgrind: $(UNIT_SRC:tests/unit/%.c=build/tests/%)
-	@fail=0; for t in build/tests/test_*; do \
-	  case $$t in *.d) continue ;; esac; [ -x $$t ] || continue; \
+# The unit tests of the flavour being built; valgrind cannot run beside ASan, so not SANITIZE=1.
+valgrind: $(UNIT_TESTS)
+	@if [ "$(SANITIZE)" = 1 ]; then echo "make valgrind runs the plain build: drop SANITIZE=1"; exit 2; fi
+	@fail=0; for t in $(UNIT_TESTS); do \
 	  if CMOCKA_MESSAGE_OUTPUT=stdout valgrind -q --error-exitcode=1 --leak-check=full \
-	       --errors-for-leak-kinds=definite $$t > build/tests/$$(basename $$t).valgrind.log 2>&1; then \
+	       --errors-for-leak-kinds=definite $$t > $$t.valgrind.log 2>&1; then \
 	    echo "valgrind ok   $$t"; \
 	  else \
-	    echo "valgrind FAIL $$t"; tail -40 build/tests/$$(basename $$t).valgrind.log; fail=1; \
+	    echo "valgrind FAIL $$t"; tail -40 $$t.valgrind.log; fail=1; \
 	  fi; \
 	done; exit $$fail
 # ==== end of Hardening =======================================================================

@@ -1,6 +1,7 @@
 /* orderpipe-intake: the HTTP front door (docs/design.md §4). main reads as the table of contents:
  * configuration, schemas and keys, the database and the broker, the HTTP server, the loop, the
  * drain on SIGTERM. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,7 +40,8 @@ static void intake_usage(FILE *out)
             "limits (environment only): INTAKE_MAX_BODY (bytes, 65536), INTAKE_MAX_HEADERS (8192),\n"
             "INTAKE_MAX_CONNECTIONS (1024; past it the oldest idle one is closed), INTAKE_TIMEOUT\n"
             "(s, 10: idle, and from a request's first byte to its last), INTAKE_CONFIRM_TIMEOUT_MS\n"
-            "(5000), INTAKE_RATE_PER_CLIENT / INTAKE_BURST_PER_CLIENT (orders/s, 500 / 1000),\n"
+            "(5000), INTAKE_RATE_PER_CLIENT / INTAKE_BURST_PER_CLIENT (orders/s, may be fractional;\n"
+            "500 / 1000), "
             "INTAKE_RATE_GLOBAL / INTAKE_BURST_GLOBAL (1500 / 3000; past it, only clients over\n"
             "their share are refused).\n"
             "backpressure (environment only): INTAKE_MAX_QUEUE_DEPTH (ready messages in the work\n"
@@ -50,12 +52,23 @@ static void intake_usage(FILE *out)
             "IDEMPOTENCY_RETENTION (how long Idempotency-Keys are kept, 7d). Logs: JSON lines on stderr.\n");
 }
 
+/* A rate or burst may be fractional: a rate of 0.001 (one token in 1000 s) lets a test assert an
+ * exact count of refusals however slowly the machine sends its requests. */
 static int intake_env_rate(const char *name, long def, double *out)
 {
-    long v;
-    if (config_env_long(name, def, 0, 100000000, &v) != OP_OK)
+    const char *v = config_env_str(name, NULL);
+    if (!v) {
+        *out = (double)def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || !(d >= 0 && d <= 100000000)) {
+        fprintf(stderr, "%s: must be a number in [0, 100000000], got '%s'\n", name, v);
         return -1;
-    *out = (double)v;
+    }
+    *out = d;
     return 0;
 }
 

@@ -8,7 +8,7 @@ chaos_stack_up() {
   export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 24000 25000 1 1)
   export ORDERPIPE_EPMD_PORT=$(free_base 25000 26000 1 1) ORDERPIPE_AMQP_PORT=$(free_base 26000 30000 50 25)
   STACK="$ROOT/scripts/dev-stack"
-  trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1; stop_all' EXIT
+  on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1'
   if ! "$STACK" up "$@" > "$TEST_TMP/stack.log" 2>&1; then
     cat "$TEST_TMP/stack.log"; not_ok "private stack starts"; exit 1
   fi

@@ -18,9 +18,11 @@ check_eq() {
   if [ "$2" == "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi
 }
 
-# wait_for SECONDS command...  -> 0 once the command succeeds, 1 if it never did
+# wait_for SECONDS command...  -> 0 once the command succeeds, 1 if it never did. SECONDS is a
+# bound, not a guess, and never under 60: on a busy machine a program's start alone can take tens
+# of seconds, and the bound is only reached when the condition never comes.
 wait_for() {
-  local limit=$1; shift
+  local limit=$(($1 < 60 ? 60 : $1)); shift
   local end=$((SECONDS + limit))
   while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done
   "$@"
@@ -28,16 +30,22 @@ wait_for() {
 
 sql() { psql -X -q -tA -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
 
-# 60 s: a get with ack_requeue_false that times out on a busy machine has already taken its
-# messages off the queue, so a short bound loses them for the test.
-mgmt() { # METHOD PATH [BODY]
-  curl -fsS -m 60 -X "$1" -H 'content-type: application/json' ${3:+-d "$3"} "$RABBITMQ_MGMT_URL/api$2"
-}
+source "$ROOT/scripts/lib/mgmt.sh"
 
 # Messages ready in a queue of this test's vhost, asked of the broker itself (the management
 # API's figures lag by seconds).
 queue_messages() {
   "$ROOT/bin/orderpipe-amqp-probe" depth "$1" 2>/dev/null || echo -1
+}
+
+# queue_has QUEUE N: QUEUE holds exactly N ready messages (a condition for wait_for).
+queue_has() { [ "$(queue_messages "$1")" = "$2" ]; }
+
+# cloud_event TYPE ID ORDERID DATA_JSON: a CloudEvent (structured mode), for a test that crafts
+# the messages it publishes.
+cloud_event() {
+  jq -cn --arg t "$1" --arg id "$2" --arg o "$3" --argjson d "$4" \
+    '{specversion:"1.0", id:$id, source:"test", type:$t, time:"2026-11-25T10:00:00Z", orderid:$o, data:$d}'
 }
 
 # Takes up to N messages off a queue and prints them as a JSON array (payload, properties).
@@ -66,7 +74,22 @@ test_done() {
   stop_all
   [ "$_test_failures" -eq 0 ]
 }
-trap stop_all EXIT
+
+# on_exit COMMAND: COMMAND (a shell string, evaluated then) runs when the test exits, however it
+# exits (end, exit 1, a failed step, SIGTERM from the harness's timeout). Commands run in reverse
+# order of registration, so what was set up last is undone first, and then stop_all. lib.sh owns
+# the one EXIT trap; a test registers its cleanup here instead of setting a trap of its own, which
+# would replace every cleanup registered before it.
+_exit_cmds=()
+on_exit() { _exit_cmds+=("$1"); }
+_run_exit_cmds() {
+  local i
+  set +eu # a cleanup that names a variable the test never set must not skip the ones after it
+  for ((i = ${#_exit_cmds[@]} - 1; i >= 0; i--)); do eval "${_exit_cmds[i]}"; done
+  _exit_cmds=()
+  stop_all
+}
+trap _run_exit_cmds EXIT
 
 # True once the pipeline is idle: no unpublished outbox row, no unsent notification, and every
 # queue but the dead-letter queues empty (retry tiers included: a message waiting there is work).
@@ -106,6 +129,17 @@ pipeline_env() {
   export INTAKE_RATE_PER_CLIENT=${INTAKE_RATE_PER_CLIENT:-100000}
   export INTAKE_BURST_PER_CLIENT=${INTAKE_BURST_PER_CLIENT:-100000}
   export INTAKE_RATE_GLOBAL=${INTAKE_RATE_GLOBAL:-100000}
+}
+
+# intake_alone CLIENT:KEY ...: the environment of an intake the test starts itself, serving these
+# clients only: a free port in $port (the 3 after it are free too), its base URL in $U and
+# INTAKE_URL, and its /metrics on the loopback admin listener, the next port.
+intake_alone() {
+  port=$(free_base 20000 24000 4 4)
+  U=http://127.0.0.1:$port
+  export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=$U METRICS_LISTEN=127.0.0.1:$((port + 1))
+  export ORDERPIPE_API_KEYS; ORDERPIPE_API_KEYS=$(IFS=,; echo "$*")
+  unset ORDERPIPE_API_KEYS_FILE
 }
 
 # place_order SKU KEY: one order of one SKU (500 a unit, paid with tok_ok, notified by e-mail)

@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 
 "$ROOT/scripts/stock" set SKU-L 100 >/dev/null
 reserved_batches() { # TAG -> distinct transaction starts of the tagged orders' stock.reserved rows

@@ -1,7 +1,7 @@
 /* System test of lib/broker against the real RabbitMQ (the harness's per-test vhost in AMQP_URL):
  * topology, confirms, unroutable publishes, non-blocking confirm polling, consuming with
  * properties and headers, reject/requeue, queue depth, and fail-over past a dead node; and that
- * confirms and RPC replies do not grow the process's heap (issue 19). */
+ * confirms and RPC replies do not grow the process's heap. */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # A batch's time for calls to outside services is bounded (WORKER_CALL_BUDGET_MS). While a worker
 # waits for a provider or a webhook nothing answers the broker's heartbeats, so a batch of slow
-# calls used to run on until the broker dropped both connections and gave the deliveries, and
-# their fate, to the next batch. Now the calls that do not fit are failed transiently and go
-# through the retry tiers; every order is still charged exactly once.
+# calls left to run on would outlive both connections and hand the deliveries, and their fate, to
+# the next batch. The calls that do not fit are failed transiently and go through the retry
+# tiers; every order is still charged exactly once.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 base=$intake_port
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$((base + 1)) PAYMENT_TIMEOUT_MS=5000
 export WORKER_CALL_BUDGET_MS=1500 ORDERPIPE_RETRY_DELAYS=300,600,900,1200
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-B 100 >/dev/null
 start_bg provider fake-provider "127.0.0.1:$((base + 1))" "$TEST_TMP/ledger.jsonl"
 control() { curl -fsS -m 5 -X POST "$PAYMENT_URL/_control?$1" >/dev/null; }

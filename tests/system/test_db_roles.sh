@@ -58,7 +58,7 @@ check "payment reads the payment token it charges" as_role orderpipe_payment "se
 # The saga runs end to end under these roles.
 pipeline_env
 seed_stock 10 1000 20
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 check "the pipeline starts" "$ROOT/scripts/pipeline" up
 db=$(sql "select current_database()")
 roles() { sql "select string_agg(distinct usename, ',' order by usename) from pg_stat_activity where datname = '$db' and usename like 'orderpipe_%'"; }

@@ -11,7 +11,7 @@ export ORDERPIPE_RETRY_DELAYS=100,200,300,400
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$((base + 1)) PAYMENT_TIMEOUT_MS=300
 export RESERVATION_TTL=300s
 P=$ROOT/scripts/pipeline R=$ROOT/scripts/replay
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-A 10 >/dev/null
 check "pipeline starts" "$P" up
 

@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-G 10 >/dev/null
 check "pipeline starts" "$P" up
 check "the reservation's dead-letter queue is deleted" mgmt DELETE "/queues/$RABBITMQ_VHOST/reservation.dlq"

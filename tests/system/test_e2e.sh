@@ -11,7 +11,7 @@ pipeline_env
 export RESERVATION_TTL=${RESERVATION_TTL:-60s}
 seed_stock 50 500 $HOT_STOCK
 
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 check "pipeline starts with two processes of each worker" \
   "$ROOT/scripts/pipeline" up reservation=2 payment=2 notification=2 compensation=2
 

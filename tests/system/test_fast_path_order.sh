@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The outbox fast path and per-order event order: an event a worker consumed has been
 # published even when its publisher has not marked its outbox row yet, so it must not hold back
-# the events it caused. Before, the consumer's fast path saw the unmarked row as an older
-# unpublished event of the same order and left its own event to the relay (a second's wait, the
-# latency benchmark's tail). Here the upstream row is kept unmarked and locked (no relay can take
+# the events it caused: the consumer's fast path must not take the unmarked row for an older
+# unpublished event of the same order and leave its own event to the relay (a second's wait).
+# Here the upstream row is kept unmarked and locked (no relay can take
 # it) while the payment worker consumes it: payment.succeeded must still go out, and the order be
 # confirmed. order.confirmed, whose writer did not consume stock.reserved, waits behind it.
 source "$(dirname "$0")/lib.sh"
@@ -13,7 +13,7 @@ release_holder() { # the sleeping session keeps its lock until it is ended serve
   sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'fast-path-holder'" >/dev/null
   kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; holder=
 }
-trap '[ -n "${holder:-}" ] && release_holder; "$P" down >/dev/null 2>&1' EXIT
+on_exit '[ -n "${holder:-}" ] && release_holder; "$P" down >/dev/null 2>&1'
 
 "$ROOT/scripts/stock" set SKU-F 10 >/dev/null
 check "pipeline starts without the payment worker" "$P" up payment=0

@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 pipeline_env
 P=$ROOT/scripts/pipeline
 POL=/policies/$RABBITMQ_VHOST/refuse-payment
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 
 "$ROOT/scripts/stock" set SKU-F 10 >/dev/null
 check "the pipeline starts" "$P" up

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Egress is an allow-list. A client used to be able to aim the notification
-# worker's signed POSTs anywhere: loopback, private ranges, the cloud metadata address. Now a
-# notify.webhook_url must name one of the client's own webhook hosts (ORDERPIPE_WEBHOOK_HOSTS),
-# https unless the intake allows http, or the order is refused 400 webhook_not_allowed with
-# nothing published; and at delivery a host that resolves to an internal address outside
+# Egress is an allow-list: a client must not aim the notification worker's signed POSTs anywhere
+# (loopback, private ranges, the cloud metadata address). A notify.webhook_url must name one of
+# the client's own webhook hosts (ORDERPIPE_WEBHOOK_HOSTS), https unless the intake allows http,
+# or the order is refused 400 webhook_not_allowed with nothing published; and at delivery a host that resolves to an internal address outside
 # NOTIFY_WEBHOOK_ALLOW_CIDRS is refused and dead-lettered with the reason, while an allowed
 # webhook is still delivered, signed. The notification log file is created 0600.
 source "$(dirname "$0")/lib.sh"
@@ -21,7 +20,7 @@ export NOTIFY_WEBHOOK_SECRET=egress-secret-$RANDOM NOTIFY_TIMEOUT_MS=3000
 export NOTIFY_WEBHOOK_ALLOW_CIDRS=127.0.0.2/32,::1/128 NOTIFY_WEBHOOK_ALLOW_HTTP=1
 export ORDERPIPE_RETRY_DELAYS=200,400,800,1600
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-EG 100 >/dev/null
 
 check "pipeline starts without its reservation worker (placed orders stay queued)" "$P" up reservation=0

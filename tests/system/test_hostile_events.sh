@@ -22,7 +22,7 @@ provider_port=$((intake_port + 1))
 export ORDERPIPE_RETRY_DELAYS=100,200,300,400
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$provider_port PAYMENT_TIMEOUT_MS=2000
 P=$ROOT/scripts/pipeline R=$ROOT/scripts/replay
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 
 start_bg provider fake-provider "127.0.0.1:$provider_port" "$TEST_TMP/ledger.jsonl"
 provider_up() { curl -fsS -m 5 -X POST "$PAYMENT_URL/_control?stall_ms=0" >/dev/null; }

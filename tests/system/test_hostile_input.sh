@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 pipeline_env
 "$ROOT/scripts/stock" set SKU-1 10 >/dev/null
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 check "the pipeline starts" "$ROOT/scripts/pipeline" up
 U=$INTAKE_URL
 up() { curl -fs -m 5 "$U/healthz" >/dev/null; }

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 
 pipeline_env
 K=$ORDERPIPE_API_KEY
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; stop_all' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-H1 100 >/dev/null
 check "the pipeline starts" "$ROOT/scripts/pipeline" up > "$TEST_TMP/up.txt"
 LOGS=$ORDERPIPE_RUN_DIR/logs

@@ -3,18 +3,13 @@
 # exactly one order.placed CloudEvent; 40+ malformed requests -> the right 4xx with a JSON reason
 # and nothing published; idempotency; rate limits per client; GET once recorded; SIGTERM drain.
 source "$(dirname "$0")/lib.sh"
-port=$(free_base 20000 24000 4 4)
-U=http://127.0.0.1:$port
 K1=key-one-0123456789abcdef
 K2=key-two-0123456789abcdef
-export ORDERPIPE_API_KEYS="shop:$K1,other:$K2"
-unset ORDERPIPE_API_KEYS_FILE
-# /metrics is on the admin listener (METRICS_LISTEN), not on the public port.
-export METRICS_LISTEN=127.0.0.1:$((port + 1))
-export INTAKE_LISTEN=127.0.0.1:$port INTAKE_MAX_BODY=8192 INTAKE_RATE_PER_CLIENT=1000 INTAKE_BURST_PER_CLIENT=1000
+intake_alone "shop:$K1" "other:$K2" # /metrics on the admin listener, not on the public port
+export INTAKE_MAX_BODY=8192 INTAKE_RATE_PER_CLIENT=1000 INTAKE_BURST_PER_CLIENT=1000
 start_bg intake "$ROOT/bin/orderpipe-intake"
 up() { curl -fs "$U/healthz" >/dev/null; }
-check "the intake comes up healthy" wait_for 10 up
+check "the intake comes up healthy" wait_for 60 up
 
 GOOD='{"customer_id":"c-42","currency":"EUR","lines":[{"sku":"SKU-1","quantity":2,"unit_price":1999}],"payment":{"token":"tok_ok"},"notify":{"email":"a@example.com"}}'
 req() { # METHOD PATH BODY [curl args...] -> "status error field"
@@ -30,7 +25,7 @@ check_eq "a valid order is accepted" "202 - -" "$r"
 id=$(jq -r .order_id "$TEST_TMP/resp")
 check "the answer carries a UUID order id" grep -Eq '^[0-9a-f-]{36}$' <<< "$id"
 one() { [ "$(queue_messages reservation)" = 1 ]; }
-check "exactly one message reaches the reservation queue" wait_for 5 one
+check "exactly one message reaches the reservation queue" wait_for 30 one
 msg=$(queue_get reservation 10)
 check_eq "one message" 1 "$(jq length <<< "$msg")"
 ev=$(jq -r '.[0].payload' <<< "$msg")
@@ -111,8 +106,11 @@ bad 405 method_not_allowed - "GET on the collection" GET /v1/orders '' "${A[@]}"
 bad 405 method_not_allowed - "DELETE an order" DELETE "/v1/orders/$id" '' "${A[@]}"
 bad 404 not_found - "unknown path" POST /v2/orders "$GOOD" "${A[@]}"
 bad 400 invalid_order_id order_id "GET with a malformed id" GET /v1/orders/not-a-uuid '' "${A[@]}"
-sleep 0.5
-check_eq "none of the malformed requests published anything" 0 "$(queue_messages reservation)"
+# A good order sent after them marks the end: once it is in the queue, whatever they published
+# would be there too.
+check_eq "a good order after them is accepted" "202 - -" "$(req POST /v1/orders "$GOOD" "${A[@]}")"
+check "it reaches the reservation queue" wait_for 30 one
+check_eq "none of the malformed requests published anything" 1 "$(jq length <<< "$(queue_get reservation 10)")"
 check "the intake is still healthy" up
 
 # --- GET /v1/orders/{id}: 404 until recorded, then the order ---
@@ -133,13 +131,12 @@ check_eq "and reaches compensation as order.cancel_requested" order.cancel_reque
 
 # --- rate limits: one client over its limit gets 429 while another is served ---
 stop_all
-export INTAKE_RATE_PER_CLIENT=1 INTAKE_BURST_PER_CLIENT=5
+# One token in 1000 s, longer than the harness lets a test run: the bucket cannot refill within
+# the test however slowly this machine sends the requests, so the counts below are exact.
+export INTAKE_RATE_PER_CLIENT=0.001 INTAKE_BURST_PER_CLIENT=5
 start_bg intake2 "$ROOT/bin/orderpipe-intake"
 intake2_pid=$bg_pid
-wait_for 10 up
-# 20 requests at once: the burst of 5 is accepted, plus at most one refill a second of however long
-# they took on this machine, and the rest refused (a count that holds on a busy machine too).
-t0=$(date +%s%N)
+wait_for 60 up
 burst=()
 for i in $(seq 1 20); do
   curl -s -o /dev/null -w '%{http_code}\n' -X POST "$U/v1/orders" --data-binary "$GOOD" "${A[@]}" \
@@ -147,12 +144,10 @@ for i in $(seq 1 20); do
   burst+=($!)
 done
 wait "${burst[@]}"
-took_s=$(( ($(date +%s%N) - t0 + 999999999) / 1000000000 ))
 n202=$(grep -c '^202$' "$TEST_TMP/burst.codes"); n429=$(grep -c '^429$' "$TEST_TMP/burst.codes")
 check_eq "of 20 requests at once, each is answered 202 or 429" 20 $((n202 + n429))
-check "the burst of 5 is accepted, and no more than a refill a second on top ($n202 in ${took_s}s)" \
-  test "$n202" -ge 5 -a "$n202" -le $((5 + took_s))
-check "the requests past the burst are refused with 429 ($n429)" test "$n429" -ge 1
+check_eq "exactly the burst of 5 is accepted" 5 "$n202"
+check_eq "the 15 past the burst are refused with 429" 15 "$n429"
 req POST /v1/orders "$GOOD" "${A[@]}" -D "$TEST_TMP/headers" >/dev/null
 check "429 carries Retry-After" grep -qi '^Retry-After: [1-9]' "$TEST_TMP/headers"
 check_eq "with a JSON reason" rate_limited "$(jq -r .error "$TEST_TMP/resp")"
@@ -161,12 +156,14 @@ curl -s "http://$METRICS_LISTEN/metrics" > "$TEST_TMP/metrics"
 check "metrics count the 429s by client" grep -q 'orderpipe_rate_limited_total{client="shop"} [1-9]' "$TEST_TMP/metrics"
 
 # --- SIGTERM: stop accepting, answer what is in flight, exit 0 ---
-"$ROOT/bin/orderpipe-loadgen" --url "$U" --api-key "$K2" --orders 50 --connections 4 > /dev/null &
+"$ROOT/bin/orderpipe-loadgen" --url "$U" --api-key "$K2" --orders 50 --connections 4 \
+  --accepted "$TEST_TMP/drain.accepted" > /dev/null &
 lg=$!
-sleep 0.05
+flowing() { [ -s "$TEST_TMP/drain.accepted" ] || ! kill -0 "$lg" 2>/dev/null; }
+wait_for 60 flowing
 kill -TERM "$intake2_pid"; wait "$lg"
 stopped() { ! kill -0 "$intake2_pid" 2>/dev/null; }
-check "SIGTERM stops the intake" wait_for 10 stopped
+check "SIGTERM stops the intake" wait_for 60 stopped
 wait "$intake2_pid"; check_eq "and it exits 0" 0 "$?"
 check "it drained and logged its stop" grep -q '"msg":"stopped; 0 publishes were still unconfirmed"' "$TEST_TMP/intake2.log"
 _test_pids=()
@@ -180,7 +177,7 @@ check_eq "enqueue exits 1 when some lines are rejected" 1 "$rc"
 check "its summary: 4 lines, 2 accepted, rejected lines 2 and 4 with reasons" \
   jq -e '.lines == 4 and .accepted == 2 and ([.rejected[].line] == [2,4]) and .rejected[0].error == "invalid_json" and .rejected[1].field == "$.lines"' "$TEST_TMP/bulk.json"
 two() { [ "$(queue_messages reservation)" = $((before + 2)) ]; }
-check "exactly the 2 good lines were published" wait_for 5 two
+check "exactly the 2 good lines were published" wait_for 30 two
 printf '%s\n' "$GOOD" | "$ROOT/bin/orderpipe-enqueue" > /dev/null
 check_eq "enqueue from stdin with every line good exits 0" 0 "$?"
 AMQP_URL=amqp://guest:guest@127.0.0.1:1/ "$ROOT/bin/orderpipe-enqueue" "$TEST_TMP/bulk.ndjson" >/dev/null 2>&1

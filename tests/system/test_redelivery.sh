@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 pipeline_env
 export RESERVATION_TTL=3s COMPENSATION_INTERVAL=200ms
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 
 "$ROOT/scripts/stock" set SKU-A 10 >/dev/null
 "$ROOT/scripts/stock" set SKU-B 0 >/dev/null

@@ -78,7 +78,7 @@ release_holder() {
   sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'place-holder'" >/dev/null
   wait "$holder" 2>/dev/null; holder=
 }
-trap '[ -n "${holder:-}" ] && release_holder; stop_all' EXIT
+on_exit '[ -n "${holder:-}" ] && release_holder'
 session_is() { # APPNAME CONDITION: its session's pg_stat_activity row meets CONDITION
   [ "$(sql "select count(*) from pg_stat_activity where application_name = '$1' and $2")" = 1 ]
 }

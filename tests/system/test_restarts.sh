@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Servers restarting under the pipeline (issues 2, 3, 5), on a private stack of this test's own so
+# Servers restarting under the pipeline, on a private stack of this test's own so
 # the shared one is never disturbed: while RabbitMQ is stopped the intake answers 503 and accepts
 # nothing; once it is back, orders are accepted again without restarting anything; the workers
 # reconnect by themselves after a RabbitMQ and a PostgreSQL restart; every invariant holds.
@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 24000 25000 1 1)
 export ORDERPIPE_EPMD_PORT=$(free_base 25000 26000 1 1) ORDERPIPE_AMQP_PORT=$(free_base 26000 30000 50 25)
 STACK="$ROOT/scripts/dev-stack"
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1'
 "$STACK" up > "$TEST_TMP/stack.log" 2>&1 || { cat "$TEST_TMP/stack.log"; not_ok "private stack starts"; exit 1; }
 ok "a private stack is up"
 eval "$("$STACK" env)"

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 export ORDERPIPE_RETRY_DELAYS=3000,3000,3000,3000
 pipeline_env
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 
 "$ROOT/scripts/stock" set SKU-G 10 >/dev/null
 check "pipeline starts without the reservation worker" "$P" up reservation=0

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The soak, short (issue 19). First scripts/slope on made-up series: it fits the slope stated,
-# leaves the warm-up out, fails a steady growth of the size issue 19 found and passes noise and a
-# single step. Then `scripts/bench soak` runs 3 minutes of a mixed load (placements, declines,
+# The soak, short. First scripts/slope on made-up series: it fits the slope stated, leaves the
+# warm-up out, fails a steady growth of a few kB/s and passes noise and a single step. Then `scripts/bench soak` runs 3 minutes of a mixed load (placements, declines,
 # out-of-stock, duplicates, cancellations, dead letters replayed) at 50 orders/s, sampled every
 # 10 s: every series (each process's RSS and descriptors, connections, table sizes, queues,
 # the broker's memory) stays within its bound after a minute's warm-up, and the invariants hold.
-# Before the fix in lib/broker.c the intake grew 2.6 kB/s at this rate (311 kB over the 2 minutes
-# fitted; the bound is 128 kB) and the payment workers 1.6-1.8 kB/s: this test failed on them.
+# A process whose heap grows per publish confirm or RPC reply fails the RSS bound (128 kB over
+# the 2 minutes fitted).
 # The bench uses its own database and vhost (orderpipe_soaktest, soaktest) on the dev stack.
 source "$(dirname "$0")/lib.sh"
 S=$ROOT/scripts/slope

@@ -31,7 +31,7 @@ check "the probe reaches the broker over verified TLS" orderpipe-amqp-probe decl
 # --- the saga over TLS --------------------------------------------------------------------------
 pipeline_env
 "$ROOT/scripts/stock" set SKU-TLS 10 >/dev/null
-trap '"$ROOT/scripts/pipeline" down >/dev/null 2>&1' EXIT
+on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 # No payment worker at first: the orders wait, reserved, so the cancel below finds one it can
 # cancel (a confirmed order is final for the saga).
 check "the pipeline starts with amqps:// and sslmode=verify-full" "$ROOT/scripts/pipeline" up payment=0
@@ -96,7 +96,6 @@ check "the programs hold database connections" test "$(wc -l < "$TEST_TMP/backen
 check_eq "every one of them is TLS (pg_stat_ssl.ssl = t)" 0 "$(grep -vc '|t$' "$TEST_TMP/backends.txt")"
 check_invariants "every invariant holds after the saga over TLS"
 "$ROOT/scripts/pipeline" down >/dev/null 2>&1
-trap - EXIT
 gone() { [ "$(conns | jq 'length')" = 0 ]; }
 check "no connection is left in our vhost" wait_for 30 gone
 

@@ -18,7 +18,7 @@ export NOTIFY_TIMEOUT_MS=5000 WORKER_CALL_BUDGET_MS=4000 NOTIFY_HOST_BUDGET_PERC
 export NOTIFY_BREAKER_FAILURES=2 NOTIFY_BREAKER_OPEN_MS=600000
 export ORDERPIPE_RETRY_DELAYS=300,600,900,1200
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-ISO 100 >/dev/null
 start_bg fast webhook-receiver "127.0.0.2:$fast_port" "$NOTIFY_WEBHOOK_SECRET" "$TEST_TMP/fast.jsonl"
 start_bg slow webhook-receiver "127.0.0.2:$slow_port" "$NOTIFY_WEBHOOK_SECRET" "$TEST_TMP/slow.jsonl" stall

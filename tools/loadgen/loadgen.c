@@ -1,7 +1,10 @@
 /* orderpipe-loadgen: sends orders to the intake over HTTP, for the demo, the end-to-end tests
  * and the benchmarks. A libevent client with C keep-alive connections, each with one request in
  * flight, optionally paced to a fixed rate. It writes the ids of accepted orders and the
- * (Idempotency-Key, order id) pairs it saw, and prints one JSON line of figures. */
+ * (Idempotency-Key, order id) pairs it saw, and prints one JSON line of figures.
+ * SIGTERM or SIGINT ends the run early but cleanly: no new order is sent, the ones in flight are
+ * answered, and the figures cover what was sent, so a test can drive load for as long as its
+ * steps take on the machine at hand and then stop it. */
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -52,6 +55,7 @@ typedef struct loadgen {
     FILE *accepted, *idem;
     double start_ms;    /* clock_now_ms_f at the first request */
     struct event *pacer;
+    struct event *stop_signals[2];
     long idle_conns;
     int *idle;          /* stack of idle connection indexes */
     unsigned rng;
@@ -210,6 +214,17 @@ static void loadgen_issue(loadgen *lg, int conn)
     }
 }
 
+/* SIGTERM/SIGINT: the run ends with the orders already sent. */
+static void loadgen_on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    loadgen *lg = arg;
+    lg->cfg.orders = lg->issued;
+    if (lg->completed >= lg->issued)
+        event_base_loopexit(lg->base, NULL);
+}
+
 /* Paced mode: every tick issues the orders due by now on idle connections. */
 static void loadgen_on_pace(evutil_socket_t fd, short what, void *arg)
 {
@@ -231,7 +246,8 @@ static void loadgen_usage(FILE *out)
             "Sends orders to the intake and prints one JSON line of figures.\n\n"
             "  --url URL            intake base URL [INTAKE_URL]\n"
             "  --api-key KEY        API key [ORDERPIPE_API_KEY]\n"
-            "  --orders N           orders to send (default 1000)\n"
+            "  --orders N           orders to send (default 1000); SIGTERM or SIGINT stops\n"
+            "                       sooner, after the answers to the orders in flight\n"
             "  --rate R             orders/s, 0 = as fast as possible (default 0)\n"
             "  --connections C      keep-alive connections (default 32)\n"
             "  --skus N             ordinary SKUs SKU-0001..SKU-N (default 50)\n"
@@ -337,6 +353,14 @@ int main(int argc, char **argv)
         perror(lg.cfg.idem_path);
         return 2;
     }
+    /* Line-buffered: a test counts the accepted ids while the run goes on. */
+    if (lg.accepted)
+        setvbuf(lg.accepted, NULL, _IOLBF, 0);
+    static const int stop_signals[2] = {SIGTERM, SIGINT};
+    for (int i = 0; i < 2; i++) {
+        lg.stop_signals[i] = evsignal_new(lg.base, stop_signals[i], loadgen_on_stop, &lg);
+        event_add(lg.stop_signals[i], NULL);
+    }
     for (long i = 0; i < lg.cfg.connections; i++) {
         lg.conns[i] = evhttp_connection_base_new(lg.base, NULL, lg.host, (unsigned short)lg.port);
         evhttp_connection_set_timeout(lg.conns[i], 30);
@@ -388,6 +412,8 @@ int main(int argc, char **argv)
     for (long i = 0; i < lg.cfg.connections; i++)
         evhttp_connection_free(lg.conns[i]);
     if (lg.pacer) event_free(lg.pacer);
+    for (int i = 0; i < 2; i++)
+        event_free(lg.stop_signals[i]);
     event_base_free(lg.base);
     free(lg.conns);
     free(lg.idle);
