@@ -26,7 +26,7 @@ export NOTIFY_CHANNEL=webhook NOTIFY_WEBHOOK_URL=http://127.0.0.2:$hook_port/def
 export NOTIFY_WEBHOOK_SECRET=ce-secret-$RANDOM$RANDOM NOTIFY_WEBHOOK_ALLOW_CIDRS=127.0.0.2/32 NOTIFY_WEBHOOK_ALLOW_HTTP=1
 export ORDERPIPE_RETRY_DELAYS=200,400,600,800 RESERVATION_TTL=60s
 P=$ROOT/scripts/pipeline
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 "$ROOT/scripts/stock" set SKU-C 100 >/dev/null
 "$ROOT/scripts/stock" set SKU-OOS 0 >/dev/null
 start_bg hooks webhook-receiver "127.0.0.2:$hook_port" "$NOTIFY_WEBHOOK_SECRET" "$TEST_TMP/hooks.jsonl"

@@ -16,7 +16,7 @@ newdb() { # NAME -> an empty database owned by orderpipe, dropped at exit
     made+=("$1")
 }
 drop_made() { local d; for d in "${made[@]}"; do admin "drop database if exists $d with (force)"; done; }
-trap 'stop_all; drop_made' EXIT
+on_exit drop_made
 
 # Every function (definition, comment, privileges), view and trigger of the public schema.
 routines() { # URL

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 pipeline_env
 export ORDERPIPE_RETRY_DELAYS=100,200,300,400
 P=$ROOT/scripts/pipeline R=$ROOT/scripts/replay
-trap '"$P" down >/dev/null 2>&1' EXIT
+on_exit '"$P" down >/dev/null 2>&1'
 
 uuid() { cat /proc/sys/kernel/random/uuid; }
 event() { # TYPE EVENT_ID ORDER_ID DATA_JSON -> a CloudEvent
