@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "utf8.h"
 
 static const char *log_program = "orderpipe";
 static log_level log_min_level = LOG_INFO;
@@ -43,7 +44,8 @@ void log_vmsg(log_level level, const log_ctx *ctx, const char *fmt, va_list ap)
         return;
 
     char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (vsnprintf(msg, sizeof msg, fmt, ap) >= (int)sizeof msg)
+        utf8_truncate(msg, sizeof msg - 1); /* a cut inside a character would lose the line */
 
     char ts[CLOCK_UTC_TEXT_LEN];
     clock_utc_text(ts);

@@ -2,7 +2,9 @@
  *
  * Every line has ts, level, program and msg; callers add context fields (order_id, message_id,
  * correlation_id, traceparent) through log_ctx so one order can be followed across programs.
- * Thread-compatible, not thread-safe: each program logs from its one event loop.
+ * Safe from any thread once log_init has run (the intake's broker and backpressure threads log
+ * too): a line is built in locals and written with one write(2); the program name and level are
+ * set by log_init before any thread starts, and log_set_level is for tests.
  */
 #ifndef ORDERPIPE_LOG_H
 #define ORDERPIPE_LOG_H

@@ -21,22 +21,14 @@ static void worker_on_signal(int sig)
 const char *worker_name(const worker *w) { return w->spec->name; }
 bool worker_stopping(const worker *w) { (void)w; return worker_stop_requested != 0; }
 
-long long worker_ms_since(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return ((long long)(now.tv_sec - since->tv_sec) * 1000000000LL +
-            (now.tv_nsec - since->tv_nsec)) / 1000000;
-}
-
 bool worker_batch_has_time(const worker *w)
 {
-    return worker_ms_since(&w->batch_started) < w->cfg.call_budget_ms;
+    return clock_ms_since(w->batch_started_ms) < (uint64_t)w->cfg.call_budget_ms;
 }
 
 long worker_batch_ms_left(const worker *w)
 {
-    return (long)(w->cfg.call_budget_ms - worker_ms_since(&w->batch_started));
+    return w->cfg.call_budget_ms - (long)clock_ms_since(w->batch_started_ms);
 }
 
 struct metrics_registry *worker_registry(const worker *w)

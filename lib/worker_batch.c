@@ -39,7 +39,7 @@ static bool worker_batch_settle(worker *w, worker_item *it)
                                  it->m.error[0] ? it->m.error : db_last_error(w->db),
                                  it->m.attempt, &it->m.log);
     }
-    worker_metrics_handled(w->metrics, it->ev.type, outcome, &it->t0);
+    worker_metrics_handled(w->metrics, it->ev.type, outcome, it->t0_ms);
     return ack_later;
 }
 
@@ -49,7 +49,7 @@ static op_status worker_batch_receive(worker *w, worker_item *it, int wait_ms, u
 {
     if (broker_next(w->consumer, wait_ms, &it->d) != OP_OK)
         return OP_TIMEOUT;
-    clock_gettime(CLOCK_MONOTONIC, &it->t0);
+    it->t0_ms = clock_now_ms();
     it->generation = generation;
     int attempt = worker_attempt(&it->d);
     it->m = (worker_msg){.w = w, .db = w->db, .ev = &it->ev, .delivery = &it->d,
@@ -66,7 +66,7 @@ static op_status worker_batch_receive(worker *w, worker_item *it, int wait_ms, u
         worker_fate fate = {.kind = WORKER_FATE_DEAD_LETTER, .reason = bad};
         worker_failure_route(w, &it->d, &fate, err, attempt, &it->m.log);
         worker_metrics_handled(w->metrics, it->ev.root ? it->ev.type : "invalid", "dead_lettered",
-                               &it->t0);
+                               it->t0_ms);
         it->route = NULL;
     }
     return OP_OK;
@@ -111,7 +111,7 @@ int worker_batch_handle(worker *w)
          * trips alone at a moderate rate, which keeps the cores busy and everyone waiting. */
         int wait_ms = (int)w->cfg.idle_wait_ms;
         if (got > 0)
-            wait_ms = (int)linger_wait_ms((long)worker_ms_since(&items[0].t0), got,
+            wait_ms = (int)linger_wait_ms((long)clock_ms_since(items[0].t0_ms), got,
                                           w->cfg.linger_ms);
         worker_item *it = &items[got];
         if (worker_batch_receive(w, it, wait_ms, generation) != OP_OK)
@@ -139,16 +139,13 @@ int worker_batch_handle(worker *w)
 
 char *worker_event_order_ids(const cloudevent_view *const *evs, int n, const char *type)
 {
-    size_t cap = (size_t)n * 40 + 3, len = 0;
-    char *ids = mem_alloc(cap);
-    ids[len++] = '{';
+    db_array a;
+    db_array_init(&a);
     for (int i = 0; i < n; i++)
         if (!type || strcmp(evs[i]->type, type) == 0)
-            len += (size_t)snprintf(ids + len, cap - len, "%s%.36s", len > 1 ? "," : "",
-                                    evs[i]->order_id);
-    ids[len++] = '}';
-    ids[len] = '\0';
-    return ids;
+            db_array_append(&a, evs[i]->order_id);
+    db_array_text(&a);
+    return a.text; /* the closed literal, handed to the caller instead of db_array_free */
 }
 
 char *worker_order_ids(worker_msg *const *msgs, int n)

@@ -6,24 +6,9 @@
  */
 #include <stdlib.h>
 
+#include "clock.h"
 #include "inbox.h"
 #include "worker_internal.h"
-
-bool worker_due(const struct timespec *now, const struct timespec *due)
-{
-    return now->tv_sec > due->tv_sec || (now->tv_sec == due->tv_sec && now->tv_nsec >= due->tv_nsec);
-}
-
-struct timespec worker_after_ms(struct timespec from, long ms)
-{
-    from.tv_sec += ms / 1000;
-    from.tv_nsec += (ms % 1000) * 1000000L;
-    if (from.tv_nsec >= 1000000000L) {
-        from.tv_sec++;
-        from.tv_nsec -= 1000000000L;
-    }
-    return from;
-}
 
 void worker_housekeeping_flush_outbox(worker *w)
 {
@@ -41,20 +26,20 @@ void worker_housekeeping_flush_outbox(worker *w)
     } while (published > 0 && !worker_stopping(w));
 }
 
-static bool worker_tick_due(worker *w, const struct timespec *now)
+static bool worker_tick_due(worker *w, uint64_t now_ms)
 {
-    if (!w->spec->tick || !worker_due(now, &w->next_tick))
+    if (!w->spec->tick || now_ms < w->next_tick_ms)
         return false;
-    w->next_tick = worker_after_ms(*now, w->spec->tick_ms > 0 ? w->spec->tick_ms : 1000);
+    w->next_tick_ms = now_ms + (uint64_t)(w->spec->tick_ms > 0 ? w->spec->tick_ms : 1000);
     return true;
 }
 
-static bool worker_relay_due(worker *w, const struct timespec *now)
+static bool worker_relay_due(worker *w, uint64_t now_ms)
 {
-    if (!w->relay_now && !worker_due(now, &w->next_relay))
+    if (!w->relay_now && now_ms < w->next_relay_ms)
         return false;
     w->relay_now = false;
-    w->next_relay = worker_after_ms(*now, 1000);
+    w->next_relay_ms = now_ms + 1000;
     return true;
 }
 
@@ -83,12 +68,10 @@ static void worker_prune(worker *w)
 
 void worker_housekeeping(worker *w)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (worker_relay_due(w, &now))
+    if (worker_relay_due(w, clock_now_ms()))
         worker_housekeeping_flush_outbox(w);
-    clock_gettime(CLOCK_MONOTONIC, &now); /* the flush may have taken a while */
-    if (worker_tick_due(w, &now) && db_is_open(w->db)) {
+    /* Read the clock again: the flush may have taken a while. */
+    if (worker_tick_due(w, clock_now_ms()) && db_is_open(w->db)) {
         if (w->spec->tick(w, w->db, w->spec->arg) != OP_OK)
             log_warn(NULL, "periodic work failed: %s", db_last_error(w->db));
         /* The tick wrote its events directly (worker_emit_free): publish them now. */

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "outbox.h"
 #include "worker.h"
 #include "worker_metrics.h"
@@ -64,19 +65,18 @@ struct worker {
     outbox_relay *relay;
     jsonschema_registry *schemas;
     worker_metrics *metrics;
-    struct timespec next_tick;
+    uint64_t next_tick_ms;      /* clock_now_ms readings */
     time_t last_backlog;
     time_t next_prune;
-    struct timespec next_relay; /* when the relay next looks for rows nobody published */
+    uint64_t next_relay_ms; /* when the relay next looks for rows nobody published */
     bool relay_now;             /* a direct publish failed: the relay should look at once */
     int given_back;             /* failed deliveries given back since the last batch */
-    struct timespec batch_started; /* when the batch being handled started (its budget) */
+    uint64_t batch_started_ms; /* when the batch being handled started (its budget) */
     backoff route_backoff;      /* the pause after given-back deliveries, until routing works */
     unsigned seed;
 };
 
 /* Whole milliseconds on CLOCK_MONOTONIC since `since`. */
-long long worker_ms_since(const struct timespec *since);
 
 /* --- connections (worker_conn.c) ----------------------------------------------------------- */
 
@@ -114,7 +114,7 @@ typedef struct worker_item {
     worker_msg m;
     op_status st;              /* the outcome of its handling */
     uint64_t generation;       /* consumer connection it arrived on: acks are only valid there */
-    struct timespec t0;
+    uint64_t t0_ms;
 } worker_item;
 
 /* --- the batch transaction (worker_txn.c) -------------------------------------------------- */
@@ -178,11 +178,6 @@ void worker_housekeeping_flush_outbox(worker *w);
 /* The outbox relay once a second (at once after a direct publish failed), the spec's tick when
  * due, and pruning past retention once a minute. */
 void worker_housekeeping(worker *w);
-
-/* True when `now` is at or past `due` (both CLOCK_MONOTONIC). */
-bool worker_due(const struct timespec *now, const struct timespec *due);
-/* `from` plus ms milliseconds. */
-struct timespec worker_after_ms(struct timespec from, long ms);
 
 /* --- batches (worker_batch.c) -------------------------------------------------------------- */
 

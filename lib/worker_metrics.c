@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "admin_http.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -80,14 +81,11 @@ void worker_metrics_stop(worker_metrics *m)
 }
 
 void worker_metrics_handled(worker_metrics *m, const char *type, const char *outcome,
-                            const struct timespec *start)
+                            uint64_t start_ms)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
     const char *labels[] = {type ? type : "unknown", outcome};
     metrics_add(m->handled, labels, 1);
-    metrics_observe(m->latency, labels, (double)(now.tv_sec - start->tv_sec) +
-                                            (double)(now.tv_nsec - start->tv_nsec) / 1e9);
+    metrics_observe(m->latency, labels, (double)clock_ms_since(start_ms) / 1e3);
 }
 
 void worker_metrics_retried(worker_metrics *m) { metrics_add(m->retried, NULL, 1); }

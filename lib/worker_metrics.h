@@ -8,7 +8,7 @@
 #define ORDERPIPE_WORKER_METRICS_H
 
 #include <stdbool.h>
-#include <time.h>
+#include <stdint.h>
 
 #include "status.h"
 
@@ -23,7 +23,7 @@ struct metrics_registry *worker_metrics_registry(worker_metrics *m);
 
 /* outcome: ok | duplicate | retried | dead_lettered; start: CLOCK_MONOTONIC when handling began. */
 void worker_metrics_handled(worker_metrics *m, const char *type, const char *outcome,
-                            const struct timespec *start);
+                            uint64_t start_ms);
 void worker_metrics_retried(worker_metrics *m);
 void worker_metrics_dead_lettered(worker_metrics *m, const char *reason);
 void worker_metrics_duplicate(worker_metrics *m);

@@ -241,7 +241,7 @@ void worker_txn_run_batch(worker *w, worker_item **items, int n)
         .msgs = mem_calloc((size_t)n, sizeof *b.msgs),
         .evs = mem_calloc((size_t)n, sizeof *b.evs),
     };
-    clock_gettime(CLOCK_MONOTONIC, &w->batch_started);
+    w->batch_started_ms = clock_now_ms();
     for (int i = 0; i < n; i++)
         if (!items[i]->route->handle_set)
             b.one_by_one = true;
