@@ -91,8 +91,8 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         config_env_long("INTAKE_MAX_CONNECTIONS", 1024, 1, 1000000, &c->max_connections) ||
         config_env_long("INTAKE_TIMEOUT", 10, 1, 3600, &c->timeout_s) ||
         config_env_long("INTAKE_CONFIRM_TIMEOUT_MS", 5000, 10, 600000, &c->confirm_timeout_ms) ||
-        /* Sized from BENCHMARKS.md: the pipeline completes ~1,450 orders/s end to end on the
-         * reference machine, so the global rate is about that, and one client may have a third. */
+        /* The global rate is about what the pipeline completes end to end on the reference
+         * machine (BENCHMARKS.md), and one client may have a third of it. */
         intake_env_rate("INTAKE_RATE_PER_CLIENT", 500, &c->rate_per_client) ||
         intake_env_rate("INTAKE_BURST_PER_CLIENT", 1000, &c->burst_per_client) ||
         intake_env_rate("INTAKE_RATE_GLOBAL", 1500, &c->rate_global) ||
