@@ -12,6 +12,7 @@ typedef enum {
     OP_TIMEOUT = 2,          /* nothing arrived in time; the connection is still good */
     OP_ERR_TRANSIENT = -1,   /* may succeed if retried later */
     OP_ERR_PERMANENT = -2,   /* will never succeed as it is */
+    OP_ERR_UNROUTABLE = -3,  /* the broker had no queue for a publish: its route needs declaring */
 } op_status;
 
 static inline const char *op_status_name(op_status s)
@@ -22,6 +23,7 @@ static inline const char *op_status_name(op_status s)
     case OP_TIMEOUT: return "timeout";
     case OP_ERR_TRANSIENT: return "transient_error";
     case OP_ERR_PERMANENT: return "permanent_error";
+    case OP_ERR_UNROUTABLE: return "unroutable";
     }
     return "unknown";
 }

@@ -245,7 +245,7 @@ static op_status worker_ensure_connected(worker *w)
         }
         if (ok && !broker_is_open(w->publisher)) {
             if (broker_reconnect(w->publisher) != OP_OK ||
-                broker_declare_topology(w->publisher) != OP_OK) {
+                topology_declare(w->publisher) != OP_OK) {
                 log_warn(NULL, "broker unreachable (publisher): %s", broker_last_error(w->publisher));
                 ok = false;
             }
@@ -258,7 +258,7 @@ static op_status worker_ensure_connected(worker *w)
             }
             /* Declared again first: the queue may be what went away. */
             if (broker_reconnect(w->consumer) != OP_OK ||
-                broker_declare_topology(w->consumer) != OP_OK ||
+                topology_declare(w->consumer) != OP_OK ||
                 broker_consume(w->consumer, w->spec->name, (uint16_t)w->cfg.prefetch) != OP_OK) {
                 log_warn(NULL, "broker unreachable (consumer): %s", broker_last_error(w->consumer));
                 ok = false;
@@ -292,7 +292,7 @@ static op_status worker_connect(worker *w)
     if (broker_connect(&w->publisher, &bo) == OP_ERR_PERMANENT)
         return OP_ERR_PERMANENT;
     /* The consumer connected before the topology existed: consume after declaring. */
-    if (broker_is_open(w->publisher) && broker_declare_topology(w->publisher) != OP_OK)
+    if (broker_is_open(w->publisher) && topology_declare(w->publisher) != OP_OK)
         log_warn(NULL, "declaring the topology failed: %s", broker_last_error(w->publisher));
     if (broker_is_open(w->consumer) &&
         broker_consume(w->consumer, w->spec->name, (uint16_t)w->cfg.prefetch) != OP_OK)
@@ -381,7 +381,7 @@ static void worker_repair_routes(worker *w)
     log_warn(NULL, "%d failed deliveries could not be routed and went back to their queue; "
                    "declaring the topology again and pausing %d ms", w->given_back, ms);
     w->given_back = 0;
-    if (broker_is_open(w->publisher) && broker_declare_topology(w->publisher) != OP_OK)
+    if (broker_is_open(w->publisher) && topology_declare(w->publisher) != OP_OK)
         log_warn(NULL, "declaring the topology failed: %s", broker_last_error(w->publisher));
     usleep((useconds_t)ms * 1000); /* SIGTERM ends it early */
 }
