@@ -93,6 +93,18 @@ op_status broker_rpc_done(broker *b, const char *what)
     return OP_OK;
 }
 
+op_status broker_read_frame(broker *b, amqp_frame_t *f, const struct timeval *tv, const char *what)
+{
+    int rc = amqp_simple_wait_frame_noblock(b->conn, f, tv);
+    if (rc == AMQP_STATUS_TIMEOUT)
+        return OP_TIMEOUT;
+    if (rc != AMQP_STATUS_OK) {
+        broker_set_error(b, "%s: %s", what, amqp_error_string2(rc));
+        return broker_fail(b);
+    }
+    return OP_OK;
+}
+
 static void broker_drop(broker *b)
 {
     if (b->conn) {

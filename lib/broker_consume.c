@@ -95,13 +95,9 @@ static op_status broker_next_interrupted(broker *b)
 {
     amqp_frame_t f;
     struct timeval zero = {0, 0};
-    int rc = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
-    if (rc == AMQP_STATUS_TIMEOUT)
-        return OP_TIMEOUT;
-    if (rc != AMQP_STATUS_OK) {
-        broker_set_error(b, "consuming: %s", amqp_error_string2(rc));
-        return broker_fail(b);
-    }
+    op_status st = broker_read_frame(b, &f, &zero, "consuming");
+    if (st != OP_OK)
+        return st;
     if (f.frame_type != AMQP_FRAME_METHOD)
         return OP_TIMEOUT;
     switch (f.payload.method.id) {

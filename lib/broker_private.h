@@ -59,6 +59,11 @@ op_status broker_reply_error(broker *b, amqp_rpc_reply_t r, const char *what);
  * success the reply's memory is handed back (broker_release), so the caller reads nothing of it. */
 op_status broker_rpc_done(broker *b, const char *what);
 
+/* Reads the next frame, waiting up to tv (zero: only what is already received). OP_OK with *f
+ * filled, OP_TIMEOUT when none came, or OP_ERR_TRANSIENT when reading failed (the error names
+ * `what`; the connection is closed). *f is only written on OP_OK. */
+op_status broker_read_frame(broker *b, amqp_frame_t *f, const struct timeval *tv, const char *what);
+
 /* Hands rabbitmq-c's decoding memory back for reuse (see broker.c). */
 void broker_release(broker *b);
 

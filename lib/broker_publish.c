@@ -164,18 +164,14 @@ static op_status broker_on_return(broker *b, const amqp_frame_t *f)
 
 /* Reads one frame (waiting up to tv; a zero tv: only what is already buffered) and handles it.
  * Returns OP_OK when a frame was handled, OP_TIMEOUT when none came, OP_ERR_* on failure. */
-static op_status broker_read_confirm(broker *b, struct timeval *tv, broker_confirm_cb cb, void *arg)
+static op_status broker_read_confirm(broker *b, const struct timeval *tv, broker_confirm_cb cb, void *arg)
 {
     /* The frame read last has been handled and nothing points into it any more. */
     broker_release(b);
     amqp_frame_t f;
-    int rc = amqp_simple_wait_frame_noblock(b->conn, &f, tv);
-    if (rc == AMQP_STATUS_TIMEOUT)
-        return OP_TIMEOUT;
-    if (rc != AMQP_STATUS_OK) {
-        broker_set_error(b, "reading confirms: %s", amqp_error_string2(rc));
-        return broker_fail(b);
-    }
+    op_status st = broker_read_frame(b, &f, tv, "reading confirms");
+    if (st != OP_OK)
+        return st;
     if (f.frame_type != AMQP_FRAME_METHOD)
         return OP_OK;
     switch (f.payload.method.id) {
