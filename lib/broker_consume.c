@@ -10,6 +10,7 @@
 #include "broker_private.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,15 +41,18 @@ static char *broker_dup_bytes(amqp_bytes_t v)
     return s;
 }
 
-/* A header value as JSON; NULL for the kinds no program of ours sends (arrays and tables such
- * as x-death belong to the broker). */
+/* A header value as JSON; NULL for what JSON cannot hold (a NaN or infinite float, which any
+ * publisher may send) and for the kinds no program of ours sends (arrays and tables such as
+ * x-death belong to the broker). */
 static json_t *broker_json_from_field(const amqp_field_value_t *f)
 {
     json_t *v;
     switch (f->kind) {
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
-        v = json_stringn_nocheck(f->value.bytes.bytes, f->value.bytes.len);
+        /* rabbitmq-c gives an empty string no bytes at all (NULL), which jansson refuses. */
+        v = f->value.bytes.len ? json_stringn_nocheck(f->value.bytes.bytes, f->value.bytes.len)
+                               : json_string("");
         break;
     case AMQP_FIELD_KIND_BOOLEAN: v = json_boolean(f->value.boolean); break;
     case AMQP_FIELD_KIND_I8: v = json_integer(f->value.i8); break;
@@ -60,8 +64,16 @@ static json_t *broker_json_from_field(const amqp_field_value_t *f)
     case AMQP_FIELD_KIND_I64: v = json_integer(f->value.i64); break;
     case AMQP_FIELD_KIND_U64:
     case AMQP_FIELD_KIND_TIMESTAMP: v = json_integer((json_int_t)f->value.u64); break;
-    case AMQP_FIELD_KIND_F32: v = json_real(f->value.f32); break;
-    case AMQP_FIELD_KIND_F64: v = json_real(f->value.f64); break;
+    case AMQP_FIELD_KIND_F32:
+        if (!isfinite(f->value.f32))
+            return NULL;
+        v = json_real(f->value.f32);
+        break;
+    case AMQP_FIELD_KIND_F64:
+        if (!isfinite(f->value.f64))
+            return NULL;
+        v = json_real(f->value.f64);
+        break;
     default: return NULL;
     }
     if (!v)

@@ -103,7 +103,8 @@ int main(void)
     CHECK(broker_queue_depth(pub, "payment.retry.2") == 0, "retry tier queues exist");
     CHECK(broker_queue_depth(pub, "payment.dlq") == 0, "dead-letter queues exist");
 
-    json_t *h = json_pack("{ss si sb}", "traceparent", "00-abc", "x-attempt", 3, "flag", 1);
+    json_t *h = json_pack("{ss si sb ss sf}", "traceparent", "00-abc", "x-attempt", 3, "flag", 1,
+                          "empty", "", "ratio", 0.5);
     for (int i = 0; i < 100; i++) {
         char body[64], id[32];
         snprintf(body, sizeof body, "{\"n\":%d}", i);
@@ -149,6 +150,10 @@ int main(void)
               strcmp(json_string_value(json_object_get(d.headers, "traceparent")), "00-abc") == 0 &&
               json_is_true(json_object_get(d.headers, "flag")),
           "headers kept (string, integer, boolean)");
+    CHECK(json_is_string(json_object_get(d.headers, "empty")) &&
+              strcmp(json_string_value(json_object_get(d.headers, "empty")), "") == 0,
+          "an empty string header is kept, empty");
+    CHECK(json_real_value(json_object_get(d.headers, "ratio")) == 0.5, "a float header is kept");
     CHECK(broker_reject(con, d.tag, true) == OP_OK, "reject with requeue");
     broker_delivery_free(&d);
     int got = 0;
