@@ -1,12 +1,15 @@
 /* broker: one AMQP 0-9-1 connection with one channel, on rabbitmq-c.
  *
- * Owns: connecting to the first reachable node of a comma-separated URL list, publisher confirms,
- * consuming with prefetch, acks, and reconnecting. A program that both consumes and publishes
- * (a worker and its outbox relay) opens two brokers, so confirms and deliveries never mix on one
- * socket. Not thread-safe: one broker belongs to one loop.
+ * Owns: connecting to the first reachable node of a comma-separated URL list, declaring
+ * exchanges, queues and bindings, publisher confirms, consuming with prefetch, acks, and
+ * reconnecting. It knows nothing of the pipeline's own exchanges and queues (lib/topology.h).
+ * A program that both consumes and publishes (a worker and its outbox relay) opens two brokers,
+ * so confirms and deliveries never mix on one socket. Not thread-safe: one broker belongs to one
+ * loop.
  *
  * Memory: broker_connect allocates the broker, broker_close frees it. Deliveries returned by
- * broker_next own their strings and body until broker_delivery_free.
+ * broker_next own their strings and body until broker_delivery_free. Out of memory ends the
+ * program (lib/mem.h).
  */
 #ifndef ORDERPIPE_BROKER_H
 #define ORDERPIPE_BROKER_H
@@ -18,6 +21,7 @@
 
 #include "status.h"
 
+/* Where broker_publish sends a message that names no exchange. */
 #define BROKER_EVENTS_EXCHANGE "orderpipe.events"
 /* Every message is a CloudEvent in structured mode: the AMQP binding recognises it by this. */
 #define BROKER_CONTENT_TYPE "application/cloudevents+json; charset=utf-8"
@@ -54,8 +58,28 @@ const char *broker_current_node(const broker *b);
 /* Number of successful reconnects since broker_connect (a metric). */
 uint64_t broker_reconnect_count(const broker *b);
 
-/* Declares the whole topology of lib/topology.h: idempotent, safe from many processes. */
-op_status broker_declare_topology(broker *b);
+/* Declares a durable exchange of the given type ("topic", "direct", ...). Idempotent. */
+op_status broker_declare_exchange(broker *b, const char *name, const char *type);
+
+/* A durable queue and its arguments; fields left zero are not sent. */
+typedef struct broker_queue_spec {
+    const char *name;                    /* required */
+    bool quorum;                         /* x-queue-type quorum; false: the broker's default */
+    int message_ttl_ms;                  /* x-message-ttl; 0: none */
+    const char *dead_letter_exchange;    /* x-dead-letter-exchange; "" is the default exchange */
+    const char *dead_letter_routing_key; /* x-dead-letter-routing-key */
+    bool dead_letter_at_least_once;      /* quorum with a dead-letter exchange only: a message
+                                            is never lost on its way to the dead-letter target
+                                            (x-dead-letter-strategy at-least-once, which needs
+                                            x-overflow reject-publish) */
+} broker_queue_spec;
+
+/* Declares q; idempotent while the arguments stay the same (a queue declared before with other
+ * arguments is a channel error: OP_ERR_TRANSIENT, the connection closed). */
+op_status broker_declare_queue(broker *b, const broker_queue_spec *q);
+
+/* Binds queue to exchange with a routing key. Idempotent. */
+op_status broker_bind_queue(broker *b, const char *queue, const char *exchange, const char *key);
 
 typedef struct broker_message {
     const char *exchange;        /* NULL: BROKER_EVENTS_EXCHANGE; "" : the default exchange */
@@ -75,8 +99,10 @@ typedef struct broker_message {
 op_status broker_publish(broker *b, const broker_message *m, uint64_t *seq);
 
 /* Blocks until every message published so far is confirmed or timeout_ms passes.
- * OP_OK: all acked. OP_ERR_PERMANENT: at least one was nacked or returned unroutable.
- * OP_TIMEOUT: not all confirms arrived. OP_ERR_TRANSIENT: the connection failed. */
+ * OP_OK: all acked. OP_ERR_UNROUTABLE: at least one came back unroutable (no queue is bound for
+ * its key, or its queue is gone). OP_ERR_PERMANENT: at least one was nacked. OP_TIMEOUT: not all
+ * confirms arrived. OP_ERR_TRANSIENT: the connection failed. The connection stays open on all
+ * but the last. */
 op_status broker_wait_confirms(broker *b, int timeout_ms);
 
 /* Event-loop use (the intake): the socket to watch for readability, and a non-blocking read of
@@ -119,7 +145,7 @@ op_status broker_ack(broker *b, uint64_t tag, bool multiple);
 /* basic.reject; with requeue false the message is dropped or dead-lettered by its queue. */
 op_status broker_reject(broker *b, uint64_t tag, bool requeue);
 
-/* Declares a durable quorum queue bound to nothing (benchmarks, tools). */
+/* Declares a durable quorum queue with no other argument (benchmarks, tools). */
 op_status broker_declare_quorum_queue(broker *b, const char *name);
 
 /* Number of messages ready in a queue (passive declare), or -1 on error. */

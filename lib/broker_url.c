@@ -1,6 +1,7 @@
 /* broker_url: AMQP URL parsing with TLS parameters (see broker_url.h). */
 #include "broker_url.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/err.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "mem.h"
 #include "redact.h"
 
 static op_status url_error(char *err, size_t errsize, const char *url, const char *fmt, ...)
@@ -114,8 +116,8 @@ static op_status set_param(broker_url *u, const char *url, char *name, char *val
         if (!*value)
             return url_error(err, errsize, url, "parameter '%s' is empty", name);
         free(*slot);
-        *slot = strdup(value);
-        return *slot ? OP_OK : url_error(err, errsize, url, "out of memory");
+        *slot = mem_strdup(value);
+        return OP_OK;
     }
     if (strcmp(name, "verify") == 0) {
         if (strcmp(value, "verify_peer") == 0)
@@ -146,24 +148,21 @@ static op_status parse_query(broker_url *u, const char *url, char *query, char *
 }
 
 /* Environment variable `name` copied into *slot when the URL did not set it. */
-static op_status env_default(char **slot, const char *name)
+static void env_default(char **slot, const char *name)
 {
     const char *v = config_env_str(name, NULL);
-    if (*slot || !v)
-        return OP_OK;
-    *slot = strdup(v);
-    return *slot ? OP_OK : OP_ERR_TRANSIENT;
+    if (!*slot && v)
+        *slot = mem_strdup(v);
 }
 
 op_status broker_url_parse(const char *url, broker_url *out, char *err, size_t errsize)
 {
+    assert(out && err && errsize > 0);
     memset(out, 0, sizeof *out);
     out->verify = true;
     if (!url || !*url)
         return url_error(err, errsize, "", "empty");
-    out->text = strdup(url);
-    if (!out->text)
-        return url_error(err, errsize, url, "out of memory");
+    out->text = mem_strdup(url);
     if (strchr(out->text, '#'))
         return url_error(err, errsize, url, "a fragment (#) is not allowed");
     char *query = strchr(out->text, '?');
@@ -188,10 +187,9 @@ op_status broker_url_parse(const char *url, broker_url *out, char *err, size_t e
     }
     if (!out->tls)
         return OP_OK;
-    if (env_default(&out->cacert, "AMQP_CACERT") != OP_OK ||
-        env_default(&out->cert, "AMQP_CERT") != OP_OK ||
-        env_default(&out->key, "AMQP_KEY") != OP_OK)
-        return url_error(err, errsize, url, "out of memory");
+    env_default(&out->cacert, "AMQP_CACERT");
+    env_default(&out->cert, "AMQP_CERT");
+    env_default(&out->key, "AMQP_KEY");
     if (!out->cert != !out->key)
         return url_error(err, errsize, url, "a client certificate needs both certfile and keyfile "
                          "(or AMQP_CERT and AMQP_KEY)");
@@ -202,11 +200,9 @@ void broker_url_free(broker_url *u)
 {
     if (!u)
         return;
-    free(u->text);
-    free(u->cacert);
-    free(u->cert);
-    free(u->key);
-    free(u->server_name);
+    char *owned[] = {u->text, u->cacert, u->cert, u->key, u->server_name};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        free(owned[i]);
     memset(u, 0, sizeof *u);
 }
 

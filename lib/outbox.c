@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "mem.h"
+#include "topology.h"
 
 typedef enum { RELAY_CRASH_NONE, RELAY_CRASH_BEFORE_PUBLISH, RELAY_CRASH_AFTER_PUBLISH } relay_crash;
 
@@ -191,12 +192,12 @@ static op_status outbox_relay_body(db *d, void *arg)
         st = OP_ERR_TRANSIENT;
     if (st == OP_OK)
         st = broker_wait_confirms(r->broker, 10000);
-    if (st == OP_ERR_PERMANENT && broker_is_open(r->broker)) {
-        /* Returned unroutable: a queue was deleted while its consumer is away. Declaring the
+    if (st == OP_ERR_UNROUTABLE && broker_is_open(r->broker)) {
+        /* A queue was deleted while its consumer is away. Declaring the
          * topology again makes the next pass go through, where each pass would otherwise fail
          * on the same rows at the head of the outbox. The caller logs the failure (with the
          * declaration's error instead, should that fail too). */
-        if (broker_declare_topology(r->broker) != OP_OK)
+        if (topology_declare(r->broker) != OP_OK)
             st = OP_ERR_TRANSIENT;
     }
     if (st != OP_OK) {

@@ -22,6 +22,7 @@ typedef enum {
     OP_NOT_FOUND = 3,        /* the thing looked up does not exist (an order not recorded) */
     OP_ERR_TRANSIENT = -1,   /* may succeed if retried later */
     OP_ERR_PERMANENT = -2,   /* will never succeed as it is */
+    OP_ERR_UNROUTABLE = -3,  /* the broker had no queue for a publish: its route needs declaring */
 } op_status;
 
 static inline const char *op_status_name(op_status s)
@@ -33,6 +34,7 @@ static inline const char *op_status_name(op_status s)
     case OP_NOT_FOUND: return "not_found";
     case OP_ERR_TRANSIENT: return "transient_error";
     case OP_ERR_PERMANENT: return "permanent_error";
+    case OP_ERR_UNROUTABLE: return "unroutable";
     }
     return "unknown";
 }

@@ -1,6 +1,8 @@
-/* topology: the routing table of the saga (see topology.h and docs/design.md §1). */
+/* topology: the routing table of the saga and its declaration (see topology.h and
+ * docs/design.md §1). */
 #include "topology.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@ static const int topology_default_delay_ms[TOPOLOGY_RETRY_TIERS] = {1000, 5000, 
 
 int topology_retry_delay_ms(int tier)
 {
+    assert(tier >= 0 && tier < TOPOLOGY_RETRY_TIERS);
     /* Read once: the delays are a property of the deployment's queues, not of one message. */
     static int delays[TOPOLOGY_RETRY_TIERS];
     static bool loaded;
@@ -61,4 +64,41 @@ char *topology_dlq(const char *queue, char *buf, size_t size)
 {
     snprintf(buf, size, "%s.dlq", queue);
     return buf;
+}
+
+/* A work queue's retry tiers and dead-letter queue. A tier waits out its TTL, then dead-letters
+ * straight back to the work queue through the default exchange, so a retry reaches only the
+ * consumer that failed. Dead-lettering at least once means a retry is never dropped on its way
+ * back, which RabbitMQ offers for quorum queues only. */
+static op_status topology_declare_failure_queues(broker *b, const char *queue)
+{
+    char name[128];
+    for (int tier = 0; tier < TOPOLOGY_RETRY_TIERS; tier++) {
+        broker_queue_spec retry = {
+            .name = topology_retry_queue(queue, tier, name, sizeof name),
+            .quorum = true,
+            .message_ttl_ms = topology_retry_delay_ms(tier),
+            .dead_letter_exchange = "",
+            .dead_letter_routing_key = queue,
+            .dead_letter_at_least_once = true,
+        };
+        op_status st = broker_declare_queue(b, &retry);
+        if (st != OP_OK)
+            return st;
+    }
+    broker_queue_spec dlq = {.name = topology_dlq(queue, name, sizeof name), .quorum = true};
+    return broker_declare_queue(b, &dlq);
+}
+
+op_status topology_declare(broker *b)
+{
+    op_status st = broker_declare_exchange(b, BROKER_EVENTS_EXCHANGE, "topic");
+    for (const topology_queue *q = topology_queues; q->name && st == OP_OK; q++) {
+        st = broker_declare_queue(b, &(broker_queue_spec){.name = q->name, .quorum = true});
+        for (int k = 0; k < TOPOLOGY_MAX_KEYS && q->keys[k] && st == OP_OK; k++)
+            st = broker_bind_queue(b, q->name, BROKER_EVENTS_EXCHANGE, q->keys[k]);
+        if (st == OP_OK)
+            st = topology_declare_failure_queues(b, q->name);
+    }
+    return st;
 }

@@ -38,7 +38,7 @@ static bool worker_conn_try(worker *w, bool *told)
     }
     if (!broker_is_open(w->publisher) &&
         (broker_reconnect(w->publisher) != OP_OK ||
-         broker_declare_topology(w->publisher) != OP_OK)) {
+         topology_declare(w->publisher) != OP_OK)) {
         log_warn(NULL, "broker unreachable (publisher): %s", broker_last_error(w->publisher));
         return false;
     }
@@ -51,7 +51,7 @@ static bool worker_conn_try(worker *w, bool *told)
     }
     /* Declared again first: the queue may be what went away. */
     if (broker_reconnect(w->consumer) != OP_OK ||
-        broker_declare_topology(w->consumer) != OP_OK ||
+        topology_declare(w->consumer) != OP_OK ||
         broker_consume(w->consumer, w->spec->name, (uint16_t)w->cfg.prefetch) != OP_OK) {
         log_warn(NULL, "broker unreachable (consumer): %s", broker_last_error(w->consumer));
         return false;
@@ -92,7 +92,7 @@ op_status worker_conn_open(worker *w)
     if (broker_connect(&w->publisher, &bo) == OP_ERR_PERMANENT)
         return OP_ERR_PERMANENT;
     /* The consumer connected before the topology existed: consume after declaring. */
-    if (broker_is_open(w->publisher) && broker_declare_topology(w->publisher) != OP_OK)
+    if (broker_is_open(w->publisher) && topology_declare(w->publisher) != OP_OK)
         log_warn(NULL, "declaring the topology failed: %s", broker_last_error(w->publisher));
     if (broker_is_open(w->consumer) &&
         broker_consume(w->consumer, w->spec->name, (uint16_t)w->cfg.prefetch) != OP_OK)

@@ -127,7 +127,7 @@ void worker_failure_repair_routes(worker *w)
     log_warn(NULL, "%d failed deliveries could not be routed and went back to their queue; "
                    "declaring the topology again and pausing %d ms", w->given_back, ms);
     w->given_back = 0;
-    if (broker_is_open(w->publisher) && broker_declare_topology(w->publisher) != OP_OK)
+    if (broker_is_open(w->publisher) && topology_declare(w->publisher) != OP_OK)
         log_warn(NULL, "declaring the topology failed: %s", broker_last_error(w->publisher));
     usleep((useconds_t)ms * 1000); /* SIGTERM ends it early */
 }

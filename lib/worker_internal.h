@@ -22,6 +22,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "outbox.h"
+#include "topology.h"
 #include "worker.h"
 #include "worker_metrics.h"
 

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "mem.h"
 #include "order_request.h"
+#include "topology.h"
 
 #define ENQUEUE_WINDOW 256
 
@@ -249,7 +250,7 @@ int main(int argc, char **argv)
     }
     broker *b;
     broker_options bo = {.urls = cfg.amqp_url, .name = "orderpipe-enqueue", .confirms = true};
-    if (broker_connect(&b, &bo) != OP_OK || broker_declare_topology(b) != OP_OK) {
+    if (broker_connect(&b, &bo) != OP_OK || topology_declare(b) != OP_OK) {
         fprintf(stderr, "orderpipe-enqueue: broker: %s\n", b ? broker_last_error(b) : "bad AMQP_URL");
         broker_close(b);
         if (in != stdin)

@@ -25,6 +25,7 @@
 #include "intake.h"
 #include "log.h"
 #include "mem.h"
+#include "topology.h"
 
 struct intake_pending {
     struct evhttp_request *req;
@@ -115,7 +116,7 @@ static void *intake_reconnect_main(void *arg)
     broker *b = NULL;
     op_status st = broker_connect(&b, &r->opts);
     if (st == OP_OK && broker_set_rpc_timeout(b, INTAKE_RECONNECT_RPC_TIMEOUT_MS) == OP_OK)
-        st = broker_declare_topology(b);
+        st = topology_declare(b);
     else if (st == OP_OK)
         st = OP_ERR_TRANSIENT;
     if (st != OP_OK) {
@@ -272,7 +273,7 @@ int intake_publish_start(intake *in)
     broker_options o = {.urls = in->cfg.amqp_url, .name = "orderpipe-intake", .confirms = true};
     if (broker_connect(&in->broker, &o) == OP_ERR_PERMANENT)
         return -1;
-    if (broker_is_open(in->broker) && broker_declare_topology(in->broker) == OP_OK) {
+    if (broker_is_open(in->broker) && topology_declare(in->broker) == OP_OK) {
         log_info(NULL, "connected to the broker at %s", broker_current_node(in->broker));
         intake_watch_broker(in);
     } else {

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "samples.h"
+#include "topology.h"
 
 #define PROBE_QUEUE "orderpipe.probe"
 #define PROBE_WINDOW 256 /* the default: like the outbox relay's batches */
@@ -107,7 +108,7 @@ int main(int argc, char **argv)
     }
     int rc = 2;
     if (strcmp(cmd, "declare") == 0) {
-        rc = broker_declare_topology(b) == OP_OK ? 0 : 1;
+        rc = topology_declare(b) == OP_OK ? 0 : 1;
     } else if (strcmp(cmd, "publish") == 0 && argc >= 4) {
         const char *exchange = NULL, *message_id = NULL, *content_type = NULL;
         json_t *headers = json_object();

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "log.h"
 #include "outbox.h"
+#include "topology.h"
 
 static volatile sig_atomic_t relay_stop;
 static void relay_on_signal(int sig) { (void)sig; relay_stop = 1; }
@@ -91,7 +92,7 @@ int main(int argc, char **argv)
     broker_options bo = {.urls = cfg.amqp_url, .name = "orderpipe-outbox-relay", .confirms = true};
     if (broker_connect(&b, &bo) == OP_ERR_PERMANENT)
         return 2;
-    if (broker_is_open(b) && broker_declare_topology(b) != OP_OK)
+    if (broker_is_open(b) && topology_declare(b) != OP_OK)
         log_warn(NULL, "declaring the topology failed: %s", broker_last_error(b));
     db_connect(&d, cfg.database_url, "orderpipe-outbox-relay");
     outbox_relay *relay;
