@@ -52,6 +52,8 @@ done
 check "the intake records payment tokens" as_role orderpipe_intake \
   "insert into payment_tokens (order_id, token) values (gen_random_uuid(), 'tok_role_check') on conflict do nothing"
 check "payment reads the recorded payment tokens" as_role orderpipe_payment "select token from payment_tokens"
+check "payment deletes the tokens it no longer needs" as_role orderpipe_payment "delete from payment_tokens where token = 'tok_role_check'"
+check "the intake cannot delete payment tokens" refused orderpipe_intake "delete from payment_tokens"
 check "orderpipe_reservation reads the rest of an order" as_role orderpipe_reservation "select id, status, total, notify from orders"
 check "payment reads the payment token it charges" as_role orderpipe_payment "select payment_token from orders"
 

@@ -9,7 +9,11 @@ HOT_STOCK=100
 
 pipeline_env
 export RESERVATION_TTL=${RESERVATION_TTL:-60s}
+export PAYMENT_TOKEN_RETENTION=1h
 seed_stock 50 500 $HOT_STOCK
+# Tokens of orders never recorded: one older than PAYMENT_TOKEN_RETENTION, one within it.
+stale=$(sql "insert into payment_tokens (order_id, token, created_at) values (gen_random_uuid(), 'tok_stale', now() - interval '2 hours') returning order_id")
+fresh=$(sql "insert into payment_tokens (order_id, token) values (gen_random_uuid(), 'tok_fresh') returning order_id")
 
 on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 check "pipeline starts with two processes of each worker" \
@@ -28,6 +32,9 @@ sleep 2
 check "the pipeline goes idle, retry queues included" wait_for 60 pipeline_idle
 
 check_eq "duplicate Idempotency-Keys made no extra order" "$want" "$(sql "select count(*) from orders")"
+tokens_forgotten() { [ "$(sql "select count(*) from payment_tokens where order_id <> '$fresh'")" = 0 ]; }
+check "no payment token is kept for an order past payment, nor past retention" wait_for 60 tokens_forgotten
+check_eq "the token of an unrecorded order within retention is kept" 1 "$(sql "select count(*) from payment_tokens where order_id = '$fresh'")"
 check_eq "the flash sale sold exactly the scarce stock" "$HOT_STOCK" "$(sql "select sold from inventory where sku = 'HOT-1'")"
 check "some orders were cancelled out of stock" test "$(sql "select count(*) from orders where cancel_reason = 'out_of_stock'")" -gt 0
 check "some were declined" test "$(sql "select count(*) from orders where cancel_reason = 'payment_declined'")" -gt 0

@@ -8,7 +8,10 @@
  * the provider answers with the first result: one charge. It charges the total the reservation
  * recorded (computed from the lines), never an amount an event states, and refunds only
  * cancelled orders. The payment token is the one the producer recorded in payment_tokens (no
- * event carries it, so no other consumer receives it).
+ * event carries it, so no other consumer receives it), and it is kept no longer than a charge
+ * may need it: the tick deletes the tokens of orders past payment (paid, confirmed, cancelled)
+ * and, after PAYMENT_TOKEN_RETENTION, of orders never recorded (an order.placed that was not
+ * published, or dead-lettered and never replayed).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +25,27 @@
 
 typedef struct payment_ctx {
     provider *provider;
+    char token_retention_s[24]; /* PAYMENT_TOKEN_RETENTION in seconds, as a statement parameter */
 } payment_ctx;
+
+/* Outside any batch: deletes the tokens no charge will need again, a bounded number at a time so
+ * the statement stays short however many accumulated. */
+static op_status payment_forget_tokens(worker *w, db *d, void *arg)
+{
+    payment_ctx *ctx = arg;
+    const char *params[] = {ctx->token_retention_s};
+    long rows = 0;
+    op_status st = db_exec_prepared_count(
+        d, "payment_forget_tokens",
+        "delete from payment_tokens where order_id in (select t.order_id from payment_tokens t "
+        "left join orders o on o.id = t.order_id "
+        "where o.status in ('paid', 'confirmed', 'cancelled') or (o.id is null and "
+        "t.created_at < now() - make_interval(secs => $1::int)) limit 1000)",
+        1, params, &rows);
+    if (st == OP_OK && rows > 0)
+        log_debug(NULL, "%s: forgot %ld payment tokens", worker_name(w), rows);
+    return st;
+}
 
 /* What before_batch learned for one stock.reserved message, for its handler. */
 typedef struct payment_state {
@@ -283,8 +306,15 @@ int main(int argc, char **argv)
 {
     static payment_ctx ctx;
     long timeout_ms;
+    long token_retention_ms;
     if (config_env_long("PAYMENT_TIMEOUT_MS", 5000, 10, 600000, &timeout_ms) != OP_OK)
         return 2;
+    if (config_parse_duration_ms(config_env_str("PAYMENT_TOKEN_RETENTION", "7d"),
+                                 &token_retention_ms) != OP_OK || token_retention_ms < 1000) {
+        fprintf(stderr, "PAYMENT_TOKEN_RETENTION must be a duration of 1s or more\n");
+        return 2;
+    }
+    snprintf(ctx.token_retention_s, sizeof ctx.token_retention_s, "%ld", token_retention_ms / 1000);
     const char *kind = config_env_str("PAYMENT_PROVIDER", "sim");
     ctx.provider = provider_new(kind, config_env_str("PAYMENT_URL", NULL), timeout_ms);
     if (!ctx.provider) {
@@ -299,9 +329,13 @@ int main(int argc, char **argv)
         .arg = &ctx,
         .before_batch = payment_before_batch,
         .free_state = payment_free_state,
+        .tick = payment_forget_tokens,
+        .tick_ms = 1000,
         .help_extra = "  PAYMENT_PROVIDER      sim (default) or http\n"
                       "  PAYMENT_URL           base URL of the http provider\n"
-                      "  PAYMENT_TIMEOUT_MS    provider call timeout (5000)\n",
+                      "  PAYMENT_TIMEOUT_MS    provider call timeout (5000)\n"
+                      "  PAYMENT_TOKEN_RETENTION  how long the token of an order never recorded is\n"
+                      "                        kept (7d); tokens of orders past payment go at once\n",
     };
     int rc = worker_main(&spec, argc, argv);
     provider_free(ctx.provider);
