@@ -162,8 +162,13 @@ check "no message carries the webhook secret" bash -c "! grep -qF '$NOTIFY_WEBHO
 cut -d: -f2- "$ORDERPIPE_API_KEYS_FILE" | grep -v '^$' > "$TEST_TMP/keys.txt"
 check "there are API keys to look for" test -s "$TEST_TMP/keys.txt"
 check "no message carries an API key" bash -c "! grep -qFf '$TEST_TMP/keys.txt' '$TEST_TMP/all.json'"
-check "the tokens are kept for the payment step" \
-  test "$(sql "select count(*) from payment_tokens where token like 'tok_%'")" -ge 10
+check "the payment step charged with the recorded tokens (tok_decline orders were declined)" \
+  test "$(sql "select count(*) from orders where cancel_reason = 'payment_declined'")" -ge 1
+tokens_forgotten() {
+  [ "$(sql "select count(*) from payment_tokens t join orders o on o.id = t.order_id
+            where o.status in ('paid', 'confirmed', 'cancelled')")" = 0 ]
+}
+check "no token is kept once its order is past payment" wait_for 60 tokens_forgotten
 
 # --- the SDK reads every message by its content type ------------------------------------------
 sdk read "$AMQP_URL" "$ROOT/schemas" ce.tap reservation > "$TEST_TMP/sdk.jsonl"
