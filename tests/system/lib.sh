@@ -102,6 +102,15 @@ pipeline_idle() {
   done
 }
 
+# True once the four work queues are empty, every outbox row is published and every notification
+# sent; unlike pipeline_idle it ignores queues a test made itself (a catch-all tap, say).
+workers_idle() {
+  local q
+  for q in reservation payment notification compensation; do [ "$(queue_messages $q)" = 0 ] || return 1; done
+  [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ] &&
+    [ "$(sql "select count(*) from notifications where sent_at is null")" = 0 ]
+}
+
 # free_base LOW HIGH STEP SPAN: a random port in [LOW, HIGH) on a multiple of STEP from LOW such
 # that it and the SPAN-1 ports after it are not listening, for servers a test starts itself.
 free_base() {

@@ -136,13 +136,7 @@ check "plain JSON: no binary-mode attributes" grep -q "ce-bare.*invalid_message.
 check "binary mode without the required attributes: the missing one" grep -q "ce-noattrs.*invalid_message.*missing attribute 'source'" "$TEST_TMP/dead.txt"
 mgmt DELETE "/queues/$RABBITMQ_VHOST/compensation.dlq/contents" >/dev/null
 
-drained() {
-  local q
-  for q in reservation payment notification compensation; do [ "$(queue_messages $q)" = 0 ] || return 1; done
-  [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ] &&
-    [ "$(sql "select count(*) from notifications where sent_at is null")" = 0 ]
-}
-check "the pipeline settles" wait_for 60 drained
+check "the pipeline settles" wait_for 60 workers_idle
 
 # The dead letters replayed: their copies wait in the reservation queue while its worker is away.
 "$P" scale reservation=0 >/dev/null

@@ -53,13 +53,7 @@ check "its charge is refunded" wait_for 30 refunded
 "$P" scale reservation=1 >/dev/null
 curl -fsS -X POST "$INTAKE_URL/v1/orders/$ok_id/cancel" -H "Authorization: Bearer $ORDERPIPE_API_KEY" >/dev/null
 
-drained() {
-  local q
-  for q in reservation payment notification compensation; do [ "$(queue_messages $q)" = 0 ] || return 1; done
-  [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ] &&
-    [ "$(sql "select count(*) from notifications where sent_at is null")" = 0 ]
-}
-check "the pipeline settles" wait_for 60 drained
+check "the pipeline settles" wait_for 60 workers_idle
 sleep 1
 check "the confirmed order stays confirmed after a late cancel" is "$ok_id" confirmed:
 
@@ -94,7 +88,7 @@ while read -r row; do
 done
 check_eq "every captured event was delivered again" "$n_captured" "$(wc -l < "$TEST_TMP/ids")"
 sleep 1
-check "the redeliveries are consumed" wait_for 60 drained
+check "the redeliveries are consumed" wait_for 60 workers_idle
 sleep 1
 after=$(snapshot)
 check_eq "nothing changed: orders, stock, payments, provider books, notifications, outbox" "$before" "$after"

@@ -27,8 +27,6 @@ static op_status compensation_prepare(worker *w, db *d, const cloudevent_view *c
     (void)one_by_one;
     (void)arg;
     char *orders = worker_event_order_ids(evs, n, NULL);
-    if (!orders)
-        return OP_ERR_TRANSIENT;
     op_status st = saga_lock_skus(d, NULL, orders);
     free(orders);
     return st;

@@ -72,8 +72,6 @@ static op_status payment_record_attempts(db *d, worker_msg *const *msgs, int n)
             reserved[k++] = msgs[i];
     char *ids = worker_order_ids(reserved, k);
     free(reserved);
-    if (!ids)
-        return OP_ERR_TRANSIENT;
     const char *params[] = {ids};
     op_status st;
     PGresult *r = db_exec_prepared(

@@ -37,8 +37,6 @@ static op_status reservation_prepare(worker *w, db *d, const cloudevent_view *co
     free(cfg->paid_ids);
     cfg->paid_ids = worker_event_order_ids(evs, n, "payment.succeeded");
     cfg->locked = one_by_one;
-    if (!cfg->paid_ids)
-        return OP_ERR_TRANSIENT;
     if (!one_by_one)
         return OP_OK;
     json_t *skus = json_array();
@@ -147,8 +145,6 @@ static op_status reservation_on_paid(worker_msg *const *msgs, int n, void *arg)
 {
     reservation_config *cfg = arg;
     char *ids = worker_order_ids(msgs, n);
-    if (!ids)
-        return OP_ERR_TRANSIENT;
     const char *params[] = {ids};
     op_status st = cfg->locked ? OP_OK : saga_lock_skus(msgs[0]->db, NULL, ids);
     if (st != OP_OK) {
