@@ -23,8 +23,19 @@
 #include "mem.h"
 #include "samples.h"
 
-typedef enum { MIX_OK, MIX_OOS, MIX_DECLINE, MIX_FLAKY, MIX_HOT, MIX_DUP, MIX_COUNT } mix_kind;
-static const char *const mix_names[MIX_COUNT] = {"ok", "oos", "decline", "flaky", "hot", "dup"};
+typedef enum {
+    MIX_OK, MIX_OOS, MIX_DECLINE, MIX_FLAKY, MIX_HOT, MIX_DUP,
+    MIX_PENDING, MIX_PEND_FAIL, MIX_PEND_NEVER, MIX_PEND_LATE, MIX_COUNT
+} mix_kind;
+static const char *const mix_names[MIX_COUNT] = {"ok", "oos", "decline", "flaky", "hot", "dup",
+                                                 "pending", "pend_fail", "pend_never", "pend_late"};
+/* The payment token of each kind (docs/design.md, payment providers). */
+static const char *const mix_tokens[MIX_COUNT] = {
+    [MIX_DECLINE] = "tok_decline", [MIX_FLAKY] = "tok_flaky", [MIX_PENDING] = "tok_pending",
+    [MIX_PEND_FAIL] = "tok_pending_fail", [MIX_PEND_NEVER] = "tok_pending_never",
+    [MIX_PEND_LATE] = "tok_pending_late",
+};
+#define LOADGEN_MAX_METHODS 8
 
 typedef struct loadgen_config {
     const char *url;
@@ -37,6 +48,8 @@ typedef struct loadgen_config {
     long skus;        /* ordinary SKUs SKU-0001..SKU-n */
     int weights[MIX_COUNT];
     long seed;
+    char *methods[LOADGEN_MAX_METHODS]; /* payment.method names taken in turn; none: omitted */
+    int n_methods;
 } loadgen_config;
 
 typedef struct loadgen_conn loadgen_conn;
@@ -94,15 +107,13 @@ static mix_kind loadgen_pick(loadgen *lg)
 static char *loadgen_body(loadgen *lg, mix_kind k, long n)
 {
     char sku[32];
-    const char *token = "tok_ok";
+    const char *token = mix_tokens[k] ? mix_tokens[k] : "tok_ok";
     int qty = 1 + (int)(loadgen_rand(lg) % 3);
     switch (k) {
     case MIX_OOS: snprintf(sku, sizeof sku, "SKU-OOS"); break;
     case MIX_HOT: snprintf(sku, sizeof sku, "HOT-1"); qty = 1; break;
     default: snprintf(sku, sizeof sku, "SKU-%04ld", 1 + (long)(loadgen_rand(lg) % (unsigned)lg->cfg.skus));
     }
-    if (k == MIX_DECLINE) token = "tok_decline";
-    if (k == MIX_FLAKY) token = "tok_flaky";
     json_t *lines = json_array();
     json_array_append_new(lines, json_pack("{ss si si}", "sku", sku, "quantity", qty,
                                            "unit_price", 100 + (int)(loadgen_rand(lg) % 5000)));
@@ -119,6 +130,9 @@ static char *loadgen_body(loadgen *lg, mix_kind k, long n)
     json_t *order = json_pack("{ss ss so s{ss} s{ss}}", "customer_id", customer, "currency", "EUR",
                               "lines", lines, "payment", "token", token, "notify", "email",
                               "buyer@example.com");
+    if (lg->cfg.n_methods > 0)
+        json_object_set_new(json_object_get(order, "payment"), "method",
+                            json_string(lg->cfg.methods[n % lg->cfg.n_methods]));
     char *body = json_dumps(order, JSON_COMPACT);
     json_decref(order);
     return body;
@@ -252,8 +266,11 @@ static void loadgen_usage(FILE *out)
             "  --connections C      keep-alive connections (default 32)\n"
             "  --skus N             ordinary SKUs SKU-0001..SKU-N (default 50)\n"
             "  --mix k=w,...        weights of kinds ok, oos (SKU-OOS), decline, flaky, hot\n"
-            "                       (HOT-1), dup (repeat the previous Idempotency-Key)\n"
-            "                       (default ok=1)\n"
+            "                       (HOT-1), dup (repeat the previous Idempotency-Key),\n"
+            "                       pending, pend_fail, pend_never, pend_late (the provider's\n"
+            "                       tok_pending* tokens) (default ok=1)\n"
+            "  --methods M,...      payment.method of each order, taken in turn (default:\n"
+            "                       none sent, the intake's default channel)\n"
             "  --accepted FILE      append the ids of accepted orders\n"
             "  --idempotency FILE   append 'KEY ORDER_ID' per accepted response\n"
             "  --seed N             varies keys and choices between runs (default: time)\n");
@@ -280,6 +297,19 @@ static int loadgen_parse_mix(loadgen_config *c, const char *spec)
     return rc == 0 && total > 0 ? 0 : -1;
 }
 
+/* Splits "card,wallet" into c->methods: pointers into spec, which the run keeps to its end. */
+static int loadgen_parse_methods(loadgen_config *c, char *spec)
+{
+    char *save = NULL;
+    c->n_methods = 0;
+    for (char *m = strtok_r(spec, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+        if (c->n_methods == LOADGEN_MAX_METHODS)
+            return -1;
+        c->methods[c->n_methods++] = m;
+    }
+    return c->n_methods > 0 ? 0 : -1;
+}
+
 static int loadgen_parse(loadgen_config *c, int argc, char **argv)
 {
     c->url = config_env_str("INTAKE_URL", "http://127.0.0.1:38080");
@@ -293,7 +323,8 @@ static int loadgen_parse(loadgen_config *c, int argc, char **argv)
         {"url", 1, NULL, 'u'}, {"api-key", 1, NULL, 'k'}, {"orders", 1, NULL, 'n'},
         {"rate", 1, NULL, 'r'}, {"connections", 1, NULL, 'c'}, {"skus", 1, NULL, 's'},
         {"mix", 1, NULL, 'm'}, {"accepted", 1, NULL, 'a'}, {"idempotency", 1, NULL, 'i'},
-        {"seed", 1, NULL, 'S'}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"seed", 1, NULL, 'S'}, {"methods", 1, NULL, 'M'}, {"help", 0, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -309,6 +340,7 @@ static int loadgen_parse(loadgen_config *c, int argc, char **argv)
         case 'a': c->accepted_path = optarg; break;
         case 'i': c->idem_path = optarg; break;
         case 'S': bad = config_parse_long(optarg, 0, 1L << 40, &c->seed) != OP_OK; break;
+        case 'M': bad = loadgen_parse_methods(c, mem_strdup(optarg)); break;
         case 'h': loadgen_usage(stdout); return 1;
         default: loadgen_usage(stderr); return 2;
         }
