@@ -117,10 +117,11 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
     const char *method =
         json_string_value(json_object_get(json_object_get(doc, "payment"), "method"));
     if (method && channels && !payment_channels_find(channels, method)) {
+        /* method is doc's: quoted before doc goes */
+        order_request_fail(err, 400, "unknown_payment_method", "$.payment.method",
+                           "payment.method '%s' is not a payment channel of this service", method);
         json_decref(doc);
-        return order_request_fail(err, 400, "unknown_payment_method", "$.payment.method",
-                                  "payment.method '%s' is not a payment channel of this service",
-                                  method);
+        return OP_ERR_PERMANENT;
     }
     if (!method)
         method = channels ? channels->default_method : "card";

@@ -211,6 +211,7 @@ static void test_order_payment_method(void **state)
     assert_int_equal(order_request_build(b, strlen(b), s, &pc, "dev", NULL, NULL, "t", &ev, id,
                                          NULL, &oe), OP_ERR_PERMANENT);
     assert_string_equal(oe.code, "unknown_payment_method");
+    assert_non_null(strstr(oe.message, "'bank'")); /* quoted from the body, still alive */
     assert_string_equal(oe.field, "$.payment.method");
     assert_int_equal(oe.http_status, 400);
     b = ORDER("{\"token\":\"t\",\"method\":\"Bank!\"}");
