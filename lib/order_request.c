@@ -63,7 +63,7 @@ op_status order_request_order_id(const char *client_id, const char *key, char ou
 }
 
 op_status order_request_build(const char *body, size_t len, const jsonschema *schema,
-                              const char *client_id, const char *idempotency_key,
+                              const payment_channels *channels, const char *client_id, const char *idempotency_key,
                               const char *traceparent, const char *source, json_t **event,
                               char order_id[UUID_STR_LEN],
                               char payment_token[ORDER_REQUEST_TOKEN_SIZE],
@@ -114,6 +114,17 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
         }
         total += q * p;
     }
+    const char *method =
+        json_string_value(json_object_get(json_object_get(doc, "payment"), "method"));
+    if (method && channels && !payment_channels_find(channels, method)) {
+        /* method is doc's: quoted before doc goes */
+        order_request_fail(err, 400, "unknown_payment_method", "$.payment.method",
+                           "payment.method '%s' is not a payment channel of this service", method);
+        json_decref(doc);
+        return OP_ERR_PERMANENT;
+    }
+    if (!method)
+        method = channels ? channels->default_method : "card";
     if (order_request_order_id(client_id, idempotency_key, order_id) != OP_OK) {
         json_decref(doc);
         return order_request_fail(err, 500, "internal", NULL, "cannot make an order id");
@@ -124,10 +135,11 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
     const char *token = json_string_value(json_object_get(json_object_get(doc, "payment"), "token"));
     if (payment_token)
         snprintf(payment_token, ORDER_REQUEST_TOKEN_SIZE, "%s", token ? token : "");
-    json_t *data = json_pack("{ss ss sO sO sI sO ss}", "order_id", order_id, "client_id",
+    json_t *data = json_pack("{ss ss sO sO sI sO ss ss}", "order_id", order_id, "client_id",
                              client_id, "customer_id", json_object_get(doc, "customer_id"),
                              "currency", json_object_get(doc, "currency"), "total", total, "lines",
-                             json_object_get(doc, "lines"), "placed_at", now);
+                             json_object_get(doc, "lines"), "placed_at", now, "payment_method",
+                             method);
     if (!data || json_object_set_new(data, "notify", notify ? json_incref(notify) : json_object()) ||
         (idempotency_key &&
          json_object_set_new(data, "idempotency_key", json_string(idempotency_key)))) {

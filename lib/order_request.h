@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 #include "jsonschema.h"
+#include "payment_channels.h"
 #include "status.h"
 #include "uuid.h"
 
@@ -37,12 +38,15 @@ op_status order_request_order_id(const char *client_id, const char *key, char ou
 #define ORDER_REQUEST_TOKEN_SIZE 129
 
 /* Parses and checks `body` (len bytes) and builds the order.placed CloudEvent (caller owns it,
- * json_decref). `schema` is order.request. The event carries no payment token, which every
+ * json_decref). `schema` is order.request. payment.method must name one of `channels` (400
+ * unknown_payment_method otherwise: an accepted order is never dead-lettered for its method);
+ * without one the event carries channels' default method. channels NULL: any well-formed method,
+ * default "card" (tests). The event carries no payment token, which every
  * consumer of order.placed would receive: it goes to payment_token (when not NULL), for the
  * caller to record where the payment step reads it. On error returns OP_ERR_PERMANENT with *err
  * filled. */
 op_status order_request_build(const char *body, size_t len, const jsonschema *schema,
-                              const char *client_id, const char *idempotency_key,
+                              const payment_channels *channels, const char *client_id, const char *idempotency_key,
                               const char *traceparent, const char *source, json_t **event,
                               char order_id[UUID_STR_LEN],
                               char payment_token[ORDER_REQUEST_TOKEN_SIZE],

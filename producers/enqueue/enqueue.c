@@ -58,6 +58,8 @@ static void enqueue_usage(FILE *out)
             "  --webhook-hosts-file FILE  the same, an entry a line [ORDERPIPE_WEBHOOK_HOSTS_FILE]\n"
             "  --webhook-allow-http       accept http:// webhooks [ORDERPIPE_WEBHOOK_ALLOW_HTTP=1]\n"
             "  AMQP_URL            broker URLs (required)\n"
+            "  PAYMENT_CHANNELS, PAYMENT_DEFAULT_METHOD  the valid payment.method names and the\n"
+            "                      default, as for the intake\n"
             "exit: 0 all accepted, 1 some rejected, 2 broker or database failure\n");
 }
 
@@ -221,12 +223,19 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[512];
+    /* The intake's rule: payment.method must name a channel (PAYMENT_CHANNELS). */
+    payment_channels channels;
+    if (payment_channels_from_env(&channels, false, err, sizeof err) != OP_OK) {
+        fprintf(stderr, "orderpipe-enqueue: %s\n", err);
+        return 2;
+    }
     egress_policy hooks = {.allow_http = cfg.webhook_allow_http};
     if ((cfg.webhook_hosts_file &&
          egress_policy_load_file(&hooks, cfg.webhook_hosts_file, err, sizeof err) != OP_OK) ||
         egress_policy_parse(&hooks, cfg.webhook_hosts, err, sizeof err) != OP_OK) {
         fprintf(stderr, "orderpipe-enqueue: webhook hosts: %s\n", err);
         egress_policy_free(&hooks);
+        payment_channels_free(&channels);
         return 2;
     }
     jsonschema_registry *reg;
@@ -239,6 +248,7 @@ int main(int argc, char **argv)
                 err);
         jsonschema_registry_free(reg);
         egress_policy_free(&hooks);
+        payment_channels_free(&channels);
         return 2;
     }
     FILE *in = cfg.input ? fopen(cfg.input, "r") : stdin;
@@ -246,6 +256,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "orderpipe-enqueue: cannot read %s\n", cfg.input);
         jsonschema_registry_free(reg);
         egress_policy_free(&hooks);
+        payment_channels_free(&channels);
         return 2;
     }
     broker *b;
@@ -257,6 +268,7 @@ int main(int argc, char **argv)
             fclose(in);
         jsonschema_registry_free(reg);
         egress_policy_free(&hooks);
+        payment_channels_free(&channels);
         return 2;
     }
     db *d = NULL;
@@ -282,7 +294,7 @@ int main(int argc, char **argv)
         char order_id[UUID_STR_LEN], token[ORDER_REQUEST_TOKEN_SIZE];
         order_request_error oe;
         bool reused = false;
-        op_status built = order_request_build(text, strlen(text), schema, client, key, NULL,
+        op_status built = order_request_build(text, strlen(text), schema, &channels, client, key, NULL,
                                               "orderpipe-enqueue", &ev, order_id, token, &oe);
         /* The intake's rule (intake_http.c): only the client's webhook hosts. */
         const char *hook = built != OP_OK ? NULL : order_request_webhook_url(ev);
@@ -348,5 +360,6 @@ int main(int argc, char **argv)
     db_close(d);
     jsonschema_registry_free(reg);
     egress_policy_free(&hooks);
+    payment_channels_free(&channels);
     return rc;
 }

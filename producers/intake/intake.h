@@ -8,6 +8,7 @@
  *   intake_orders.c   GET /v1/orders/{id} from PostgreSQL
  *   intake_db.c       the non-blocking PostgreSQL connection: queued requests with deadlines
  *   intake_backpressure.c  429s while the work queues or the outbox are past their bounds
+ *   intake_notify.c   POST /v1/payment-notifications/{channel}: signed results of the channels
  */
 #ifndef ORDERPIPE_INTAKE_H
 #define ORDERPIPE_INTAKE_H
@@ -24,6 +25,7 @@
 #include "jsonschema.h"
 #include "admin_http.h"
 #include "metrics.h"
+#include "payment_channels.h"
 #include "ratelimit.h"
 
 /* Fair shares (fairshare.h): demand is measured over about a second, and a client that asked
@@ -54,6 +56,10 @@ typedef struct intake_config {
     const char *webhook_hosts;       /* "client=host,*.suffix;..." (egress.h) */
     const char *webhook_hosts_file;  /* the same, one entry a line */
     bool webhook_allow_http;         /* webhook URLs may be http://, not only https:// */
+    const char *payment_channels;    /* PAYMENT_CHANNELS (payment_channels.h) */
+    const char *payment_default_method;
+    const char *payment_secrets_file;
+    long notification_tolerance_s;   /* a notification's t may be this far from now */
 } intake_config;
 
 typedef struct intake_client {
@@ -73,6 +79,7 @@ typedef struct intake_metrics {
     metrics_registry *reg;
     metrics_family *requests, *publish_latency, *inflight, *rate_limited, *reconnects;
     metrics_family *backpressure_refused;
+    metrics_family *notifications; /* {channel,result} */
 } intake_metrics;
 
 typedef struct intake {
@@ -88,6 +95,8 @@ typedef struct intake {
     intake_db *dbq;            /* NULL without DATABASE_URL */
     jsonschema_registry *schemas;
     const jsonschema *order_schema;
+    const jsonschema *notification_schema;
+    payment_channels channels;  /* the payment.method names and the notification secrets */
     intake_client *clients;
     size_t nclients;
     egress_policy webhooks;     /* which webhook hosts each client may use (intake_auth.c) */
@@ -120,14 +129,21 @@ op_status intake_auth_webhook_allowed(const intake *in, const intake_client *c, 
                                       char *msg, size_t msglen);
 
 /* intake_publish.c */
-typedef void (*intake_confirm_fn)(struct evhttp_request *req, bool ok, const char *order_id,
-                                  void *arg);
+/* Answers req once its publish is settled: ok (the broker confirmed it) or not (why says what
+ * failed; the answer is then a 503). Called exactly once, from the loop. */
+typedef void (*intake_confirm_fn)(intake *in, struct evhttp_request *req, bool ok,
+                                  const char *why, void *arg);
 int intake_publish_start(intake *in);
 void intake_publish_stop(intake *in);
 bool intake_publish_ready(const intake *in);
-/* Publishes `event` (CloudEvent, borrowed) and answers req once confirmed or failed. */
+/* Publishes `event` (CloudEvent, borrowed) and answers req once confirmed or failed: with
+ * success_status {"order_id","status":"accepted"}, or through `answer` (with arg) when it is not
+ * NULL. -1: not published (broker down); req is not answered, answer never called. */
 int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const char *routing_key,
                    const char *order_id, const char *traceparent, int success_status);
+int intake_publish_cb(intake *in, struct evhttp_request *req, json_t *event,
+                      const char *routing_key, const char *order_id, const char *traceparent,
+                      intake_confirm_fn answer, void *arg);
 
 /* intake_conn.c: the watch of accepted connections. _start (after evhttp_new) returns -1 when
  * out of memory; _stop frees what is left once the evhttp is gone. _admit is false when the
@@ -145,6 +161,20 @@ void intake_reply_json(intake *in, struct evhttp_request *req, int status, json_
                        const char *route);
 void intake_reply_error(intake *in, struct evhttp_request *req, int status, const char *code,
                         const char *message, const char *field, const char *route);
+/* Whether the request's Content-Type is application/json (parameters allowed). */
+bool intake_json_content_type(struct evhttp_request *req);
+/* The body as a NUL-terminated string (the caller frees it), or NULL after answering 413 (longer
+ * than max) or 500 (out of memory: the intake keeps serving others). */
+char *intake_body(intake *in, struct evhttp_request *req, long max, size_t *len,
+                  const char *route);
+
+/* intake_notify.c */
+#define INTAKE_NOTIFY_ROUTE "post_payment_notification"
+/* POST /v1/payment-notifications/{channel}; channel is the path's segment as sent. */
+void intake_notify_post(intake *in, struct evhttp_request *req, const char *channel);
+/* Loads the channels and their secrets (payment_channels_from_env with the config's overrides);
+ * -1 after logging what is wrong (never a secret). */
+int intake_notify_load(intake *in);
 
 /* intake_backpressure.c: the watcher thread (started only when a bound is set) and its verdict
  * for client c (fairshare.h: past a bound, only the clients filling the pipeline are refused;

@@ -2,7 +2,8 @@
  *
  * Every error is a JSON body {"error","message","field"?} with the status of docs/design.md §4, and
  * no error path publishes anything: checks run before the publish, in the order method, path,
- * content type, body size, key, rate, Idempotency-Key, JSON, schema. */
+ * content type, body size, key, rate, Idempotency-Key, JSON, schema. Payment notifications
+ * (intake_notify.c) take a signature instead of a key. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -85,7 +86,7 @@ void intake_http_free(intake *in)
 
 /* --- POST /v1/orders ----------------------------------------------------------------------- */
 
-static bool intake_json_content_type(struct evhttp_request *req)
+bool intake_json_content_type(struct evhttp_request *req)
 {
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     if (!ct)
@@ -94,15 +95,14 @@ static bool intake_json_content_type(struct evhttp_request *req)
     return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
-/* The body as a NUL-terminated string (the caller frees it), or NULL after answering 413 (too
- * large) or 500 (out of memory: the intake keeps serving others). */
-static char *intake_body(intake *in, struct evhttp_request *req, size_t *len, const char *route)
+char *intake_body(intake *in, struct evhttp_request *req, long max, size_t *len,
+                  const char *route)
 {
     struct evbuffer *buf = evhttp_request_get_input_buffer(req);
     *len = evbuffer_get_length(buf);
-    if ((long)*len > in->cfg.max_body) {
+    if ((long)*len > max) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the body is larger than %ld bytes", in->cfg.max_body);
+        snprintf(msg, sizeof msg, "the body is larger than %ld bytes", max);
         intake_reply_error(in, req, 413, "body_too_large", msg, NULL, route);
         return NULL;
     }
@@ -216,7 +216,7 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
         return;
     }
     size_t len;
-    char *body = intake_body(in, req, &len, route);
+    char *body = intake_body(in, req, in->cfg.max_body, &len, route);
     if (!body)
         return;
     intake_client *c = intake_admit(in, req, route);
@@ -248,7 +248,7 @@ static void intake_post_order(intake *in, struct evhttp_request *req)
     json_t *ev;
     char order_id[UUID_STR_LEN], token[ORDER_REQUEST_TOKEN_SIZE];
     order_request_error err;
-    if (order_request_build(body, len, in->order_schema, c->id, key, tp_in, "orderpipe-intake",
+    if (order_request_build(body, len, in->order_schema, &in->channels, c->id, key, tp_in, "orderpipe-intake",
                             &ev, order_id, token, &err) != OP_OK) {
         free(body);
         intake_reply_error(in, req, err.http_status, err.code, err.message, err.field, route);
@@ -328,8 +328,9 @@ static void intake_post_cancel(intake *in, struct evhttp_request *req, const cha
 
 /* --- routing ------------------------------------------------------------------------------- */
 
-/* A route's handler; order_id is the path's {id} (a valid UUID), or NULL for a path without one. */
-typedef void (*intake_route_fn)(intake *in, struct evhttp_request *req, const char *order_id);
+/* A route's handler; hole is the path's {id} (a valid UUID) or other {name} segment (as sent, at
+ * most 63 bytes, possibly empty), or NULL for a path without one. */
+typedef void (*intake_route_fn)(intake *in, struct evhttp_request *req, const char *hole);
 
 static void intake_route_post_order(intake *in, struct evhttp_request *req, const char *order_id)
 {
@@ -346,7 +347,8 @@ static void intake_route_get_order(intake *in, struct evhttp_request *req, const
 
 /* The public listener's routes (besides admin_http's /healthz), in one table so that the router,
  * the route label of orderpipe_http_requests_total and schemas/openapi.yaml agree
- * (tests/system/test_api_docs.sh reads this table). "{id}" stands for one path segment. */
+ * (tests/system/test_api_docs.sh reads this table). "{id}" (an order id, checked to be a UUID)
+ * or "{channel}" stands for one path segment. */
 typedef struct intake_route {
     enum evhttp_cmd_type method;
     const char *method_name; /* for Allow */
@@ -359,21 +361,24 @@ static const intake_route intake_routes[] = {
     {EVHTTP_REQ_POST, "POST", "/v1/orders", "post_order", intake_route_post_order},
     {EVHTTP_REQ_GET, "GET", "/v1/orders/{id}", "get_order", intake_route_get_order},
     {EVHTTP_REQ_POST, "POST", "/v1/orders/{id}/cancel", "post_cancel", intake_post_cancel},
+    {EVHTTP_REQ_POST, "POST", "/v1/payment-notifications/{channel}", INTAKE_NOTIFY_ROUTE,
+     intake_notify_post},
 };
 
-/* Whether path matches pattern. A "{id}" segment matches any one segment, empty included, which
- * is copied into id (id_size bytes; one that does not fit leaves id empty, so it is no UUID). */
+/* Whether path matches pattern. A "{name}" segment matches any one segment, empty included,
+ * which is copied into id (id_size bytes; one that does not fit leaves id empty, so it is no
+ * UUID and no channel). */
 static bool intake_route_match(const char *pattern, const char *path, char *id, size_t id_size)
 {
-    const char *hole = strstr(pattern, "{id}");
+    const char *hole = strchr(pattern, '{');
     if (!hole)
         return strcmp(pattern, path) == 0;
     size_t head = (size_t)(hole - pattern);
     if (strncmp(pattern, path, head) != 0)
         return false;
-    const char *seg = path + head;
+    const char *seg = path + head, *after = strchr(hole, '}') + 1;
     size_t len = strcspn(seg, "/");
-    if (strcmp(hole + 4, seg + len) != 0)
+    if (strcmp(after, seg + len) != 0)
         return false;
     if (len >= id_size)
         len = 0;
@@ -421,8 +426,8 @@ static void intake_on_request(struct evhttp_request *req, void *arg)
         intake_reply_error(in, req, 404, "not_found", "no such path", NULL, "other");
         return;
     }
-    bool has_id = strstr(on_path->path, "{id}") != NULL;
-    if (has_id && !uuid_valid(id)) {
+    bool has_hole = strchr(on_path->path, '{') != NULL;
+    if (strstr(on_path->path, "{id}") && !uuid_valid(id)) {
         intake_reply_error(in, req, 400, "invalid_order_id", "the order id is not a UUID", "order_id",
                            on_path->name);
         return;
@@ -434,7 +439,7 @@ static void intake_on_request(struct evhttp_request *req, void *arg)
         intake_reply_error(in, req, 405, "method_not_allowed", msg, NULL, on_path->name);
         return;
     }
-    route->handle(in, req, has_id ? id : NULL);
+    route->handle(in, req, has_hole ? id : NULL);
 }
 
 static bool intake_health(void *arg, char *reason, size_t n)

@@ -18,7 +18,8 @@ static void intake_usage(FILE *out)
     fprintf(out,
             "usage: orderpipe-intake [options]\n"
             "The HTTP front door: POST /v1/orders, GET /v1/orders/{id}, POST /v1/orders/{id}/cancel,\n"
-            "GET /healthz. An order is answered 202 only once the broker confirmed it.\n\n"
+            "POST /v1/payment-notifications/{channel}, GET /healthz. An order is answered 202 only\n"
+            "once the broker confirmed it.\n\n"
             "options (environment variable in brackets):\n"
             "  --listen HOST:PORT       address (default 127.0.0.1:38080) [INTAKE_LISTEN]\n"
             "  --metrics-listen HOST:PORT  GET /metrics and /healthz, not on the public port\n"
@@ -36,6 +37,16 @@ static void intake_usage(FILE *out)
             "                           [ORDERPIPE_WEBHOOK_HOSTS_FILE]\n"
             "  --webhook-allow-http     accept http:// webhooks, not only https://\n"
             "                           [ORDERPIPE_WEBHOOK_ALLOW_HTTP=1]\n"
+            "  --payment-channels LIST  'method=URL,...': the valid payment.method names\n"
+            "                           (default: one channel, PAYMENT_DEFAULT_METHOD) [PAYMENT_CHANNELS]\n"
+            "  --payment-default-method M  the method of an order without one (default: the\n"
+            "                           first channel, or card) [PAYMENT_DEFAULT_METHOD]\n"
+            "  --payment-channel-secrets-file F  'method=secret' a line: the secrets payment\n"
+            "                           notifications are signed with [PAYMENT_CHANNEL_SECRETS_FILE]\n"
+            "                           (or a comma list in PAYMENT_CHANNEL_SECRETS; a method may\n"
+            "                           repeat: each of its secrets verifies)\n"
+            "  --payment-notification-tolerance D  how far a notification's signed time may be\n"
+            "                           from now (default 300s) [PAYMENT_NOTIFICATION_TOLERANCE]\n"
             "  --help                   this text\n\n"
             "limits (environment only): INTAKE_MAX_BODY (bytes, 65536), INTAKE_MAX_HEADERS (8192),\n"
             "INTAKE_MAX_CONNECTIONS (1024; past it the oldest idle one is closed), INTAKE_TIMEOUT\n"
@@ -111,12 +122,19 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         return 2;
     }
     c->idempotency_retention_s = retention_ms / 1000;
+    c->payment_channels = config_env_str("PAYMENT_CHANNELS", NULL);
+    c->payment_default_method = config_env_str("PAYMENT_DEFAULT_METHOD", NULL);
+    c->payment_secrets_file = config_env_str("PAYMENT_CHANNEL_SECRETS_FILE", NULL);
+    const char *tolerance = config_env_str("PAYMENT_NOTIFICATION_TOLERANCE", "300s");
     static const struct option opts[] = {
         {"listen", 1, NULL, 'l'}, {"amqp-url", 1, NULL, 'a'}, {"database-url", 1, NULL, 'd'},
         {"api-keys-file", 1, NULL, 'k'}, {"schemas", 1, NULL, 's'}, {"help", 0, NULL, 'h'},
         {"metrics-listen", 1, NULL, 'm'},
         {"webhook-hosts", 1, NULL, 'W'}, {"webhook-hosts-file", 1, NULL, 'F'},
         {"webhook-allow-http", 0, NULL, 'H'},
+        {"payment-channels", 1, NULL, 'P'}, {"payment-default-method", 1, NULL, 'D'},
+        {"payment-channel-secrets-file", 1, NULL, 'S'},
+        {"payment-notification-tolerance", 1, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -131,6 +149,10 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         case 'W': c->webhook_hosts = optarg; break;
         case 'F': c->webhook_hosts_file = optarg; break;
         case 'H': c->webhook_allow_http = true; break;
+        case 'P': c->payment_channels = optarg; break;
+        case 'D': c->payment_default_method = optarg; break;
+        case 'S': c->payment_secrets_file = optarg; break;
+        case 'T': tolerance = optarg; break;
         case 'h': intake_usage(stdout); return 1;
         default: intake_usage(stderr); return 2;
         }
@@ -143,6 +165,14 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         fprintf(stderr, "orderpipe-intake: AMQP_URL (or --amqp-url) is required\n");
         return 2;
     }
+    long tolerance_ms;
+    if (config_parse_duration_ms(tolerance, &tolerance_ms) != OP_OK || tolerance_ms < 1000 ||
+        tolerance_ms > 86400000L) {
+        fprintf(stderr, "PAYMENT_NOTIFICATION_TOLERANCE: must be a duration from 1s to 1d "
+                        "(e.g. 300s, 5m)\n");
+        return 2;
+    }
+    c->notification_tolerance_s = tolerance_ms / 1000;
     if (!c->schema_dir)
         c->schema_dir = jsonschema_default_dir();
     return 0;
@@ -167,6 +197,13 @@ static void intake_metrics_init(intake *in)
         in->m.reg, "orderpipe_intake_backpressure_refused_total",
         "Orders refused with 429 because the work queues or the outbox were past their bounds.", NULL);
     metrics_add(in->m.backpressure_refused, NULL, 0);
+    in->m.notifications = metrics_counter(
+        in->m.reg, "orderpipe_intake_payment_notifications_total",
+        "Payment notifications answered, by channel and result (accepted, bad_signature, stale, "
+        "invalid, unknown_channel, unavailable).", "channel,result");
+    for (size_t i = 0; i < in->channels.n; i++)
+        metrics_add(in->m.notifications,
+                    (const char *[]){in->channels.v[i].name, "accepted"}, 0);
     const char *b[] = {"broker"}, *d[] = {"database"};
     metrics_add(in->m.reconnects, b, 0);
     metrics_add(in->m.reconnects, d, 0);
@@ -212,13 +249,20 @@ int main(int argc, char **argv)
     char err[512];
     jsonschema_registry_load(in.cfg.schema_dir, &in.schemas, err, sizeof err); /* NULL: err */
     in.order_schema = jsonschema_registry_get(in.schemas, "order.request");
-    if (!in.order_schema) {
-        log_error(NULL, "cannot load schemas/order.request.json from %s: %s", in.cfg.schema_dir,
-                  in.schemas ? "missing" : err);
+    in.notification_schema = jsonschema_registry_get(in.schemas, "payment.notification");
+    if (!in.order_schema || !in.notification_schema) {
+        log_error(NULL, "cannot load schemas/order.request.json and payment.notification.json "
+                        "from %s: %s", in.cfg.schema_dir, in.schemas ? "missing" : err);
+        jsonschema_registry_free(in.schemas);
+        return 2;
+    }
+    if (intake_notify_load(&in) != 0) {
+        jsonschema_registry_free(in.schemas);
         return 2;
     }
     if (intake_auth_load(&in) != 0) {
         intake_auth_free(&in); /* a clean exit, so the sanitized build's leak check passes */
+        payment_channels_free(&in.channels);
         jsonschema_registry_free(in.schemas);
         return 2;
     }
@@ -253,6 +297,7 @@ int main(int argc, char **argv)
     event_base_free(in.base);
     intake_auth_free(&in);
     fairshare_free(&in.fair);
+    payment_channels_free(&in.channels);
     jsonschema_registry_free(in.schemas);
     metrics_registry_free(in.m.reg);
     return 0;

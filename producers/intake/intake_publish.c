@@ -32,6 +32,8 @@ struct intake_pending {
     uint64_t seq;
     uint64_t sent_ms;
     int success_status;
+    intake_confirm_fn answer; /* NULL: the order answer below */
+    void *answer_arg;
     char order_id[40];
     struct intake_pending *next;
 };
@@ -48,7 +50,9 @@ static void intake_pending_answer(intake *in, intake_pending *p, bool ok, const 
     uint64_t now = clock_now_ms();
     const char *ok_labels[] = {ok ? "ok" : "failed"};
     metrics_observe(in->m.publish_latency, ok_labels, (double)(now - p->sent_ms) / 1000.0);
-    if (ok) {
+    if (p->answer) {
+        p->answer(in, p->req, ok, why, p->answer_arg);
+    } else if (ok) {
         json_t *body = json_pack("{ss ss}", "order_id", p->order_id, "status", "accepted");
         intake_reply_json(in, p->req, p->success_status, body, intake_pending_route(p));
         json_decref(body);
@@ -315,6 +319,16 @@ bool intake_publish_ready(const intake *in)
 int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const char *routing_key,
                    const char *order_id, const char *traceparent, int success_status)
 {
+    if (intake_publish_cb(in, req, event, routing_key, order_id, traceparent, NULL, NULL) != 0)
+        return -1;
+    in->pending_tail->success_status = success_status;
+    return 0;
+}
+
+int intake_publish_cb(intake *in, struct evhttp_request *req, json_t *event,
+                      const char *routing_key, const char *order_id, const char *traceparent,
+                      intake_confirm_fn answer, void *arg)
+{
     if (!intake_publish_ready(in))
         return -1;
     char *body = json_dumps(event, JSON_COMPACT);
@@ -346,7 +360,8 @@ int intake_publish(intake *in, struct evhttp_request *req, json_t *event, const 
     p->req = req;
     p->seq = seq;
     p->sent_ms = clock_now_ms();
-    p->success_status = success_status;
+    p->answer = answer;
+    p->answer_arg = arg;
     snprintf(p->order_id, sizeof p->order_id, "%s", order_id);
     if (in->pending_tail)
         in->pending_tail->next = p;

@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char order_id[UUID_STR_LEN];
     order_request_error err;
     memset(&err, 0, sizeof err);
-    if (order_request_build(body, len, schema, "fuzz-client", key, tp, "orderpipe-fuzz", &ev,
+    if (order_request_build(body, len, schema, NULL, "fuzz-client", key, tp, "orderpipe-fuzz", &ev,
                             order_id, NULL, &err) == OP_OK) {
         if (!ev || !uuid_valid(order_id))
             abort();

@@ -70,7 +70,7 @@ echo "consumed: $(echo $consumed)"
 # The extraction itself must see every event schema, or a check below could pass on nothing.
 for f in "$ROOT"/schemas/*.*.json; do
   t=$(basename "$f" .json)
-  [ "$t" = order.request ] && continue
+  case $t in order.request | payment.notification) continue ;; esac # request bodies
   check "event schema $t is published or consumed by some program" \
     grep -qxF "$t" <<< "$published"$'\n'"$consumed"
 done
@@ -116,8 +116,8 @@ done < <(sed -n 's/^route //p' "$TEST_TMP/open.facts")
 # Error answers: "status code" of each reply with a literal status and code in the intake, the
 # request checks it runs (order_request), the admin listener, and the fixed 500 body.
 errors=$(cd "$ROOT" && {
-  perl -0777 -ne 'while (/\b(?:intake_reply_error|order_request_fail)\s*\([^;]*?\b([1-5]\d\d),\s*"([a-z_]+)"/g) { print "$1 $2\n" }' \
-    producers/intake/*.c lib/order_request.c
+  perl -0777 -ne 'while (/\b(?:intake_reply_error|order_request_fail|payment_notification_fail)\s*\([^;]*?\b([1-5]\d\d),\s*"([a-z_]+)"/g) { print "$1 $2\n" }' \
+    producers/intake/*.c lib/order_request.c lib/payment_notification.c
   perl -0777 -ne 'while (/admin_http_reply\(\s*req,\s*(\d{3}),[^;]*?\\"error\\":\\"([a-z_]+)/g) { print "$1 $2\n" }' lib/admin_http.c
   perl -0777 -ne 'print "500 $1\n" if /define ORDER_REQUEST_INTERNAL_BODY[^\n]*\\\n[^\n]*\\"error\\":\\"([a-z_]+)/' lib/order_request.h
 } | sort -u)

@@ -8,6 +8,7 @@
 # strlen) and 2.0 was answered 202 and then dead-lettered by the reservation.
 source "$(dirname "$0")/lib.sh"
 pipeline_env
+export PAYMENT_CHANNEL_SECRETS=card=whsec_hostile_0b9e
 "$ROOT/scripts/stock" set SKU-1 10 >/dev/null
 on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1'
 check "the pipeline starts" "$ROOT/scripts/pipeline" up
@@ -87,6 +88,38 @@ bad 400 invalid_idempotency_key - "Idempotency-Key of 129 bytes" "$TEST_TMP/good
 bad 400 invalid_idempotency_key - "Idempotency-Key of 4000 bytes" "$TEST_TMP/good" -H "Idempotency-Key: $(rep k 4000)"
 bad 400 invalid_idempotency_key - "Idempotency-Key with non-ASCII bytes" "$TEST_TMP/good" -H "Idempotency-Key: $(rep 'é' 20)"
 bad 400 invalid_idempotency_key - "Idempotency-Key with invalid UTF-8" "$TEST_TMP/good" -H "$(printf 'Idempotency-Key: k\xff\xc3')"
+
+# --- payment notifications: hostile headers and bodies, signed or not ---
+# nreq CHANNEL BODY-FILE [curl args] -> "status error field" for POST /v1/payment-notifications
+nreq() {
+  local c=$1 f=$2; shift 2
+  curl -s -m 10 -o "$TEST_TMP/resp" -w '%{http_code}' -X POST "$U/v1/payment-notifications/$c" \
+    -H 'Content-Type: application/json' --data-binary "@$f" "$@" > "$TEST_TMP/code"
+  echo "$(cat "$TEST_TMP/code") $(jq -r '.error // "-"' "$TEST_TMP/resp" 2>/dev/null || echo not-json) $(jq -r '.field // "-"' "$TEST_TMP/resp" 2>/dev/null)"
+}
+nbad() { # STATUS ERROR FIELD DESCRIPTION CHANNEL BODY-FILE [curl args]
+  local s=$1 e=$2 f=$3 d=$4; shift 4
+  check_eq "notification, $d: answer" "$s $e $f" "$(nreq "$@")"
+  check_eq "notification, $d: nothing published" 0 "$(queue_messages hostile.tap)"
+  check "notification, $d: the intake still serves" up
+}
+nsig() { local t; t=$(date +%s); echo "Orderpipe-Signature: t=$t,v1=$(printf '%s.' "$t" | cat - "$1" | openssl dgst -sha256 -hmac whsec_hostile_0b9e | awk '{print $NF}')"; }
+S=Orderpipe-Signature
+printf '{"event_id":"e","charge_key":"7c1e4f0a-2b3d-4e5f-8a9b-0c1d2e3f4a5b","provider_ref":"r","status":"succeeded","amount":1,"currency":"EUR","%s":1}' "$E" > "$TEST_TMP/nmb"
+nbad 401 bad_signature $S "unsigned, 200 x é in a key" card "$TEST_TMP/nmb"
+nbad 401 bad_signature $S "a 4000-byte signature" card "$TEST_TMP/nmb" -H "$S: t=1,$(rep 'v1=00,' 660)v1=0"
+nbad 401 bad_signature $S "a signature of multibyte text" card "$TEST_TMP/nmb" -H "$S: t=$(rep 'é' 40),v1=$(rep '€' 30)"
+nbad 401 bad_signature $S "a signature with invalid UTF-8" card "$TEST_TMP/nmb" -H "$(printf '%s: t=1\xff\xc3,v1=\xed\xa0\x80' $S)"
+nbad 400 schema_violation "\$.$(rep 'é' 126)" "signed, 200 x é in a key" card "$TEST_TMP/nmb" -H "$(nsig "$TEST_TMP/nmb")"
+printf '{"event_id":"e\xc3\x28\xff"}' > "$TEST_TMP/nutf"
+nbad 400 invalid_json - "signed, invalid UTF-8" card "$TEST_TMP/nutf" -H "$(nsig "$TEST_TMP/nutf")"
+printf '{"event_id":"%s","charge_key":"x","provider_ref":"r","status":"succeeded","amount":1,"currency":"EUR"}' "$E" > "$TEST_TMP/neid"
+nbad 400 schema_violation '$.event_id' "signed, an event_id of 200 x é" card "$TEST_TMP/neid" -H "$(nsig "$TEST_TMP/neid")"
+printf '{"event_id":"e","charge_key":"%s","provider_ref":"r","status":"succeeded","amount":1,"currency":"EUR"}' "$(rep 'é' 40)" > "$TEST_TMP/nkey"
+nbad 422 unknown_charge_key '$.charge_key' "signed, a charge key of multibyte text" card "$TEST_TMP/nkey" -H "$(nsig "$TEST_TMP/nkey")"
+nbad 404 unknown_channel channel "a channel of multibyte text" "$(rep '%C3%A9' 10)" "$TEST_TMP/nmb" -H "$(nsig "$TEST_TMP/nmb")"
+head -c 70000 /dev/zero | tr '\0' '{' > "$TEST_TMP/nbig"
+nbad 413 body_too_large - "a 70 kB body" card "$TEST_TMP/nbig" -H "$(nsig "$TEST_TMP/nbig")"
 
 # --- a valid order with a malformed traceparent: accepted, with a new trace, and confirmed ---
 BADTP="00-$(rep 'é' 16)-00f067aa0ba902b7-01"

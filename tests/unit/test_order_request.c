@@ -42,14 +42,14 @@ static void test_builds_the_event(void **state)
     char id[UUID_STR_LEN];
     order_request_error err;
     char token[ORDER_REQUEST_TOKEN_SIZE];
-    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, "dev", NULL, NULL, "test",
+    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, NULL, "dev", NULL, NULL, "test",
                                          &ev, id, token, &err), OP_OK);
     assert_true(uuid_valid(id));
     /* The token is handed to the caller, never put in the event every consumer receives. */
     assert_string_equal(token, "tok_ok");
     char *text = json_dumps(ev, JSON_COMPACT);
     assert_null(strstr(text, token));
-    assert_null(strstr(text, "payment"));
+    assert_null(strstr(text, "\"payment\"")); /* only the method, as payment_method */
     free(text);
     json_t *data = json_object_get(ev, "data");
     assert_int_equal(json_integer_value(json_object_get(data, "total")), 3999);
@@ -72,9 +72,9 @@ static void test_idempotent_ids(void **state)
     json_t *a, *b, *c;
     char ida[UUID_STR_LEN], idb[UUID_STR_LEN], idc[UUID_STR_LEN];
     order_request_error err;
-    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, "dev", "k-1", NULL, "t", &a, ida, NULL, &err), OP_OK);
-    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, "dev", "k-1", NULL, "t", &b, idb, NULL, &err), OP_OK);
-    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, "other", "k-1", NULL, "t", &c, idc, NULL, &err), OP_OK);
+    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, NULL, "dev", "k-1", NULL, "t", &a, ida, NULL, &err), OP_OK);
+    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, NULL, "dev", "k-1", NULL, "t", &b, idb, NULL, &err), OP_OK);
+    assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, NULL, "other", "k-1", NULL, "t", &c, idc, NULL, &err), OP_OK);
     assert_string_equal(ida, idb);
     assert_string_not_equal(ida, idc);
     assert_string_equal(json_string_value(json_object_get(a, "id")), json_string_value(json_object_get(b, "id")));
@@ -88,7 +88,7 @@ static void expect_error(const char *body, const char *key, const char *code, co
     json_t *ev;
     char id[UUID_STR_LEN];
     order_request_error err;
-    assert_int_equal(order_request_build(body, strlen(body), schema, "dev", key, NULL, "t", &ev, id, NULL, &err),
+    assert_int_equal(order_request_build(body, strlen(body), schema, NULL, "dev", key, NULL, "t", &ev, id, NULL, &err),
                      OP_ERR_PERMANENT);
     assert_null(ev);
     assert_int_equal(err.http_status, 400);
@@ -141,7 +141,7 @@ static void test_multibyte_messages(void **state)
     const char *deep = BODY("{\"customer_id\":\"c\",\"currency\":\"EUR\",\"payment\":{\"token\":\"t\"},"
                             "\"lines\":[{\"sku\":\"s\",\"quantity\":1,\"unit_price\":1}],"
                             "\"notify\":{\"%s\":{\"%s\":{\"%s\":1}}}}", k, k, k);
-    assert_int_equal(order_request_build(deep, strlen(deep), schema, "dev", NULL, NULL, "t", &ev,
+    assert_int_equal(order_request_build(deep, strlen(deep), schema, NULL, "dev", NULL, NULL, "t", &ev,
                                          id, NULL, &err), OP_ERR_PERMANENT);
     assert_string_equal(err.code, "schema_violation");
     assert_true(utf8_valid(err.field, strlen(err.field)));
@@ -152,7 +152,7 @@ static void test_multibyte_messages(void **state)
         snprintf(key, sizeof key, "%s%s", rep("a", pad), rep("\xe2\x82\xac\xf0\x9f\x98\x80", 60));
         expect_error(BODY("{\"%s\":1}", key), NULL, "schema_violation", "$.customer_id");
         const char *b = BODY("%.*s,\"%s\":1}", (int)strlen(GOOD) - 1, GOOD, key);
-        assert_int_equal(order_request_build(b, strlen(b), schema, "dev", NULL, NULL, "t", &ev, id, NULL,
+        assert_int_equal(order_request_build(b, strlen(b), schema, NULL, "dev", NULL, NULL, "t", &ev, id, NULL,
                                              &err), OP_ERR_PERMANENT);
         assert_true(utf8_valid(err.field, strlen(err.field)));
         char j[ORDER_REQUEST_ERROR_BODY_MAX];
@@ -206,7 +206,7 @@ static void test_integers_only(void **state)
     json_t *ev;
     char id[UUID_STR_LEN];
     order_request_error err;
-    assert_int_equal(order_request_build(b, strlen(b), schema, "dev", NULL, NULL, "t", &ev, id, NULL, &err), OP_OK);
+    assert_int_equal(order_request_build(b, strlen(b), schema, NULL, "dev", NULL, NULL, "t", &ev, id, NULL, &err), OP_OK);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(ev, "data"), "total")),
                      10000000000000LL);
     json_decref(ev);
@@ -223,7 +223,7 @@ static void test_traceparent_replaced(void **state)
         json_t *ev;
         char id[UUID_STR_LEN];
         order_request_error err;
-        assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, "dev", "k", bad[i], "t",
+        assert_int_equal(order_request_build(GOOD, strlen(GOOD), schema, NULL, "dev", "k", bad[i], "t",
                                              &ev, id, NULL, &err), OP_OK);
         const char *tp = json_string_value(json_object_get(ev, "traceparent"));
         assert_non_null(tp);
