@@ -19,10 +19,13 @@ check "usage errors exit 2" test "$(fake-provider 2>/dev/null; echo $?)" = 2
 start_bg receiver notification-receiver "127.0.0.1:$((base + 1))" "$SECRET" "$recv"
 start_bg provider fake-provider --notify-url "http://127.0.0.1:$((base + 1))/notify/card" \
   --secret "$SECRET" "127.0.0.1:$base" "$ledger"
+provider_pid=$bg_pid
 control() { curl -fsS -m 10 -X POST "$P/_control?$1" >/dev/null; }
 check "the fake provider is up" wait_for 60 control "notify_delay_ms=200"
 check "the receiver is up" wait_for 60 curl -s -o /dev/null "http://127.0.0.1:$((base + 1))/"
 : > "$recv" # the receiver's start-up probe is not a notification
+fds() { ls "/proc/$provider_pid/fd" | wc -l; }
+fds_at_start=$(fds)
 
 # charge KEY TOKEN [AMOUNT] -> "<http status> <body>"
 charge() {
@@ -40,7 +43,7 @@ ledger_has() { jq -e --arg k "$1" --arg kind "$2" 'select(.key == $k and .kind =
 k() { printf '00000000-0000-4000-8000-%012d' "$1"; }
 
 # --- a pending charge succeeds later, and is notified --------------------------------------
-control "notify_delay_ms=4000"
+control "notify_delay_ms=6000"
 out=$(charge "$(k 1)" tok_pending 1999)
 check_eq "tok_pending is answered 202 pending" "202 pending" "$(cut -d' ' -f1 <<< "$out") $(cut -d' ' -f2- <<< "$out" | jq -r .status)"
 check_eq "a query says pending meanwhile" pending "$(query_status "$(k 1)")"
@@ -127,7 +130,13 @@ real=$(printf '%s.%s' "$ft" "$fbody" | openssl dgst -sha256 -hmac "$SECRET" | aw
 check "the forgery's v1 is not the channel's HMAC (openssl)" test "${forged##*v1=}" != "$real"
 
 control "forge_percent=0&reorder=1&reorder_batch=3&notify_delay_ms=300"
-for i in 9 10 11; do charge "$(k $i)" tok_pending > /dev/null; done
+# One curl for the three, so they complete well within the batch's hold time.
+args=()
+for i in 9 10 11; do
+  args+=(${args[0]+--next} -sS -o /dev/null -X POST "$P/charges" -H "Idempotency-Key: $(k $i)"
+         -d "{\"order_id\":\"$(k $i)\",\"amount\":500,\"currency\":\"EUR\",\"token\":\"tok_pending\"}")
+done
+curl "${args[@]}"
 check "the reordered batch arrives" wait_for 60 received_count "$(k 9)" 1
 batch_in() { [ "$(jq -s '[.[] | select(.body | fromjson | .charge_key | IN($a, $b, $c))] | length' \
   --arg a "$(k 9)" --arg b "$(k 10)" --arg c "$(k 11)" "$recv")" = 3 ]; }
@@ -143,6 +152,8 @@ check_eq "stats: sent lost duplicated forged reordered" "9 1 1 1 3" \
 check_eq "stats: answers by status" "10 1" \
   "$(stat '.notifications.answers | "\(.["200"]) \(.["401"])"')"
 check_eq "stats: posts = sent + copies" 11 "$(stat .notifications.posts)"
+check "the notifications' connections are closed once answered (no descriptor left per post)" \
+  test "$(fds)" -lt $((fds_at_start + 3))
 check_eq "stats: voids voided, refused, unknown" "3 2 1" \
   "$(stat '.voids | "\(.voided) \(.refused) \(.unknown)"')"
 

@@ -159,9 +159,9 @@ check_eq "no such file: 2" 2 "$(rc reconcile --settlement "$TEST_TMP/none.csv")"
 echo "not,a,settlement" > "$TEST_TMP/bad-header.csv"
 check_eq "not a settlement file: 2" 2 "$(rc reconcile --settlement "$TEST_TMP/bad-header.csv")"
 check_eq "--fix without the channel's URL: 2" 2 \
-  "$(PAYMENT_URL= rc reconcile --settlement "$TEST_TMP/a.csv" --fix)"
+  "$(PAYMENT_URL='' rc reconcile --settlement "$TEST_TMP/a.csv" --fix)"
 check_eq "PAYMENT_CHANNELS names the URL: exit 0" 0 \
-  "$(channels="wallet=http://127.0.0.1:1,card=$PAYMENT_URL"; PAYMENT_URL= PAYMENT_CHANNELS=$channels rc reconcile --settlement "$TEST_TMP/a.csv" --fix)"
+  "$(channels="wallet=http://127.0.0.1:1,card=$PAYMENT_URL"; PAYMENT_URL='' PAYMENT_CHANNELS=$channels rc reconcile --settlement "$TEST_TMP/a.csv" --fix)"
 check_eq "a malformed PAYMENT_CHANNELS: 2" 2 \
   "$(PAYMENT_CHANNELS="card" rc reconcile --settlement "$TEST_TMP/a.csv" --fix)"
 check_eq "an unreachable database: 2" 2 \

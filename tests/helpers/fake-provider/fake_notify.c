@@ -6,7 +6,7 @@
  * The controls make the channel misbehave the ways real ones do: lose_percent drops a
  * notification, dup_percent sends it twice (same event_id), forge_percent sends an extra copy
  * signed with a wrong secret (the receiver must refuse it with 401), reorder holds notifications
- * and sends each batch (reorder_batch of them, or what is held after a second) last first.
+ * and sends each batch (reorder_batch of them, or what is held 5 s after the first) last first.
  * Each notification is sent once: one that is not answered 2xx is left to the merchant's
  * queries, so a test sees the query path whatever the receiver did. Every answer is counted by
  * HTTP status ("error" when there was none) for GET /_stats. */
@@ -25,7 +25,7 @@
 #include "mem.h"
 
 #define HELD_MAX 4096
-#define FLUSH_MS 1000
+#define FLUSH_MS 5000
 
 static struct {
     char *host, *path, *secret;
@@ -101,6 +101,8 @@ static void post(const char *body, const char *secret)
     evhttp_add_header(h, "Host", nt.host);
     evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_add_header(h, "Orderpipe-Signature", sig);
+    /* One connection per post, closed once answered: free_on_completion frees it then. */
+    evhttp_add_header(h, "Connection", "close");
     evbuffer_add(evhttp_request_get_output_buffer(r), body, strlen(body));
     nt.posts++;
     if (evhttp_make_request(c, r, EVHTTP_REQ_POST, nt.path) != 0) {

@@ -253,9 +253,10 @@ static void charge_answer(struct evhttp_request *req, const booking *b)
     }
 }
 
-/* The checks every POST of a booking shares: the method, the Idempotency-Key, the body's order_id
- * and injected failures. Returns the key, or NULL once it has answered. */
-static const char *post_preamble(struct evhttp_request *req, json_t *body)
+/* What every POST of a booking shares: the checks of the method, the Idempotency-Key, the body's
+ * order_id, the injected failures, then the key's booking (made if new) with one more attempt.
+ * Returns the booking, or NULL once it has answered. */
+static booking *post_booking(struct evhttp_request *req, json_t *body)
 {
     const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST || !key || !*key ||
@@ -268,17 +269,17 @@ static const char *post_preamble(struct evhttp_request *req, json_t *body)
         reply_now(req, 500, "application/json", "{\"message\":\"provider failure (injected)\"}");
         return NULL;
     }
-    return key;
+    booking *b = booking_find(key, 1);
+    b->attempts++;
+    return b;
 }
 
 static void on_charge(struct evhttp_request *req, void *arg)
 {
     (void)arg;
     json_t *body = read_body(req);
-    const char *key = post_preamble(req, body);
-    if (key) {
-        booking *b = booking_find(key, 1);
-        b->attempts++;
+    booking *b = post_booking(req, body);
+    if (b) {
         int refused = b->id ? 0 : charge_book(b, body);
         if (refused)
             reply_now(req, refused, "application/json",
@@ -293,10 +294,8 @@ static void on_refund(struct evhttp_request *req, void *arg)
 {
     (void)arg;
     json_t *body = read_body(req);
-    const char *key = post_preamble(req, body);
-    if (key) {
-        booking *b = booking_find(key, 1);
-        b->attempts++;
+    booking *b = post_booking(req, body);
+    if (b) {
         if (!b->id) {
             char id[64];
             snprintf(id, sizeof id, "re_%ld", ++fp.next_id);

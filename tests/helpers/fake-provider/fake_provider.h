@@ -44,7 +44,7 @@ typedef struct fp_controls {
     int void_refuse;      /* tok_pending_late's void answers 409 "processing" while pending */
     int lose_percent, dup_percent, forge_percent;
     int reorder;          /* hold notifications and send each batch in reverse */
-    int reorder_batch;    /* a held batch is sent when it has this many (or after a second) */
+    int reorder_batch;    /* a held batch is sent when it has this many (or after 5 s) */
     int discrepancies;    /* the settlement file carries deliberate differences */
 } fp_controls;
 
