@@ -84,6 +84,16 @@ check "an order in flight violates 1 at rest" violates 1
 check "an unsent notification violates 5 at rest" violates 5
 check "a mid-flight database passes with --restored" "$CHECK" --restored
 check "--restored skips the at-rest check 6" bash -c "'$CHECK' --restored --json | jq -e '.invariants[\"6\"].ok'"
+# An order cancelled after its charge, its refund requested but not yet made: in flight, not at rest.
+sql "update payments set status = 'refund_pending', amount = 100 where order_id = '00000000-0000-4000-8000-000000000002'"
+sql "insert into sim_provider_ledger(key, order_id, kind, amount)
+     values ('x3', '00000000-0000-4000-8000-000000000002', 'charge', 100)"
+check "a refund still owed violates 4 at rest" violates 4
+check "and is in flight with --restored" "$CHECK" --restored
+sql "update payments set status = 'declined' where order_id = '00000000-0000-4000-8000-000000000002'"
+check "a cancelled order charged and never refunded violates 4 with --restored too" bash -c \
+  "! '$CHECK' --restored | grep -q 'invariant 4: holds'"
+sql "delete from sim_provider_ledger where key = 'x3'"
 sql "update inventory set available = 8 where sku = 'A'"
 check "stock that does not add up violates 2 with --restored too" bash -c \
   "! '$CHECK' --restored | grep -q 'invariant 2: holds'"

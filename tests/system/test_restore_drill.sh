@@ -49,9 +49,14 @@ n=$(orders)
 check "orders keep flowing after the backup" wait_for 300 recorded $((n + STEP))
 
 # The moment T, bracketed by the orders recorded just before and just after it: the restored
-# database must hold every order of the first list and nothing outside the second.
+# database must hold every order of the first list and nothing outside the second. A commit is
+# stamped before its WAL is flushed and seen only after, so the second list waits until every
+# transaction that had begun by T has ended (the oldest one running is younger than them all).
 sql "select id from orders order by id" > "$TEST_TMP/before"
 T=$(date -u +%FT%T.%6NZ)
+xmax=$(sql "select pg_snapshot_xmax(pg_current_snapshot())")
+settled() { [ "$(sql "select pg_snapshot_xmin(pg_current_snapshot()) >= '$xmax'::xid8")" = t ]; }
+check "the transactions running at T end" wait_for 60 settled
 sql "select id from orders order by id" > "$TEST_TMP/after"
 echo "# T = $T; $(wc -l < "$TEST_TMP/before") orders recorded before it"
 check "orders keep flowing after T" wait_for 300 recorded $(($(wc -l < "$TEST_TMP/after") + STEP))
