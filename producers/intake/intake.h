@@ -73,6 +73,7 @@ typedef struct intake_metrics {
     metrics_registry *reg;
     metrics_family *requests, *publish_latency, *inflight, *rate_limited, *reconnects;
     metrics_family *backpressure_refused;
+    db_node_metrics db_node;
 } intake_metrics;
 
 typedef struct intake {
