@@ -23,13 +23,15 @@ check "the primary replicates synchronously to the secondary" wait_for 60 sync_s
 chaos_pipeline_up 1
 
 # stall_since START EVENT: the longest gap (s) between two orders reaching their saga end since
-# START, and how long after EVENT the first order recorded after EVENT reached its end.
+# START; how long after EVENT the first order recorded after EVENT reached its end; and, for
+# reference, the longest gap between START and EVENT (the same load, before the fault).
 stall_since() {
   sql "with ends as (select recorded_at r, state_entered_at t from orders
                       where status in ('confirmed', 'cancelled') and state_entered_at > to_timestamp($1)),
-             gaps as (select t - lag(t) over (order by t) g from ends)
+             gaps as (select t, t - lag(t) over (order by t) g from ends)
        select round(extract(epoch from (select max(g) from gaps))::numeric, 2) || ' ' ||
-              round(extract(epoch from (select min(t) from ends where r > to_timestamp($2)) - to_timestamp($2))::numeric, 2)"
+              round(extract(epoch from (select min(t) from ends where r > to_timestamp($2)) - to_timestamp($2))::numeric, 2) || ' ' ||
+              round(extract(epoch from (select max(g) from gaps where t < to_timestamp($2)))::numeric, 2)"
 }
 accepted_at_least() { [ "$(sort -u "$TEST_TMP/accepted" 2>/dev/null | wc -l)" -ge "$1" ]; }
 primary_is() { [ "$("$STACK" pg-primary)" = "$1" ] && "$STACK" pg-states | grep -qE "^$1 [0-9]+ (primary|wait_primary) "; }
@@ -46,8 +48,8 @@ echo "# t=${SECONDS}s switchover from $before"
 check "pg_autoctl perform switchover completes" "$STACK" pg-switchover
 check "the secondary is the primary now" wait_for 120 primary_is "$(other "$before")"
 chaos_settle_and_check "a planned switchover"
-read -r sw_gap sw_first <<< "$(stall_since "$start" "$at")"
-echo "# figures: switchover longest_gap_s=$sw_gap first_new_order_end_s=$sw_first orders=$ORDERS rate=$RATE"
+read -r sw_gap sw_first sw_ref <<< "$(stall_since "$start" "$at")"
+echo "# figures: switchover longest_gap_s=$sw_gap first_new_order_end_s=$sw_first gap_before_s=$sw_ref orders=$ORDERS rate=$RATE"
 
 # --- 2. the primary killed under load ---
 check "the old primary is a synchronous secondary again" wait_for 180 sync_standby
@@ -62,8 +64,8 @@ echo "# t=${SECONDS}s SIGKILL the primary $victim"
 check "the monitor promotes $(other "$victim")" wait_for 120 primary_is "$(other "$victim")"
 promoted=$(date +%s.%N)
 chaos_settle_and_check "the primary was killed"
-read -r kill_gap kill_first <<< "$(stall_since "$start" "$at")"
-echo "# figures: failover longest_gap_s=$kill_gap first_new_order_end_s=$kill_first" \
+read -r kill_gap kill_first kill_ref <<< "$(stall_since "$start" "$at")"
+echo "# figures: failover longest_gap_s=$kill_gap first_new_order_end_s=$kill_first gap_before_s=$kill_ref" \
      "promoted_after_s=$(awk -v a="$at" -v b="$promoted" 'BEGIN { printf "%.1f", b - a }') orders=$ORDERS rate=$RATE"
 
 # Every program says where it is and that it moved.
