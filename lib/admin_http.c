@@ -13,11 +13,13 @@
 #include <string.h>
 
 #include "config.h"
+#include "db_node.h"
 
 typedef struct admin_routes {
     metrics_registry *reg;
     admin_health_fn health;
     void *arg;
+    bool detail; /* /healthz names the database server: only on the admin listener */
 } admin_routes;
 
 struct admin_http {
@@ -66,16 +68,17 @@ static void admin_http_on_health(struct evhttp_request *req, void *arg)
         return;
     char reason[256] = "";
     bool ok = !r->health || r->health(r->arg, reason, sizeof reason);
-    char body[512];
-    if (ok) {
-        snprintf(body, sizeof body, "{\"status\":\"ok\"}");
-    } else {
-        json_t *j = json_pack("{ss ss}", "status", "unavailable", "reason", reason);
-        char *t = json_dumps(j, JSON_COMPACT);
-        snprintf(body, sizeof body, "%s", t ? t : "{\"status\":\"unavailable\"}");
-        free(t);
-        json_decref(j);
-    }
+    json_t *j = json_pack("{ss}", "status", ok ? "ok" : "unavailable");
+    if (!ok)
+        json_object_set_new(j, "reason", json_string(reason));
+    json_t *database = r->detail ? db_node_health() : NULL;
+    if (database)
+        json_object_set_new(j, "database", database);
+    char *t = json_dumps(j, JSON_COMPACT);
+    char body[1024];
+    snprintf(body, sizeof body, "%s", t ? t : "{\"status\":\"unavailable\"}");
+    free(t);
+    json_decref(j);
     admin_http_reply(req, ok ? 200 : 503, "application/json", body);
 }
 
@@ -91,7 +94,7 @@ void admin_http_attach(struct evhttp *http, metrics_registry *reg, admin_health_
 {
     /* The routes live as long as the process: one small allocation, freed at exit. */
     static admin_routes routes;
-    routes = (admin_routes){reg, health, arg};
+    routes = (admin_routes){reg, health, arg, false};
     if (reg)
         evhttp_set_cb(http, "/metrics", admin_http_on_metrics, &routes);
     evhttp_set_cb(http, "/healthz", admin_http_on_health, &routes);
@@ -160,7 +163,7 @@ op_status admin_http_start(admin_http **out, const char *listen, metrics_registr
     admin_http *a = calloc(1, sizeof *a);
     if (!a)
         return OP_ERR_PERMANENT;
-    a->routes = (admin_routes){reg, health, arg};
+    a->routes = (admin_routes){reg, health, arg, true};
     a->own_base = true;
     a->base = event_base_new();
     if (!a->base || admin_http_bind(a, listen) != OP_OK ||
@@ -179,7 +182,7 @@ op_status admin_http_start_on(admin_http **out, struct event_base *base, const c
     admin_http *a = calloc(1, sizeof *a);
     if (!a)
         return OP_ERR_PERMANENT;
-    a->routes = (admin_routes){reg, health, arg};
+    a->routes = (admin_routes){reg, health, arg, true};
     a->base = base;
     if (admin_http_bind(a, listen) != OP_OK) {
         admin_http_free(a);

@@ -25,7 +25,9 @@ typedef bool (*admin_health_fn)(void *arg, char *reason, size_t n);
 
 typedef struct admin_http admin_http;
 
-/* GET /metrics (unless reg is NULL) and GET /healthz on `http`; other methods on them get 405. */
+/* GET /metrics (unless reg is NULL) and GET /healthz on `http`; other methods on them get 405.
+ * The admin listeners' /healthz (admin_http_start, _start_on) also names the database server
+ * (db_node_health); the attached one, on a public port, does not. */
 void admin_http_attach(struct evhttp *http, metrics_registry *reg, admin_health_fn health,
                        void *arg);
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "log.h"
 #include "mem.h"
 
 /* First size of the set of prepared names; it doubles whenever it is half full, so a lookup
@@ -21,6 +22,7 @@ struct db {
     char *app;
     uint64_t reconnects;
     bool connected_once;
+    db_node node; /* the server of the current (or last) connection */
     /* Names prepared on this connection: an open-addressing set (NULL = free slot) of pointers
      * to the callers' names, which outlive d (db.h). PostgreSQL refuses to prepare a name twice
      * on one connection, so a name missing here would fail every later call as permanent. */
@@ -34,6 +36,7 @@ struct db {
 PGconn *db_conn(db *d) { return d ? d->conn : NULL; }
 bool db_is_open(const db *d) { return d && d->conn && PQstatus(d->conn) == CONNECTION_OK; }
 uint64_t db_reconnect_count(const db *d) { return d ? d->reconnects : 0; }
+const db_node *db_server(const db *d) { return &d->node; }
 const char *db_last_error(const db *d) { return d ? d->error : "no database"; }
 const char *db_last_sqlstate(const db *d) { return d ? d->sqlstate : ""; }
 
@@ -64,6 +67,11 @@ op_status db_reconnect(db *d)
     if (d->connected_once)
         d->reconnects++;
     d->connected_once = true;
+    char was[sizeof d->node.host + sizeof d->node.port + 1];
+    snprintf(was, sizeof was, "%s:%s", d->node.host, d->node.port);
+    if (db_node_note(&d->node, d->conn))
+        log_info(NULL, "database connection moved from %s to %s:%s (%s)", was, d->node.host,
+                 d->node.port, d->app);
     d->error[0] = '\0';
     d->sqlstate[0] = '\0';
     return OP_OK;
@@ -100,6 +108,10 @@ static bool db_state_transient(const char *s)
            strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0;
 }
 
+/* The server turned read-only under an open connection: the primary was demoted (a switchover),
+ * and only a new connection finds the new one. */
+static bool db_state_demoted(const char *s) { return s && strcmp(s, "25006") == 0; }
+
 /* Checks a result; on error records it and returns NULL (the result is cleared). */
 static PGresult *db_check(db *d, PGresult *r, op_status *st)
 {
@@ -115,9 +127,15 @@ static PGresult *db_check(db *d, PGresult *r, op_status *st)
     if (!msg || !*msg)
         msg = PQerrorMessage(d->conn);
     db_set_error(d, msg, state);
+    bool demoted = db_state_demoted(state);
     if (st)
-        *st = (db_state_transient(state) || PQstatus(d->conn) != CONNECTION_OK) ? OP_ERR_TRANSIENT
-                                                                              : OP_ERR_PERMANENT;
+        *st = (db_state_transient(state) || demoted || PQstatus(d->conn) != CONNECTION_OK)
+                  ? OP_ERR_TRANSIENT
+                  : OP_ERR_PERMANENT;
+    if (demoted) { /* closed: callers see the connection down and reconnect */
+        PQfinish(d->conn);
+        d->conn = NULL;
+    }
     PQclear(r);
     return NULL;
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db_node.h"
 #include "status.h"
 
 typedef struct db db;
@@ -27,6 +28,8 @@ PGconn *db_conn(db *d);
 bool db_is_open(const db *d);
 op_status db_reconnect(db *d);
 uint64_t db_reconnect_count(const db *d);
+/* The server of the current (or last) connection and how often a reconnect moved (borrowed). */
+const db_node *db_server(const db *d);
 
 /* The last error message and SQLSTATE ("" if none); valid until the next call on d. */
 const char *db_last_error(const db *d);
@@ -34,7 +37,8 @@ const char *db_last_sqlstate(const db *d);
 
 /* Runs `sql` with text parameters. Returns the result (PGRES_COMMAND_OK or TUPLES_OK) or NULL on
  * error, with *st (may be NULL) set to OP_ERR_TRANSIENT for connection loss, serialization
- * failure, deadlock, lock timeout, admin shutdown, and OP_ERR_PERMANENT otherwise. */
+ * failure, deadlock, lock timeout, admin shutdown, a server turned read-only (the connection is
+ * then closed, so the next reconnect finds the new primary), and OP_ERR_PERMANENT otherwise. */
 PGresult *db_exec(db *d, const char *sql, int nparams, const char *const *params, op_status *st);
 
 /* Like db_exec for a statement prepared once per connection under `name` (re-prepared after a

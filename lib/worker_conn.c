@@ -17,6 +17,7 @@ void worker_conn_report(worker *w)
                               broker_reconnect_count(w->consumer) +
                                   broker_reconnect_count(w->publisher),
                               db_reconnect_count(w->db));
+    worker_metrics_set_db_server(w->metrics, db_server(w->db), db_reconnect_count(w->db));
     time_t now = time(NULL);
     long rows;
     double age;

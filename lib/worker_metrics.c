@@ -16,6 +16,7 @@ struct worker_metrics {
     admin_http *http;
     metrics_family *handled, *latency, *retried, *dead, *duplicates, *published;
     metrics_family *backlog, *backlog_age, *reconnects, *up;
+    db_node_metrics db;
     atomic_bool broker_ok, db_ok;
 };
 
@@ -58,6 +59,7 @@ op_status worker_metrics_start(worker_metrics **out, const char *listen, const c
     m->reconnects = metrics_counter(m->reg, "orderpipe_reconnects_total",
                                     "Reconnects to a server (broker, database) since start.", "server");
     m->up = metrics_gauge(m->reg, "orderpipe_worker_info", "The worker this process runs.", "worker");
+    db_node_metrics_init(&m->db, m->reg);
     const char *w[] = {worker_name};
     metrics_set(m->up, w, 1);
     const char *b[] = {"broker"}, *d[] = {"database"};
@@ -118,4 +120,9 @@ void worker_metrics_set_health(worker_metrics *m, bool broker_ok, bool db_ok,
 struct metrics_registry *worker_metrics_registry(worker_metrics *m)
 {
     return m ? m->reg : NULL;
+}
+
+void worker_metrics_set_db_server(worker_metrics *m, const db_node *node, uint64_t reconnects)
+{
+    db_node_metrics_update(&m->db, node, reconnects);
 }

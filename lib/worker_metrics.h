@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db_node.h"
 #include "status.h"
 
 typedef struct worker_metrics worker_metrics;
@@ -31,5 +32,7 @@ void worker_metrics_published(worker_metrics *m, int rows);
 void worker_metrics_set_backlog(worker_metrics *m, long rows, double oldest_age_s);
 void worker_metrics_set_health(worker_metrics *m, bool broker_ok, bool db_ok,
                                unsigned long broker_reconnects, unsigned long db_reconnects);
+/* The PostgreSQL server the worker's connection is on (/metrics and /healthz). */
+void worker_metrics_set_db_server(worker_metrics *m, const db_node *node, uint64_t reconnects);
 
 #endif

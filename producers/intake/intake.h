@@ -80,6 +80,7 @@ typedef struct intake_metrics {
     metrics_family *requests, *publish_latency, *inflight, *rate_limited, *reconnects;
     metrics_family *backpressure_refused;
     metrics_family *notifications; /* {channel,result} */
+    db_node_metrics db_node;
 } intake_metrics;
 
 typedef struct intake {

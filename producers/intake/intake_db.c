@@ -63,6 +63,7 @@ struct intake_db {
     struct event *prune_ev;
     backoff bo;
     bool connected_once;
+    db_node node;           /* the server of the connection; a move to another is a failover */
     uint64_t connect_deadline_ms;
     uint64_t retry_at_ms;   /* IDB_DOWN: when to try again */
     intake_db_req *head, *tail; /* waiting, not sent */
@@ -193,6 +194,11 @@ static void intake_db_connected(intake_db *d)
         log_info(NULL, "database connection re-established");
     }
     d->connected_once = true;
+    if (db_node_note(&d->node, d->conn))
+        log_info(NULL, "database connection moved to %s:%s", d->node.host, d->node.port);
+    db_node_metrics_update(&d->in->m.db_node, &d->node,
+                           (uint64_t)metrics_value(d->in->m.reconnects,
+                                                   (const char *const[]){"database"}));
     backoff_reset(&d->bo);
     d->state = IDB_READY;
     intake_db_watch(d, EV_READ | EV_PERSIST);
@@ -374,9 +380,14 @@ static void intake_db_finish(intake_db *d)
     intake_db_req *list = d->busy;
     d->busy = NULL;
     d->state = IDB_READY;
+    bool demoted = false;
     if (d->result_error) {
         log_warn(NULL, "database statement failed: %s",
                  res ? PQresultErrorMessage(res) : PQerrorMessage(d->conn));
+        /* read_only_sql_transaction: the primary was demoted under the connection (a
+         * switchover); only a new connection finds the new primary. */
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        demoted = state && strcmp(state, "25006") == 0;
         PQclear(res);
         res = NULL;
     }
@@ -386,6 +397,10 @@ static void intake_db_finish(intake_db *d)
         intake_db_answer(d, r, res);
     }
     PQclear(res);
+    if (demoted) {
+        intake_db_drop(d, "the server turned read-only");
+        return;
+    }
     if (d->state == IDB_READY)
         intake_db_dispatch(d);
     intake_db_arm(d);

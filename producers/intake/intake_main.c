@@ -207,6 +207,7 @@ static void intake_metrics_init(intake *in)
     const char *b[] = {"broker"}, *d[] = {"database"};
     metrics_add(in->m.reconnects, b, 0);
     metrics_add(in->m.reconnects, d, 0);
+    db_node_metrics_init(&in->m.db_node, in->m.reg);
 }
 
 /* SIGTERM/SIGINT: stop accepting, answer what is in flight (their confirms, bounded by the

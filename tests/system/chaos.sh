@@ -4,8 +4,8 @@
 
 # chaos_stack_up [--rabbit-nodes N]: a private dev stack on random ports; exports its env.
 chaos_stack_up() {
-  # Disjoint ranges, free ports: PostgreSQL, epmd, RabbitMQ (3 nodes x amqp/mgmt/dist), intake.
-  export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 24000 25000 1 1)
+  # Disjoint ranges, free ports: PostgreSQL (3 for a formation), epmd, RabbitMQ (3 nodes x amqp/mgmt/dist), intake.
+  export ORDERPIPE_STACK_DIR=$TEST_TMP/stack ORDERPIPE_PG_PORT=$(free_base 24000 25000 4 3)
   export ORDERPIPE_EPMD_PORT=$(free_base 25000 26000 1 1) ORDERPIPE_AMQP_PORT=$(free_base 26000 30000 50 25)
   STACK="$ROOT/scripts/dev-stack"
   on_exit '"$ROOT/scripts/pipeline" down >/dev/null 2>&1; "$STACK" destroy >/dev/null 2>&1'

@@ -95,6 +95,19 @@ int main(void)
           NAMES, err);
     CHECK(prepared_on_server(d) == NAMES, "each was prepared once on the new connection");
 
+    /* A server turned read-only under the connection (a demoted primary) is a transient
+     * failure that closes the connection, so the next reconnect looks for the new primary. */
+    CHECK(db_command(d, "set default_transaction_read_only = on", 0, NULL) == OP_OK,
+          "the session turns read-only");
+    PGresult *ro = db_exec(d, "create table td_read_only(x int)", 0, NULL, &st);
+    PQclear(ro);
+    CHECK(!ro && st == OP_ERR_TRANSIENT && strcmp(db_last_sqlstate(d), "25006") == 0,
+          "a write refused as read-only (%s) is transient", db_last_sqlstate(d));
+    CHECK(!db_is_open(d), "and the connection is closed");
+    uint64_t before = db_reconnect_count(d);
+    CHECK(db_reconnect(d) == OP_OK && db_reconnect_count(d) == before + 1, "reconnect");
+    CHECK(db_server(d)->failovers == 0, "the same server is no failover");
+
     /* An outcome that is not a failure still rolls back, and comes back unchanged. */
     CHECK(db_transaction(d, body_not_found, NULL, 0) == OP_NOT_FOUND,
           "a transaction body's not_found is returned as it is");

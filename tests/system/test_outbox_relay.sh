@@ -83,6 +83,22 @@ check_eq "after SIGKILL and a fresh relay, every row is marked" 0 "$(unmarked)"
 drain_queue > "$TEST_TMP/kill"
 check_eq "every one of the 20,000 rows arrived" 20000 "$(awk '{print $3}' "$TEST_TMP/kill" | sort -u | wc -l)"
 
+# --- a new connection (a failover, a restarted server) LISTENs again ---
+# A poll interval far beyond the test: only a NOTIFY wakes this relay.
+start_bg listener "$RELAY" --poll-ms 900000; pid=$bg_pid
+relay_pid() { sql "select pid from pg_stat_activity where datname = current_database()
+                   and application_name = 'orderpipe-outbox-relay' order by backend_start limit 1"; }
+relay_connected() { [ -n "$(relay_pid)" ]; }
+wait_for 30 relay_connected
+woken() { write_rows "$1" 1 1; all_published_now() { [ "$(unmarked)" = 0 ]; }; wait_for 30 all_published_now; }
+check "a NOTIFY wakes the idle relay" woken 9000
+old=$(relay_pid)
+sql "select pg_terminate_backend($old)" >/dev/null
+reconnected() { local p; p=$(relay_pid); [ -n "$p" ] && [ "$p" != "$old" ]; }
+check "the relay reconnects after its session was terminated" wait_for 30 reconnected
+check "a NOTIFY wakes it on its new connection" woken 9001
+kill -TERM "$pid"; wait "$pid" 2>/dev/null
+
 # --- pruning deletes only what is old and published ---
 sql "update outbox set published_at = now() - interval '2 days' where id in (select id from outbox limit 100)" >/dev/null
 sql "insert into outbox(message_id, aggregate_id, routing_key, payload) values (gen_random_uuid(), 'x', 'order.confirmed', '{}')" >/dev/null

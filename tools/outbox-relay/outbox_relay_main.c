@@ -99,11 +99,12 @@ int main(int argc, char **argv)
     outbox_relay_new(&relay, d, b, (int)cfg.batch);
     backoff bk;
     backoff_init(&bk, 100, 5000, (unsigned)getpid());
-    bool listening = false;
+    /* LISTEN lasts as long as its connection: each new one (a reconnect, a failover to another
+     * server) listens again, or NOTIFYs would go unheard until the next poll. */
+    uint64_t listened_on = UINT64_MAX; /* db_reconnect_count of the connection that listens */
     long total = 0;
     while (!relay_stop) {
         if (!db_is_open(d) && db_reconnect(d) != OP_OK) {
-            listening = false;
             usleep((useconds_t)backoff_next_ms(&bk) * 1000);
             continue;
         }
@@ -112,8 +113,8 @@ int main(int argc, char **argv)
             usleep((useconds_t)backoff_next_ms(&bk) * 1000);
             continue;
         }
-        if (!listening)
-            listening = outbox_listen(d) == OP_OK;
+        if (listened_on != db_reconnect_count(d) && outbox_listen(d) == OP_OK)
+            listened_on = db_reconnect_count(d);
         int published = 0;
         if (outbox_relay_flush(relay, &published) != OP_OK) {
             log_warn(NULL, "flush failed: %s / %s", broker_last_error(b), db_last_error(d));
