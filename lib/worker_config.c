@@ -51,7 +51,8 @@ static void worker_config_usage(const worker_spec *spec, FILE *out)
             "  TRANSITION_RETENTION  how long order_transitions are kept (default 0: for ever)\n"
             "  RETENTION_PRUNE       partition (default): drop whole time partitions past\n"
             "                        retention; delete: delete rows in small batches instead\n"
-            "  RETENTION_INTERVAL    how often retention runs, plus up to 30 s (default 60s)\n"
+            "  RETENTION_INTERVAL    how often retention runs, plus up to half of it or 30 s at\n"
+            "                        random (default 60s)\n"
             "%s%s"
             "\nLogs are JSON lines on stderr (LOG_LEVEL=debug|info|warn|error). SIGTERM drains.\n",
             spec->program, spec->summary, spec->name, spec->name, spec->name,

@@ -69,7 +69,9 @@ static void worker_prune(worker *w)
     time_t now = time(NULL);
     if (now < w->next_prune || !db_is_open(w->db))
         return;
-    w->next_prune = now + w->cfg.prune_interval_s + (time_t)(rand_r(&w->seed) % 30);
+    /* Up to half an interval (30 s at most) later at random, so the processes take turns. */
+    long jitter = w->cfg.prune_interval_s / 2 < 30 ? w->cfg.prune_interval_s / 2 + 1 : 30;
+    w->next_prune = now + w->cfg.prune_interval_s + (time_t)(rand_r(&w->seed) % jitter);
     uint64_t t0 = clock_now_ms();
     const struct {
         const char *table;

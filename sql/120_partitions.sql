@@ -21,6 +21,7 @@
 --   - order_transitions: at. Its primary key gains `at`; (order_id, status) stays unique because
 --     the orders trigger applies each state once (sql/triggers/orders_guard_transition.sql).
 -- Safe to re-run: a table already partitioned is left alone.
+set local client_min_messages = warning;  -- no NOTICE for a trigger not made yet
 do $$
 declare
   t record;
