@@ -5,6 +5,7 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "config.h"
 #include "worker_internal.h"
@@ -46,7 +47,12 @@ static void worker_config_usage(const worker_spec *spec, FILE *out)
             "  --schemas DIR         JSON Schemas of the events [ORDERPIPE_SCHEMA_DIR]\n"
             "  --help                this text\n"
             "  INBOX_RETENTION / OUTBOX_RETENTION  how long handled message ids and published\n"
-            "                        events are kept (default 7d / 1d); pruned in small batches\n"
+            "                        events are kept (default 7d / 1d)\n"
+            "  TRANSITION_RETENTION  how long order_transitions are kept (default 0: for ever)\n"
+            "  RETENTION_PRUNE       partition (default): drop whole time partitions past\n"
+            "                        retention; delete: delete rows in small batches instead\n"
+            "  RETENTION_INTERVAL    how often retention runs, plus up to half of it or 30 s at\n"
+            "                        random (default 60s)\n"
             "%s%s"
             "\nLogs are JSON lines on stderr (LOG_LEVEL=debug|info|warn|error). SIGTERM drains.\n",
             spec->program, spec->summary, spec->name, spec->name, spec->name,
@@ -67,15 +73,34 @@ static op_status worker_config_env(worker_config *c, const worker_spec *spec)
                         &c->linger_ms) != 0 ||
         config_env_long("WORKER_CALL_BUDGET_MS", 20000, 100, 50000, &c->call_budget_ms) != 0)
         return OP_ERR_PERMANENT;
-    long inbox_ms, outbox_ms;
+    long inbox_ms, outbox_ms, transition_ms, interval_ms;
     if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||
         config_parse_duration_ms(config_env_str("OUTBOX_RETENTION", "1d"), &outbox_ms) != 0 ||
-        inbox_ms < 1000 || outbox_ms < 1000) {
+        inbox_ms < 1000 || outbox_ms < 1000 || inbox_ms / 1000 > 2147483647L ||
+        outbox_ms / 1000 > 2147483647L) {
         fprintf(stderr, "INBOX_RETENTION / OUTBOX_RETENTION must be durations of 1s or more\n");
+        return OP_ERR_PERMANENT;
+    }
+    if (config_parse_duration_ms(config_env_str("TRANSITION_RETENTION", "0"), &transition_ms) != 0 ||
+        (transition_ms != 0 && transition_ms < 1000) || transition_ms / 1000 > 2147483647L) {
+        fprintf(stderr, "TRANSITION_RETENTION must be 0 (kept for ever) or a duration of 1s or more\n");
+        return OP_ERR_PERMANENT;
+    }
+    if (config_parse_duration_ms(config_env_str("RETENTION_INTERVAL", "60s"), &interval_ms) != 0 ||
+        interval_ms < 1000 || interval_ms > 86400000L) {
+        fprintf(stderr, "RETENTION_INTERVAL must be a duration from 1s to 1d\n");
+        return OP_ERR_PERMANENT;
+    }
+    const char *prune = config_env_str("RETENTION_PRUNE", "partition");
+    if (strcmp(prune, "partition") != 0 && strcmp(prune, "delete") != 0) {
+        fprintf(stderr, "RETENTION_PRUNE must be partition or delete\n");
         return OP_ERR_PERMANENT;
     }
     c->inbox_retention_s = inbox_ms / 1000;
     c->outbox_retention_s = outbox_ms / 1000;
+    c->transition_retention_s = transition_ms / 1000;
+    c->prune_interval_s = interval_ms / 1000;
+    c->prune_rows = strcmp(prune, "delete") == 0;
     return OP_OK;
 }
 

@@ -2,12 +2,14 @@
  *
  * Owns the outbox relay's schedule (once a second, at once after a direct publish failed: it
  * publishes rows nobody published, a crashed process's, a failed publish's, the replay tool's),
- * the spec's periodic tick (watchdogs), and pruning the inbox and outbox past their retention.
+ * the spec's periodic tick (watchdogs), and retention: the time partitions of the outbox, the
+ * inbox and the transitions made ahead and dropped past retention (lib/partitions.h).
  */
 #include <stdlib.h>
 
 #include "clock.h"
 #include "inbox.h"
+#include "partitions.h"
 #include "worker_internal.h"
 
 void worker_housekeeping_flush_outbox(worker *w)
@@ -43,27 +45,58 @@ static bool worker_relay_due(worker *w, uint64_t now_ms)
     return true;
 }
 
-/* Once a minute, a few small deletes of what is past its retention: short transactions that
- * never hold the hot rows long, whichever of the worker processes gets there. */
+/* RETENTION_PRUNE=delete: a few small deletes of what is past its retention, short
+ * transactions that never hold the hot rows long. */
+static void worker_prune_rows(worker *w, long *inbox, long *outbox)
+{
+    long n;
+    for (int i = 0; i < 10; i++) {
+        if (inbox_prune(w->db, w->cfg.inbox_retention_s, 1000, &n) != OP_OK || n == 0)
+            break;
+        *inbox += n;
+    }
+    for (int i = 0; i < 10; i++) {
+        if (outbox_prune(w->db, w->cfg.outbox_retention_s, 1000, &n) != OP_OK || n == 0)
+            break;
+        *outbox += n;
+    }
+}
+
+/* Once a minute or so, whichever of the worker processes gets there: the partitions ahead are
+ * made and those past retention dropped whole (or, RETENTION_PRUNE=delete, rows deleted). */
 static void worker_prune(worker *w)
 {
     time_t now = time(NULL);
     if (now < w->next_prune || !db_is_open(w->db))
         return;
-    w->next_prune = now + 60 + (time_t)(rand_r(&w->seed) % 30);
-    long inbox = 0, outbox = 0, n;
-    for (int i = 0; i < 10; i++) {
-        if (inbox_prune(w->db, w->cfg.inbox_retention_s, 1000, &n) != OP_OK || n == 0)
-            break;
-        inbox += n;
+    /* Up to half an interval (30 s at most) later at random, so the processes take turns. */
+    long jitter = w->cfg.prune_interval_s / 2 < 30 ? w->cfg.prune_interval_s / 2 + 1 : 30;
+    w->next_prune = now + w->cfg.prune_interval_s + (time_t)(rand_r(&w->seed) % jitter);
+    uint64_t t0 = clock_now_ms();
+    const struct {
+        const char *table;
+        long retention_s;
+    } tables[] = {
+        {"outbox", w->cfg.outbox_retention_s},
+        {"inbox", w->cfg.inbox_retention_s},
+        {"order_transitions", w->cfg.transition_retention_s},
+    };
+    long parts = 0, rows[3] = {0, 0, 0};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        /* In delete mode the partitions are still made ahead, only nothing is dropped. */
+        long retention = w->cfg.prune_rows ? 0 : tables[i].retention_s;
+        long dropped = 0, deleted = 0;
+        if (partitions_maintain(w->db, tables[i].table, retention, &dropped, &deleted) != OP_OK)
+            log_warn(NULL, "partitions of %s: %s", tables[i].table, db_last_error(w->db));
+        parts += dropped;
+        rows[i] += deleted;
     }
-    for (int i = 0; i < 10; i++) {
-        if (outbox_prune(w->db, w->cfg.outbox_retention_s, 1000, &n) != OP_OK || n == 0)
-            break;
-        outbox += n;
-    }
-    if (inbox || outbox)
-        log_info(NULL, "pruned %ld inbox and %ld outbox rows past retention", inbox, outbox);
+    if (w->cfg.prune_rows)
+        worker_prune_rows(w, &rows[1], &rows[0]);
+    if (parts || rows[0] || rows[1] || rows[2])
+        log_info(NULL, "pruned %ld partitions, %ld inbox, %ld outbox and %ld transition rows "
+                       "past retention in %llu ms",
+                 parts, rows[1], rows[0], rows[2], (unsigned long long)(clock_now_ms() - t0));
 }
 
 void worker_housekeeping(worker *w)

@@ -40,6 +40,9 @@ typedef struct worker_config {
     long call_budget_ms;        /* a batch's time for calls to outside services */
     long inbox_retention_s;     /* inbox rows older than this are pruned */
     long outbox_retention_s;    /* published outbox rows older than this are pruned */
+    long transition_retention_s; /* order_transitions older than this are dropped; 0: kept */
+    long prune_interval_s;      /* how often (plus up to 30 s) retention is applied */
+    bool prune_rows;            /* RETENTION_PRUNE=delete: rows deleted, no partition dropped */
 } worker_config;
 
 /* Fills *c from the environment, then argv's flags (a flag wins). OP_OK: run with it (or, with

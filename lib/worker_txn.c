@@ -24,8 +24,8 @@ typedef struct worker_txn_batch {
     worker_item **items;   /* the items handled in the shared transaction */
     int n;
     bool one_by_one;       /* each message in its own savepoint, not set-based */
-    const char **ids;      /* n event ids */
-    const char **failed;   /* ids of messages a set handler gave up on */
+    inbox_msg *ids;        /* n events' ids and times */
+    inbox_msg *failed;     /* those of messages a set handler gave up on */
     bool *fresh;           /* per item: its inbox row is new */
     worker_msg **msgs;     /* a route's fresh messages; before_batch's messages */
     const cloudevent_view **evs;
@@ -51,7 +51,8 @@ static op_status worker_txn_body(db *d, void *arg)
 {
     worker_txn_call *c = arg;
     worker_msg_reset(c->m);
-    op_status st = inbox_record(d, c->m->w->spec->name, c->m->ev->id);
+    inbox_msg im = {c->m->ev->id, c->m->ev->time};
+    op_status st = inbox_record(d, c->m->w->spec->name, &im);
     if (st != OP_OK)
         return st; /* OP_DUPLICATE rolls back: the first delivery's effects stand alone */
     st = c->fn(c->m, c->arg);
@@ -120,7 +121,8 @@ static op_status worker_txn_one_by_one(db *d, worker_txn_batch *b)
     worker *w = b->w;
     for (int i = 0; i < b->n; i++) {
         worker_item *it = b->items[i];
-        op_status st = inbox_record_in_savepoint(d, "worker_msg", i > 0, w->spec->name, it->ev.id);
+        inbox_msg im = {it->ev.id, it->ev.time};
+        op_status st = inbox_record_in_savepoint(d, "worker_msg", i > 0, w->spec->name, &im);
         if (st == OP_DUPLICATE) { /* handled before: nothing was done, nothing to undo */
             it->st = st;
             continue;
@@ -148,7 +150,7 @@ static op_status worker_txn_set(db *d, worker_txn_batch *b)
     worker *w = b->w;
     int n = b->n, nfailed = 0;
     for (int i = 0; i < n; i++)
-        b->ids[i] = b->items[i]->ev.id;
+        b->ids[i] = (inbox_msg){b->items[i]->ev.id, b->items[i]->ev.time};
     op_status st = inbox_record_many(d, w->spec->name, b->ids, n, b->fresh);
     if (st != OP_OK)
         return st;

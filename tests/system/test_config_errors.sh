@@ -16,6 +16,9 @@ refuses() { # DESCRIPTION MESSAGE-PATTERN ENV=VALUE... -- PROGRAM
 }
 refuses "a malformed INBOX_RETENTION" "INBOX_RETENTION" INBOX_RETENTION=soon -- orderpipe-reservation
 refuses "an OUTBOX_RETENTION under a second" "OUTBOX_RETENTION" OUTBOX_RETENTION=500ms -- orderpipe-payment
+refuses "an unknown RETENTION_PRUNE" "RETENTION_PRUNE must be partition or delete" RETENTION_PRUNE=truncate -- orderpipe-notification
+refuses "a TRANSITION_RETENTION under a second" "TRANSITION_RETENTION" TRANSITION_RETENTION=10ms -- orderpipe-compensation
+refuses "a RETENTION_INTERVAL of 0" "RETENTION_INTERVAL" RETENTION_INTERVAL=0 -- orderpipe-reservation
 refuses "a negative INTAKE_MAX_QUEUE_DEPTH" "INTAKE_MAX_QUEUE_DEPTH" INTAKE_MAX_QUEUE_DEPTH=-1 -- orderpipe-intake
 refuses "a malformed INTAKE_MAX_OUTBOX_ROWS" "INTAKE_MAX_OUTBOX_ROWS" INTAKE_MAX_OUTBOX_ROWS=lots -- orderpipe-intake
 refuses "redrive without DATABASE_URL" "needs DATABASE_URL" DATABASE_URL= -- orderpipe-replay redrive 00000000-0000-4000-8000-000000000000

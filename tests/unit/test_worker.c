@@ -33,7 +33,7 @@ static const worker_spec test_spec = {
 static const char *const config_env[] = {
     "AMQP_URL", "DATABASE_URL", "WORKER_PREFETCH", "WORKER_BATCH", "WORKER_BATCH_LINGER_MS",
     "WORKER_CALL_BUDGET_MS", "INBOX_RETENTION", "OUTBOX_RETENTION", "METRICS_LISTEN",
-    "ORDERPIPE_SCHEMA_DIR",
+    "ORDERPIPE_SCHEMA_DIR", "TRANSITION_RETENTION", "RETENTION_INTERVAL", "RETENTION_PRUNE",
 };
 
 static int config_setup(void **state)
@@ -77,6 +77,9 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.idle_wait_ms, 200);
     assert_int_equal(c.inbox_retention_s, 7 * 86400);
     assert_int_equal(c.outbox_retention_s, 86400);
+    assert_int_equal(c.transition_retention_s, 0);
+    assert_int_equal(c.prune_interval_s, 60);
+    assert_false(c.prune_rows);
     assert_int_equal(worker_config_batch_max(&c), 256);
 }
 
@@ -102,6 +105,9 @@ static void test_config_env_then_flags(void **state)
     setenv("WORKER_BATCH", "100", 1);
     setenv("INBOX_RETENTION", "2h", 1);
     setenv("OUTBOX_RETENTION", "90s", 1);
+    setenv("TRANSITION_RETENTION", "400d", 1);
+    setenv("RETENTION_INTERVAL", "5s", 1);
+    setenv("RETENTION_PRUNE", "delete", 1);
     setenv("WORKER_CALL_BUDGET_MS", "100", 1);
     worker_config c;
     bool help;
@@ -111,6 +117,9 @@ static void test_config_env_then_flags(void **state)
     assert_int_equal(worker_config_batch_max(&c), 64); /* no more than the prefetch */
     assert_int_equal(c.inbox_retention_s, 7200);
     assert_int_equal(c.outbox_retention_s, 90);
+    assert_int_equal(c.transition_retention_s, 400L * 86400);
+    assert_int_equal(c.prune_interval_s, 5);
+    assert_true(c.prune_rows);
     assert_int_equal(c.call_budget_ms, 100);
     assert_int_equal(parse(&c, &test_spec, &help, "--batch", "20", "--prefetch=65535",
                            "--batch-linger-ms", "1000", "--amqp-url", "amqp://other/",
@@ -152,7 +161,9 @@ static void test_config_refuses_bad_env(void **state)
         {"WORKER_PREFETCH", "lots"},      {"WORKER_BATCH", "0"},
         {"WORKER_BATCH_LINGER_MS", "2000"}, {"WORKER_CALL_BUDGET_MS", "50001"},
         {"WORKER_CALL_BUDGET_MS", "99"},  {"INBOX_RETENTION", "500ms"},
-        {"OUTBOX_RETENTION", "soon"},
+        {"OUTBOX_RETENTION", "soon"},     {"TRANSITION_RETENTION", "500ms"},
+        {"RETENTION_INTERVAL", "0"},      {"RETENTION_INTERVAL", "2d"},
+        {"RETENTION_PRUNE", "truncate"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         config_setup(NULL);
