@@ -3,6 +3,10 @@
 # every cancel reason, orders still in flight) is inserted directly; the CSV figures must match an
 # independent SQL cross-check, JSON must be valid with every section, --from/--to must drop a day,
 # the HTML page must render in headless Chromium with its four charts, and bad usage must fail.
+# Then the daily rollups: after `refresh` the report (read from them) equals the report computed
+# from the order tables (--live), over windows, cut days and another zone; an order changed after
+# the refresh is read live, the next refresh takes its day and today only; the report runs on a
+# read-only REPORT_DATABASE_URL, where a refresh fails.
 source "$(dirname "$0")/lib.sh"
 REPORT=$ROOT/scripts/report
 SECTIONS="sku_sales daily_sales funnel cancel_reasons latency top_skus stockouts"
@@ -199,6 +203,69 @@ check "html for an empty window still has its four charts (saying there is no da
   bash -c "'$REPORT' --format html --from 2030-01-01 > '$TEST_TMP/empty.html' &&
            [ \$(grep -o 'class=\"chart\"' '$TEST_TMP/empty.html' | wc -l) = 4 ] &&
            grep -q 'No data for this period' '$TEST_TMP/empty.html'"
+
+# --- daily rollups -----------------------------------------------------------------------------
+# The seed is history: its orders last changed in 2024, not within the refresh's lag of now.
+sql "update orders set state_entered_at = placed_at + interval '1 hour'" >/dev/null
+"$REPORT" refresh > "$TEST_TMP/refresh.out" 2>&1
+check_eq "refresh exits 0" 0 $?
+check "refresh says what it rolled up" grep -q "report refresh: [0-9]* days (2024-03-01 .. " "$TEST_TMP/refresh.out"
+check_eq "every day from the first order's to today is rolled up" \
+  "$(sql "select current_date - date '2024-03-01' + 1")" "$(sql "select count(*) from report_rollup_days")"
+check_eq "the rolled-up days hold the 30 orders" 30 "$(sql "select sum(orders) from report_rollup_days")"
+live_and_rollup_agree() { # LABEL [REPORT ARGS...]: the report from the rollups equals --live's
+  local label=$1; shift
+  "$REPORT" --format csv "$@" > "$TEST_TMP/rollup.csv" && "$REPORT" --format csv --live "$@" > "$TEST_TMP/live.csv"
+  check "$label: the rollups' report equals the live one" cmp "$TEST_TMP/rollup.csv" "$TEST_TMP/live.csv"
+}
+live_and_rollup_agree "whole history"
+check "whole history: the figures are those the live tables gave before any rollup" cmp "$TEST_TMP/all.csv" "$TEST_TMP/rollup.csv"
+"$REPORT" --format json > "$TEST_TMP/rollup.json"
+check "json from the rollups equals json from the live tables" \
+  cmp <(jq -S 'del(.window)' "$TEST_TMP/rollup.json") <(jq -S 'del(.window)' "$TEST_TMP/all.json")
+live_and_rollup_agree "days 2 and 3" --from 2024-03-02 --to 2024-03-04
+live_and_rollup_agree "a window cutting days in half" --from '2024-03-01 10:00' --to '2024-03-03 09:00'
+REPORT_TZ=Asia/Tokyo live_and_rollup_agree "another time zone (the rollups are UTC days)"
+
+# The report reads the rollups: a figure changed there shows, and --live does not see it.
+sql "update report_rollup_daily set revenue = revenue + 1000000 where day = '2024-03-01' and currency = 'USD'" >/dev/null
+check_eq "a rolled-up day is read from the rollups" "$(( day1 + 1000000 ))" \
+  "$("$REPORT" --format csv | section daily_sales /dev/stdin | awk -F, '$1 == "2024-03-01" { s += $7 } END { print s }')"
+check_eq "--live reads the order tables" "$day1" \
+  "$("$REPORT" --format csv --live | section daily_sales /dev/stdin | awk -F, '$1 == "2024-03-01" { s += $7 } END { print s }')"
+check "refresh --day rebuilds that day" "$REPORT" refresh --day 2024-03-01
+live_and_rollup_agree "after refresh --day"
+
+# An order changed after the refresh: its day is read live until the next refresh, which
+# refreshes that day and today only.
+sql "update orders set status = 'paid' where id = md5('order-27')::uuid;
+     insert into order_transitions (order_id, status) values (md5('order-27')::uuid, 'paid')" >/dev/null
+live_and_rollup_agree "an order paid since the refresh"
+check_eq "the funnel counts the new payment" "30 25 20 18" \
+  "$(section funnel "$TEST_TMP/rollup.csv" | cut -d, -f3 | tr '\n' ' ' | sed 's/ $//')"
+"$REPORT" refresh > "$TEST_TMP/refresh2.out" 2>&1
+check "the next refresh refreshes the changed day and today: 2 days" \
+  grep -q "report refresh: 2 days (2024-03-03 .. $(sql "select current_date")), " "$TEST_TMP/refresh2.out"
+check_eq "the rollups now hold the payment" 20 \
+  "$(sql "select sum(paid) from report_rollup_funnel")"
+live_and_rollup_agree "after the incremental refresh"
+
+# A read-only connection, as a standby gives, named by REPORT_DATABASE_URL: the report only reads.
+sep='?'; case "$DATABASE_URL" in *\?*) sep='&' ;; esac
+ro_url="$DATABASE_URL${sep}target_session_attrs=prefer-standby&options=-c%20default_transaction_read_only%3Don"
+REPORT_DATABASE_URL=$ro_url DATABASE_URL=postgresql://nobody@127.0.0.1:1/nothing \
+  "$REPORT" --format csv > "$TEST_TMP/ro.csv" 2> "$TEST_TMP/ro.err"
+check_eq "the report runs on a read-only REPORT_DATABASE_URL" 0 $?
+check "and gives the same figures" cmp "$TEST_TMP/ro.csv" "$TEST_TMP/rollup.csv"
+REPORT_DATABASE_URL=$ro_url "$REPORT" --format html --out "$TEST_TMP/ro.html" 2> "$TEST_TMP/ro.err"
+check_eq "so does the html report" 0 $?
+DATABASE_URL=$ro_url "$REPORT" refresh > /dev/null 2> "$TEST_TMP/ro-refresh.err"
+check_eq "refresh on a read-only connection fails with status 1" 1 $?
+check "saying why" grep -q "read-only" "$TEST_TMP/ro-refresh.err"
+"$REPORT" refresh --day notadate > /dev/null 2> "$TEST_TMP/badday.err"
+check_eq "refresh --day with no date is refused with status 2" 2 $?
+"$REPORT" refresh --since 2024-03-01 --day 2024-03-02 > /dev/null 2>&1
+check_eq "refresh --since with --day is refused with status 2" 2 $?
 
 # --- errors -------------------------------------------------------------------------------------
 "$REPORT" --format xml > "$TEST_TMP/bad.out" 2> "$TEST_TMP/bad.err"
