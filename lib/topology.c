@@ -10,7 +10,7 @@
 
 const topology_queue topology_queues[] = {
     {"reservation", {"order.placed", "payment.succeeded", NULL}},
-    {"payment", {"stock.reserved", "payment.refund_requested", NULL}},
+    {"payment", {"stock.reserved", "payment.refund_requested", "payment.notified", NULL}},
     {"notification", {"order.confirmed", "order.cancelled", NULL}},
     {"compensation", {"payment.failed", "order.cancel_requested", "reservation.expired", NULL}},
     {NULL, {NULL}},
