@@ -73,6 +73,7 @@ typedef struct query_apply {
     payment_ctx *ctx;
     query_item *q;
     const char *result; /* the metric's label */
+    bool late;          /* a success for an order cancelled meanwhile: refund requested */
 } query_apply;
 
 /* The delay before the query after `queries` of them. */
@@ -126,7 +127,11 @@ static op_status query_apply_txn(db *d, void *arg)
                                                        : "failed at the provider";
         a->result = ok ? "succeeded" : "failed";
         log_info(&lc, "query: the provider says the charge %s", ok ? "succeeded" : why);
-        return payment_apply_final(&e, q->id, ok, q->info.ref, ok ? "" : why, event, sizeof event);
+        st = payment_apply_final(&e, q->id, ok, q->info.ref, ok ? "" : why, event, sizeof event);
+        a->late = ok && strcmp(event, "payment.refund_requested") == 0;
+        if (a->late)
+            log_warn(&lc, "payment succeeded after the order was cancelled: refunding");
+        return st;
     } else {
         a->result = q->result != PROVIDER_OK ? "error" : "pending";
     }
@@ -155,10 +160,12 @@ op_status payment_query_due(worker *w, db *d, payment_ctx *ctx)
         }
         if (q->result != PROVIDER_OK)
             log_warn(&(log_ctx){.order_id = q->id}, "query failed: %s", q->err);
-        query_apply a = {w, ctx, q, "error"};
+        query_apply a = {w, ctx, q, "error", false};
         st = db_transaction(d, query_apply_txn, &a, 0);
         if (st == OP_OK && ctx->m_queries)
             metrics_add(ctx->m_queries, (const char *[]){a.result}, 1);
+        if (st == OP_OK && a.late && ctx->m_late_refunds)
+            metrics_add(ctx->m_late_refunds, NULL, 1);
     }
     free(c.items);
     return st;
