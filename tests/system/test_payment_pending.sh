@@ -8,7 +8,9 @@
 source "$(dirname "$0")/lib.sh"
 
 pipeline_env
-export PAYMENT_PROVIDER=sim PAYMENT_QUERY_AFTER=300ms PAYMENT_PENDING_TIMEOUT=10m
+# Two channels, both served by the in-process provider (it ignores the URLs).
+export PAYMENT_PROVIDER=sim PAYMENT_CHANNELS=card=http://card.invalid,wallet=http://wallet.invalid
+export PAYMENT_QUERY_AFTER=300ms PAYMENT_PENDING_TIMEOUT=10m
 export PAYMENT_BREAKER_FAILURES=100 ORDERPIPE_RETRY_DELAYS=300,600,1200,30000 RESERVATION_TTL=120s
 "$ROOT/scripts/stock" set SKU-PAY 100 >/dev/null
 
@@ -71,6 +73,19 @@ check_eq "the provider's books hold each charge once" "700 1400" \
   "$(sql "select string_agg(amount::text, ' ' order by amount) from sim_provider_ledger where order_id in ('$q1', '$q2')")"
 check "queries were counted as they went" test "$(sql "select min(queries) from payments where order_id in ('$q1', '$q2')")" -ge 1
 check "the queries metric counts the successes" test "$(metric 'orderpipe_payment_queries_total{result="succeeded"}')" -ge 2
+
+# --- an order placed with another payment method is charged on its channel ----------------------
+w1=$(cat /proc/sys/kernel/random/uuid)
+sql "insert into payment_tokens (order_id, token) values ('$w1', 'tok_pending')" >/dev/null
+placed=$(jq -cn --arg o "$w1" '{order_id:$o, client_id:"shop-a", customer_id:"c-1", currency:"EUR",
+  lines:[{sku:"SKU-PAY", quantity:1, unit_price:700}], total:700, notify:{email:"a@example.com"},
+  placed_at:"2026-11-25T10:00:00Z", payment_method:"wallet"}')
+orderpipe-amqp-probe publish order.placed "$(cloud_event order.placed "$(cat /proc/sys/kernel/random/uuid)" "$w1" "$placed")" >/dev/null
+check "an order paid by wallet is confirmed" wait_for 90 is "$w1" confirmed
+check_eq "it was recorded and charged as a wallet payment" "wallet wallet" \
+  "$(sql "select o.payment_method || ' ' || p.channel from orders o join payments p on p.order_id = o.id where o.id = '$w1'")"
+check_eq "orders that name no method are card payments" "card card" \
+  "$(sql "select o.payment_method || ' ' || p.channel from orders o join payments p on p.order_id = o.id where o.id = '$q1'")"
 
 # --- pending forever: payment_timeout at the deadline, voided -----------------------------------
 t1=$(order tok_pending_never 3)
@@ -144,6 +159,7 @@ f1=$(order tok_flaky)
 tripped() { [ "$(metric 'orderpipe_payment_breaker_trips_total{channel="card"}')" = 1 ]; }
 check "a transient failure trips the channel's breaker" wait_for 60 tripped
 check_eq "the breaker is open" 1 "$(metric 'orderpipe_payment_breaker_open{channel="card"}')"
+check_eq "the other channel's is not" 0 "$(metric 'orderpipe_payment_breaker_open{channel="wallet"}')"
 check "pipeline status shows it" bash -c "'$ROOT/scripts/pipeline' status | grep -qx 'payment breakers open: card'"
 refused() { grep -q 'is unavailable (circuit breaker open)' "$ORDERPIPE_RUN_DIR"/logs/payment.*.log; }
 check "while open, charges fail at once without calling the provider" wait_for 60 refused
