@@ -62,11 +62,8 @@ deadline_now() { sql "update orders set state_deadline = now() where id = '$1'" 
 
 # --- pending, completed by active queries -----------------------------------------------------
 q1=$(order tok_pending); q2=$(order tok_pending 2)
-check "a tok_pending charge is pending at the provider" wait_for 60 pending_at_provider "$q1"
-check_eq "its deadline is PAYMENT_PENDING_TIMEOUT after the provider said pending" 1 \
-  "$(sql "select count(*) from orders o join payments p on p.order_id = o.id where o.id = '$q1'
-          and o.status = 'reserved' and o.state_deadline = p.provider_pending_at + interval '10 minutes'
-          and p.next_query_at is not null and p.provider_ref = 'sim-$q1'")"
+went_pending() { [ "$(sql "select count(*) from payments where order_id = '$1' and provider_pending_at is not null")" = 1 ]; }
+check "a tok_pending charge went pending at the provider" wait_for 60 went_pending "$q1"
 check "the queries complete both: confirmed" wait_for 90 is "$q1" confirmed
 check "the second too" wait_for 60 is "$q2" confirmed
 check_eq "the provider's books hold each charge once" "700 1400" \
@@ -90,6 +87,10 @@ check_eq "orders that name no method are card payments" "card card" \
 # --- pending forever: payment_timeout at the deadline, voided -----------------------------------
 t1=$(order tok_pending_never 3)
 check "a tok_pending_never charge is pending" wait_for 60 pending_at_provider "$t1"
+check_eq "its deadline is PAYMENT_PENDING_TIMEOUT after the provider said pending" 1 \
+  "$(sql "select count(*) from orders o join payments p on p.order_id = o.id where o.id = '$t1'
+          and o.status = 'reserved' and o.state_deadline = p.provider_pending_at + interval '10 minutes'
+          and p.next_query_at is not null and p.provider_ref = 'sim-$t1'")"
 check_eq "while pending it holds its stock" 1 "$(sql "select count(*) from reservations where order_id = '$t1' and status = 'held'")"
 deadline_now "$t1"
 check "at its deadline the order is cancelled payment_timeout" wait_for 60 is "$t1" cancelled/payment_timeout
@@ -151,20 +152,24 @@ deadline_now "$n2"
 check "the mismatched order times out" wait_for 60 is "$n2" cancelled/payment_timeout
 check "and is voided" wait_for 60 pay_is "$n2" voided
 
-# --- the circuit breaker ----------------------------------------------------------------------
+# --- the circuit breaker: the card channel's provider is down -----------------------------------
 "$ROOT/scripts/pipeline" scale payment=0 >/dev/null
-export PAYMENT_BREAKER_FAILURES=1 PAYMENT_BREAKER_OPEN=10m
+down_port=$((intake_port + 2)) # free (pipeline_env) and nobody listens there
+export PAYMENT_PROVIDER=http PAYMENT_BREAKER_FAILURES=1 PAYMENT_BREAKER_OPEN=10m
+export PAYMENT_CHANNELS=card=http://127.0.0.1:$down_port,wallet=http://127.0.0.1:$down_port
 "$ROOT/scripts/pipeline" scale payment=1 >/dev/null
-f1=$(order tok_flaky)
+f1=$(order tok_ok)
 tripped() { [ "$(metric 'orderpipe_payment_breaker_trips_total{channel="card"}')" = 1 ]; }
-check "a transient failure trips the channel's breaker" wait_for 60 tripped
+check "a failed call trips the channel's breaker" wait_for 60 tripped
 check_eq "the breaker is open" 1 "$(metric 'orderpipe_payment_breaker_open{channel="card"}')"
 check_eq "the other channel's is not" 0 "$(metric 'orderpipe_payment_breaker_open{channel="wallet"}')"
 check "pipeline status shows it" bash -c "'$ROOT/scripts/pipeline' status | grep -qx 'payment breakers open: card'"
+check_eq "pipeline status --json too" card "$("$ROOT/scripts/pipeline" status --json | jq -r '.payment_breakers_open | join(",")')"
 refused() { grep -q 'is unavailable (circuit breaker open)' "$ORDERPIPE_RUN_DIR"/logs/payment.*.log; }
 check "while open, charges fail at once without calling the provider" wait_for 60 refused
+check_eq "the provider was called once" 1 "$(grep -c "attempt [0-9]* failed.*Couldn't connect to server" "$ORDERPIPE_RUN_DIR/logs/payment.1.log")"
 "$ROOT/scripts/pipeline" scale payment=0 >/dev/null
-export PAYMENT_BREAKER_OPEN=1s
+export PAYMENT_PROVIDER=sim
 "$ROOT/scripts/pipeline" scale payment=1 >/dev/null
 check "once the channel is back the order is charged" wait_for 90 is "$f1" confirmed
 check_eq "pipeline status shows no open breaker" "none" \

@@ -2,7 +2,8 @@
  * method (PAYMENT_CHANNELS, lib/pay_channels.h). A channel whose provider keeps failing
  * transiently opens its breaker: its charges then go straight to the retry tiers for
  * PAYMENT_BREAKER_OPEN instead of waiting on a provider that is down, and one probe charge
- * after that tells whether it is back. */
+ * after that tells whether it is back. The in-process sim provider cannot be down (its
+ * transient answers are a token's, tok_flaky): its channels' breakers stay closed. */
 #include <stdio.h>
 
 #include "clock.h"
@@ -52,7 +53,9 @@ provider_result payment_channel_charge(payment_ctx *ctx, pay_channel *ch, db *d,
         return PROVIDER_TRANSIENT;
     }
     provider_result r = provider_charge(ch->provider, d, req, ref, refsize, err, n);
-    if (r != PROVIDER_TRANSIENT) {
+    if (!provider_is_remote(ch->provider)) {
+        /* no breaker accounting for the sim */
+    } else if (r != PROVIDER_TRANSIENT) {
         breaker_success(&ch->breaker);
     } else if (breaker_failure(&ch->breaker, now)) {
         log_warn(NULL, "payment channel '%s': circuit breaker open for %ld ms after: %s",

@@ -51,6 +51,8 @@ void provider_free(provider *p)
     free(p);
 }
 
+bool provider_is_remote(const provider *p) { return p->kind == PROVIDER_HTTP; }
+
 /* --- sim ----------------------------------------------------------------------------------- */
 
 static bool sim_pending_token(const char *token)
@@ -256,7 +258,7 @@ static op_status http_call(provider *p, const char *method, const char *path, co
     *resp = out.p ? json_loads(out.p, 0, NULL) : NULL;
     free(out.p);
     if (rc != CURLE_OK) {
-        snprintf(err, n, "provider %s %s: %s", method, path, curl_easy_strerror(rc));
+        snprintf(err, n, "provider %s: %s", path, curl_easy_strerror(rc));
         return OP_ERR_TRANSIENT;
     }
     return OP_OK;

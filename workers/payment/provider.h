@@ -16,6 +16,7 @@
 #ifndef ORDERPIPE_PROVIDER_H
 #define ORDERPIPE_PROVIDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "db.h"
@@ -27,6 +28,8 @@ typedef struct provider provider;
 /* kind: "sim" or "http"; url and timeout_ms for http. NULL on a bad configuration. */
 provider *provider_new(const char *kind, const char *url, long timeout_ms);
 void provider_free(provider *p);
+/* True for a provider reached over the network (http): only its failures say it is down. */
+bool provider_is_remote(const provider *p);
 
 typedef struct provider_charge_req {
     const char *key;        /* idempotency key */
