@@ -7,8 +7,9 @@
 -- answer leaves the payment pending, stamps when the provider said so (the first time), schedules
 -- its first query and moves the order's deadline to pending_ms after that stamp.
 -- Returns per element (k from 1) the event to emit (payment.succeeded, payment.failed or
--- payment.refund_requested; 'pending' when there is none to emit; null: no such order) and the
--- order's state before.
+-- payment.refund_requested; 'pending' or 'settled' when there is none to emit: the payment
+-- waits, or a notification or query settled it first; null: no such order) and the order's
+-- state before.
 -- Lookups of a batch's rows say `key = any(array(...))` besides the join: the planner cannot see
 -- how few rows a JSON argument holds and would otherwise scan the whole table.
 create or replace function payment_settle(p_outcomes json)
@@ -41,7 +42,9 @@ begin
             updated_at = now()
           from x left join o on o.id = x.id
           where p.order_id = x.id and p.order_id = any(array(select x.id from x))
-            and (p.status = 'pending' or (x.result = 'ok' and o.status is distinct from 'reserved'))
+            and (p.status = 'pending'
+                 or (x.result = 'ok' and o.status is distinct from 'reserved'
+                     and o.status not in ('paid', 'confirmed')))
           returning p.order_id),
   mv as (update orders ord set status = 'paid', state_deadline = now() + interval '30 seconds'
          from o join x on x.id = o.id
@@ -56,6 +59,7 @@ begin
   select x.k,
          case when x.result = 'declined' then 'payment.failed'
               when o.status is null then null
+              when o.status in ('paid', 'confirmed') then 'settled'
               when o.status = 'reserved' and x.result = 'pending' then 'pending'
               when o.status = 'reserved' then 'payment.succeeded'
               else 'payment.refund_requested' end,

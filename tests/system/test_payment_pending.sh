@@ -118,6 +118,12 @@ check_eq "and recorded once" 1 "$(notification_count ev-1)"
 notify "$n1" ev-1b failed 700
 check "a result for a payment already final is recorded and ignored" wait_for 60 outcome_is ev-1b already_final
 check_eq "the confirmed order stays confirmed" confirmed "$(status_of "$n1")"
+# The charge's own answer recorded after a notification settled the payment (the 202 came back
+# late): nothing changes, nothing is emitted.
+settle() { sql "select event from payment_settle('[{\"id\":\"$1\",\"result\":\"$2\",\"ref\":\"late\"}]')"; }
+check_eq "a charge answer after the notification finds the payment settled" "settled settled" \
+  "$(settle "$n1" ok) $(settle "$n1" pending)"
+check_eq "and leaves it succeeded" "succeeded ref-ev-1" "$(sql "select status || ' ' || provider_ref from payments where order_id = '$n1'")"
 
 notify "$n2" ev-2 succeeded 701
 check "a notification whose amount differs is kept as a mismatch" wait_for 60 outcome_is ev-2 mismatch

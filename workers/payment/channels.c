@@ -5,6 +5,7 @@
  * after that tells whether it is back. The in-process sim provider cannot be down (its
  * transient answers are a token's, tok_flaky): its channels' breakers stay closed. */
 #include <stdio.h>
+#include <string.h>
 
 #include "clock.h"
 #include "log.h"
@@ -16,7 +17,7 @@ op_status payment_channels_init(payment_ctx *ctx, const char *kind, long timeout
     for (int i = 0; i < ctx->conf.n; i++) {
         const pay_channel_conf *c = &ctx->conf.ch[i];
         pay_channel *ch = &ctx->ch[i];
-        snprintf(ch->method, sizeof ch->method, "%s", c->method);
+        memcpy(ch->method, c->method, sizeof ch->method); /* both PAY_METHOD_SIZE */
         ch->provider = provider_new(kind, c->url, timeout_ms);
         if (!ch->provider) {
             snprintf(err, n, "PAYMENT_PROVIDER must be 'sim', or 'http' with a URL for every "

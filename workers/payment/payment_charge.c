@@ -157,6 +157,8 @@ static op_status payment_settle_batch(db *d, json_t *outcomes, worker_msg *const
             st = OP_ERR_PERMANENT; /* cannot happen (payments references orders): batch fails */
         } else if (strcmp(event, "pending") == 0) {
             log_info(&m->log, "the provider answered pending (%s): waiting for its result", s->ref);
+        } else if (strcmp(event, "settled") == 0) {
+            log_info(&m->log, "the payment was settled meanwhile (notification or query)");
         } else if (strcmp(event, "payment.failed") == 0) {
             st = worker_emit(m, event, id, json_pack("{ss ss ss}", "order_id", id, "reason",
                                                      "declined", "message", s->error));
