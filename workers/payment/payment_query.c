@@ -21,6 +21,9 @@
 /* The claimed payment's longest query time: another process takes it again after this. */
 #define PAYMENT_QUERY_LEASE_S "60"
 #define PAYMENT_QUERY_MAX_INTERVAL_MS (10 * 60 * 1000)
+/* A tick's time for provider calls: nothing answers the broker's heartbeats meanwhile (see
+ * worker_batch_has_time). Payments claimed but not queried in time wait out their lease. */
+#define PAYMENT_QUERY_BUDGET_MS 10000
 
 typedef struct query_item {
     char id[40];
@@ -148,13 +151,18 @@ static op_status query_apply_txn(db *d, void *arg)
 op_status payment_query_due(worker *w, db *d, payment_ctx *ctx)
 {
     query_claim c = {ctx, mem_calloc((size_t)ctx->query_batch, sizeof(query_item)), 0};
+    uint64_t start = clock_now_ms();
     op_status st = db_transaction(d, query_claim_txn, &c, 0);
     for (int i = 0; i < c.n && st == OP_OK; i++) {
         query_item *q = &c.items[i];
         pay_channel *ch = payment_channel(ctx, q->channel);
-        if (worker_stopping(w) || !ch) {
+        if (clock_ms_since(start) > PAYMENT_QUERY_BUDGET_MS || worker_stopping(w)) {
+            log_info(NULL, "payment queries: %d of %d left for a later tick", c.n - i, c.n);
+            break;
+        }
+        if (!ch) {
             q->result = PROVIDER_TRANSIENT;
-            snprintf(q->err, sizeof q->err, ch ? "stopping" : "no such payment channel");
+            snprintf(q->err, sizeof q->err, "no payment channel '%s' is configured", q->channel);
         } else {
             q->result = provider_query(ch->provider, d, q->id, &q->info, q->err, sizeof q->err);
         }

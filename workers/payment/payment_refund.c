@@ -1,9 +1,10 @@
 /* payment_refund: payment.refund_requested. Owed only for a cancelled order (compensation and
  * the settle paths emit it in the transaction that cancels the order or finds it cancelled).
- * A payment still pending (at the provider, or an attempt whose answer never got recorded) is
- * voided first: void answered (or nothing was ever booked) -> the payment ends `voided`, no money
- * moved; the provider says it already succeeded -> it is refunded like a settled one, which
- * ends `refunded`. A refund request for the payment_timeout of an order counts as one payment
+ * A payment the provider answered pending is voided first: void answered (or nothing was ever
+ * booked) -> the payment ends `voided`, no money moved; the provider says it already succeeded
+ * -> it is refunded like a settled one, which ends `refunded`. Any other payment (settled, or an
+ * attempt whose answer never got recorded: a timeout may have charged it) is refunded: the
+ * provider gives back whatever it took under the charge key, 0 if nothing. A refund request for the payment_timeout of an order counts as one payment
  * timeout once its void or refund is recorded.
  */
 #include <stdio.h>
@@ -33,13 +34,15 @@ static op_status payment_record_refund(worker_msg *m, void *arg)
                       2, (const char *[]){m->ev->order_id, amount});
 }
 
-/* The payment's status and channel ("" when there is none). OP_OK or the lookup's error. */
+/* The payment's status and channel ("" when there is none), and whether the provider answered
+ * it pending. OP_OK or the lookup's error. */
 static op_status payment_refund_payment(worker_msg *m, char *status, size_t ssize, char *channel,
-                                        size_t csize)
+                                        size_t csize, bool *at_provider)
 {
     op_status st;
     PGresult *r = db_exec_prepared(m->db, "payment_refund_payment",
-                                   "select status, channel from payments where order_id = $1::uuid",
+                                   "select status, channel, provider_pending_at is not null "
+                                   "from payments where order_id = $1::uuid",
                                    1, (const char *[]){m->ev->order_id}, &st);
     if (!r) {
         snprintf(m->error, sizeof m->error, "%s", db_last_error(m->db));
@@ -48,6 +51,7 @@ static op_status payment_refund_payment(worker_msg *m, char *status, size_t ssiz
     bool found = PQntuples(r) == 1;
     snprintf(status, ssize, "%s", found ? PQgetvalue(r, 0, 0) : "");
     snprintf(channel, csize, "%s", found ? PQgetvalue(r, 0, 1) : "");
+    *at_provider = found && strcmp(PQgetvalue(r, 0, 2), "t") == 0;
     PQclear(r);
     return OP_OK;
 }
@@ -87,7 +91,9 @@ op_status payment_on_refund(worker_msg *m, void *arg)
     if (owed != OP_OK)
         return owed;
     char status[24], method[PAY_METHOD_SIZE + 8];
-    op_status st = payment_refund_payment(m, status, sizeof status, method, sizeof method);
+    bool at_provider = false;
+    op_status st = payment_refund_payment(m, status, sizeof status, method, sizeof method,
+                                          &at_provider);
     if (st != OP_OK)
         return st;
     /* A payment recorded before channels existed is the default channel's. */
@@ -98,7 +104,7 @@ op_status payment_on_refund(worker_msg *m, void *arg)
     }
     payment_refund r = {0};
     char err[256];
-    if (strcmp(status, "pending") == 0 || strcmp(status, "voided") == 0) {
+    if (at_provider && (strcmp(status, "pending") == 0 || strcmp(status, "voided") == 0)) {
         provider_void_result v = provider_void(ch->provider, m->db, id, err, sizeof err);
         if (v == PROVIDER_VOID_FAILED) {
             snprintf(m->error, sizeof m->error, "%s", err);
