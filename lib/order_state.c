@@ -9,6 +9,7 @@ static const char *const order_state_names[ORDER_STATE_COUNT] = {
 
 static const char *const cancel_reason_names[CANCEL_REASON_COUNT] = {
     "out_of_stock", "payment_declined", "reservation_expired", "customer_cancelled",
+    "payment_timeout",
 };
 
 /* allowed[from][to] */

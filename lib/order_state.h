@@ -24,6 +24,7 @@ typedef enum {
     CANCEL_PAYMENT_DECLINED,
     CANCEL_RESERVATION_EXPIRED,
     CANCEL_CUSTOMER_CANCELLED,
+    CANCEL_PAYMENT_TIMEOUT, /* a payment pending at the provider never completed */
     CANCEL_REASON_COUNT,
     CANCEL_REASON_INVALID = -1,
 } cancel_reason;

@@ -183,10 +183,12 @@ begin
   -- wait for its commit and then see the conflict.
   with ins as (
     insert into orders(id, client_id, idempotency_key, customer_id, currency, total,
-                       payment_token, notify, traceparent, placed_at, state_deadline)
+                       payment_token, payment_method, notify, traceparent, placed_at,
+                       state_deadline)
     select (x->>'id')::uuid, x->'d'->>'client_id', x->'d'->>'idempotency_key',
            x->'d'->>'customer_id', x->'d'->>'currency', (x->'d'->>'total')::bigint,
-           x->'d'->'payment'->>'token', coalesce(x->'d'->'notify', '{}'), x->>'tp',
+           x->'d'->'payment'->>'token', coalesce(x->'d'->>'payment_method', 'card'),
+           coalesce(x->'d'->'notify', '{}'), x->>'tp',
            (x->'d'->>'placed_at')::timestamptz, now() + interval '30 seconds'
     from jsonb_array_elements(v_orders) with ordinality as t(x, k) order by k
     on conflict (id) do nothing returning id)

@@ -9,6 +9,8 @@ pipeline_env
 base=$intake_port
 export ORDERPIPE_RETRY_DELAYS=100,200,300,400
 export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$((base + 1)) PAYMENT_TIMEOUT_MS=300
+# Every tier calls the provider (test_payment_pending covers the channel's circuit breaker).
+export PAYMENT_BREAKER_FAILURES=1000
 export RESERVATION_TTL=300s
 P=$ROOT/scripts/pipeline R=$ROOT/scripts/replay
 on_exit '"$P" down >/dev/null 2>&1'

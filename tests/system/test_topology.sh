@@ -34,7 +34,7 @@ keys() { # QUEUE -> its binding keys from orderpipe.events, sorted, comma-separa
     jq -r '[.[] | select(.source == "orderpipe.events") | .routing_key] | sort | join(",")'
 }
 check_eq "reservation's bindings" "order.placed,payment.succeeded" "$(keys reservation)"
-check_eq "payment's bindings" "payment.refund_requested,stock.reserved" "$(keys payment)"
+check_eq "payment's bindings" "payment.notified,payment.refund_requested,stock.reserved" "$(keys payment)"
 check_eq "notification's bindings" "order.cancelled,order.confirmed" "$(keys notification)"
 check_eq "compensation's bindings" "order.cancel_requested,payment.failed,reservation.expired" \
   "$(keys compensation)"

@@ -1,7 +1,10 @@
 /* orderpipe-compensation: the saga's undo. Releases the stock, asks for a refund of whatever was
- * charged, and cancels the order with its reason — on a failed payment, on a customer's cancel
- * request (only its owner's: one naming another client is dead-lettered as not_order_owner,
- * nothing changed), and, from its watchdog timer, for reservations past their expiry. It also
+ * charged (the payment worker voids a charge still pending), and cancels the order with its
+ * reason — on a failed payment, on a customer's cancel request (only its owner's: one naming
+ * another client is dead-lettered as not_order_owner, nothing changed), and, from its watchdog
+ * timer, for reserved orders past their deadline: reservation_expired, or payment_timeout when
+ * the order's payment is pending at its provider (the one place a payment times out, so an
+ * order is never cancelled twice). It also
  * re-drives orders stuck in `paid` (their payment.succeeded is re-emitted; the reservation worker
  * confirms an order only while it is paid, so a repeat changes nothing).
  */
@@ -75,6 +78,22 @@ static op_status compensation_cancel(db *d, worker *w, worker_msg *m, saga_order
              : worker_emit_free(w, d, "order.cancelled", o->id, data, NULL);
 }
 
+/* Why a reserved order past its deadline is cancelled: payment_timeout when its payment is
+ * pending at the provider, else reservation_expired. */
+static op_status compensation_expiry_reason(db *d, const char *order_id, const char **reason)
+{
+    op_status st;
+    PGresult *r = db_exec_prepared(d, "compensation_expiry_reason",
+                                   "select 1 from payments where order_id = $1::uuid "
+                                   "and status = 'pending' and provider_pending_at is not null",
+                                   1, (const char *[]){order_id}, &st);
+    if (!r)
+        return st;
+    *reason = PQntuples(r) > 0 ? "payment_timeout" : "reservation_expired";
+    PQclear(r);
+    return OP_OK;
+}
+
 static op_status compensation_on_payment_failed(worker_msg *m, void *arg)
 {
     (void)arg;
@@ -89,7 +108,11 @@ static op_status compensation_on_payment_failed(worker_msg *m, void *arg)
         log_info(&m->log, "payment.failed for a %s order: nothing to undo", order_state_name(o.state));
         st = OP_OK;
     } else {
-        st = compensation_cancel(m->db, m->w, m, &o, "payment_declined", &m->log);
+        const char *why = json_string_value(json_object_get(m->ev->data, "reason"));
+        st = compensation_cancel(m->db, m->w, m, &o,
+                                 why && strcmp(why, "timeout") == 0 ? "payment_timeout"
+                                                                    : "payment_declined",
+                                 &m->log);
     }
     saga_order_clear(&o);
     return st;
@@ -137,9 +160,11 @@ static op_status compensation_on_expired(worker_msg *m, void *arg)
                                  m->ev->order_id);
     if (st != OP_OK)
         return st;
-    st = o.state == ORDER_RESERVED
-             ? compensation_cancel(m->db, m->w, m, &o, "reservation_expired", &m->log)
-             : OP_OK;
+    const char *reason = "reservation_expired";
+    if (o.state == ORDER_RESERVED)
+        st = compensation_expiry_reason(m->db, o.id, &reason);
+    if (st == OP_OK && o.state == ORDER_RESERVED)
+        st = compensation_cancel(m->db, m->w, m, &o, reason, &m->log);
     saga_order_clear(&o);
     return st;
 }
@@ -185,9 +210,14 @@ static op_status compensation_tick_body(db *d, void *arg)
         if (st != OP_OK)
             break;
         log_ctx lc = {.order_id = o.id};
-        if (o.state == ORDER_RESERVED) {
-            log_info(&lc, "reservation expired: cancelling");
-            st = compensation_cancel(d, t->w, NULL, &o, "reservation_expired", &lc);
+        const char *reason = "reservation_expired";
+        if (o.state == ORDER_RESERVED)
+            st = compensation_expiry_reason(d, o.id, &reason);
+        if (st == OP_OK && o.state == ORDER_RESERVED) {
+            log_info(&lc, "%s: cancelling", strcmp(reason, "payment_timeout") == 0
+                                                ? "payment pending past its deadline"
+                                                : "reservation expired");
+            st = compensation_cancel(d, t->w, NULL, &o, reason, &lc);
             t->done++;
         }
         saga_order_clear(&o);

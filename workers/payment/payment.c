@@ -1,13 +1,10 @@
-/* orderpipe-payment: charges reserved orders through the provider, exactly once per order, and
- * refunds on request.
+/* orderpipe-payment: charges reserved orders through their payment channel, exactly once per
+ * order; applies the provider's later result of a pending charge (its notification, or an active
+ * query); voids or refunds on request.
  *
- * The charge is never made inside a database transaction: the attempt is recorded first (its own
- * commit), the provider is called with the order id as idempotency key, and the outcome is
- * recorded with the inbox row and the emitted event in a final transaction. A redelivery, or a
- * restart after a crash mid-charge, finds the attempt and charges again with the same key, which
- * the provider answers with the first result: one charge. It charges the total the reservation
- * recorded (computed from the lines), never an amount an event states, and refunds only
- * cancelled orders. The payment token is the one the producer recorded in payment_tokens (no
+ * The modules are listed in payment_internal.h. It charges the total the reservation recorded
+ * (computed from the lines), never an amount an event states, and refunds only cancelled
+ * orders. The payment token is the one the producer recorded in payment_tokens (no
  * event carries it, so no other consumer receives it), and it is kept no longer than a charge
  * may need it: the tick deletes the tokens of orders past payment (paid, confirmed, cancelled)
  * and, after PAYMENT_TOKEN_RETENTION, of orders never recorded (an order.placed that was not
@@ -19,14 +16,7 @@
 #include <strings.h>
 
 #include "config.h"
-#include "mem.h"
-#include "provider.h"
-#include "worker.h"
-
-typedef struct payment_ctx {
-    provider *provider;
-    char token_retention_s[24]; /* PAYMENT_TOKEN_RETENTION in seconds, as a statement parameter */
-} payment_ctx;
+#include "payment_internal.h"
 
 /* Outside any batch: deletes the tokens no charge will need again, a bounded number at a time so
  * the statement stays short however many accumulated. */
@@ -47,295 +37,128 @@ static op_status payment_forget_tokens(worker *w, db *d, void *arg)
     return st;
 }
 
-/* What before_batch learned for one stock.reserved message, for its handler. */
-typedef struct payment_state {
-    bool charge;              /* the order awaited a charge and the provider was called */
-    provider_result result;
-    long long amount;
-    char currency[4];
-    char token[132];
-    int attempt;
-    char ref[128];
-    char error[256];
-} payment_state;
-
 static void payment_free_state(void *state) { free(state); }
 
-/* One statement for the batch: records an attempt for every order that awaits its charge (still
- * reserved, not settled with the provider) and fills in the state of its first message. */
-static op_status payment_record_attempts(db *d, worker_msg *const *msgs, int n)
-{
-    worker_msg **reserved = mem_calloc((size_t)n, sizeof *reserved);
-    int k = 0;
-    for (int i = 0; i < n; i++)
-        if (msgs[i]->state)
-            reserved[k++] = msgs[i];
-    char *ids = worker_order_ids(reserved, k);
-    free(reserved);
-    const char *params[] = {ids};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        d, "payment_attempts",
-        "with o as (select id, total, currency, payment_token from orders "
-        "  where id = any($1::uuid[]) and status = 'reserved' order by id for update), "
-        "p as (insert into payments(order_id, amount, currency, status, charge_key, attempts) "
-        "  select id, total, currency, 'pending', id::text, 1 from o "
-        "  on conflict (order_id) do update set attempts = payments.attempts + 1, updated_at = now() "
-        "  where payments.status = 'pending' returning order_id, attempts) "
-        "select o.id::text, o.total, o.currency, coalesce(t.token, o.payment_token), p.attempts "
-        "from o join p on p.order_id = o.id left join payment_tokens t on t.order_id = o.id",
-        1, params, &st);
-    free(ids);
-    if (!r)
-        return st;
-    for (int row = 0; row < PQntuples(r); row++) {
-        for (int i = 0; i < n; i++) {
-            payment_state *s = msgs[i]->state;
-            if (!s || strcasecmp(msgs[i]->ev->order_id, PQgetvalue(r, row, 0)) != 0)
-                continue;
-            /* A repeat of the order in this batch finds nothing to charge. */
-            *s = (payment_state){.charge = true, .amount = atoll(PQgetvalue(r, row, 1)),
-                                 .attempt = atoi(PQgetvalue(r, row, 4))};
-            snprintf(s->currency, sizeof s->currency, "%s", PQgetvalue(r, row, 2));
-            snprintf(s->token, sizeof s->token, "%s", PQgetvalue(r, row, 3));
-            break;
-        }
-    }
-    PQclear(r);
-    return OP_OK;
-}
-
-/* Outside any transaction of ours: record the batch's attempts (one commit), then charge each
- * order that awaits it. The provider is never called inside a transaction; the sim provider
- * books the batch's charges in one transaction of its own books. */
-static op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs, int n, void *arg)
+/* Between batches: the breakers' gauges, the due queries, the tokens no charge needs. */
+static op_status payment_tick(worker *w, db *d, void *arg)
 {
     payment_ctx *ctx = arg;
-    int reserved = 0;
-    for (int i = 0; i < n; i++) {
-        if (strcmp(msgs[i]->ev->type, "stock.reserved") != 0)
-            continue;
-        /* Without its state the handler would take the order for settled: fail the batch. */
-        if (!(msgs[i]->state = calloc(1, sizeof(payment_state))))
-            return OP_ERR_TRANSIENT;
-        reserved++;
-    }
-    if (reserved == 0)
-        return OP_OK;
-    op_status st = payment_record_attempts(d, msgs, n);
-    if (st != OP_OK)
-        return st;
-    if (provider_batch_begin(ctx->provider, d) != OP_OK)
-        return OP_ERR_TRANSIENT;
-    for (int i = 0; i < n; i++) {
-        payment_state *s = msgs[i]->state;
-        if (!s || !s->charge)
-            continue;
-        if (!worker_batch_has_time(w)) { /* its attempt is recorded: the retry charges once */
-            s->result = PROVIDER_TRANSIENT;
-            snprintf(s->error, sizeof s->error,
-                     "the batch's time for provider calls ran out before this charge");
-            continue;
-        }
-        provider_charge_req req = {.key = msgs[i]->ev->order_id, .order_id = msgs[i]->ev->order_id,
-                                   .amount = s->amount, .currency = s->currency, .token = s->token,
-                                   .attempt = s->attempt};
-        s->result = provider_charge(ctx->provider, d, &req, s->ref, sizeof s->ref, s->error,
-                                    sizeof s->error);
-    }
-    if (provider_batch_end(ctx->provider, d) != OP_OK) {
-        /* The books of the batch did not commit: nothing was charged; every charge retries. */
-        for (int i = 0; i < n; i++) {
-            payment_state *s = msgs[i]->state;
-            if (s && s->charge) {
-                s->result = PROVIDER_TRANSIENT;
-                snprintf(s->error, sizeof s->error, "provider books unavailable: %s", db_last_error(d));
-            }
-        }
-    }
-    return OP_OK;
-}
-
-/* The settle statement for the k messages with a provider's answer (outcomes, in their order),
- * and the events it calls for. */
-static op_status payment_settle_batch(db *d, json_t *outcomes, worker_msg *const *settled, int k)
-{
-    char *text = json_dumps(outcomes, JSON_COMPACT);
-    const char *params[] = {text};
-    op_status st;
-    PGresult *r = db_exec_prepared(d, "payment_settle",
-                                   "select k, event, prior from payment_settle($1::json) order by k",
-                                   1, params, &st);
-    free(text);
-    if (!r)
-        return st;
-    if (PQntuples(r) != k) {
-        PQclear(r);
-        return OP_ERR_TRANSIENT;
-    }
-    for (int i = 0; i < k && st == OP_OK; i++) {
-        worker_msg *m = settled[i];
-        payment_state *s = m->state;
-        const char *id = m->ev->order_id, *event = PQgetvalue(r, i, 1);
-        if (PQgetisnull(r, i, 1)) {
-            snprintf(m->error, sizeof m->error, "charged order %s does not exist", id);
-            st = OP_ERR_PERMANENT; /* cannot happen (payments references orders): batch fails */
-        } else if (strcmp(event, "payment.failed") == 0) {
-            st = worker_emit(m, event, id, json_pack("{ss ss ss}", "order_id", id, "reason",
-                                                     "declined", "message", s->error));
-        } else if (strcmp(event, "payment.succeeded") == 0) {
-            st = worker_emit(m, event, id, json_pack("{ss sI ss ss}", "order_id", id, "amount",
-                                                     (json_int_t)s->amount, "currency",
-                                                     s->currency, "provider_ref", s->ref));
-        } else {
-            /* Cancelled (expired) while we were charging: give the money back. */
-            log_warn(&m->log, "charged an order that is now %s: refunding", PQgetvalue(r, i, 2));
-            st = worker_emit(m, event, id, json_pack("{ss sI ss}", "order_id", id, "amount",
-                                                     (json_int_t)s->amount, "reason",
-                                                     "order_cancelled"));
-        }
-    }
-    PQclear(r);
+    payment_channels_publish(ctx);
+    op_status st = payment_query_due(w, d, ctx);
+    if (st == OP_OK)
+        st = payment_forget_tokens(w, d, arg);
     return st;
 }
 
-/* In the batch transaction: the provider's answers, the orders' states and the events, for the
- * whole batch in one call (sql/functions/payment_settle.sql). */
-static op_status payment_on_reserved(worker_msg *const *msgs, int n, void *arg)
+/* Registers the payment metrics once connected (the registry exists by then). */
+static op_status payment_start(worker *w, db *d, void *arg)
 {
-    (void)arg;
-    json_t *outcomes = json_array();
-    worker_msg **settled = mem_calloc((size_t)n, sizeof *settled);
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        worker_msg *m = msgs[i];
-        payment_state *s = m->state;
-        if (!s || !s->charge) {
-            log_info(&m->log, "nothing to charge (order not reserved, or already settled)");
-        } else if (s->result == PROVIDER_TRANSIENT) {
-            worker_msg_fail(m, OP_ERR_TRANSIENT, "%s", s->error);
-        } else {
-            bool ok = s->result == PROVIDER_OK;
-            json_t *o = json_pack("{ss ss ss ss}", "id", m->ev->order_id, "result",
-                                  ok ? "ok" : "declined", "ref", s->ref, "error", s->error);
-            if (!o || json_array_append_new(outcomes, o) != 0) {
-                worker_msg_fail(m, OP_ERR_TRANSIENT, "cannot build the provider's outcome");
-                continue;
-            }
-            settled[k++] = m;
-        }
-    }
-    op_status st = k > 0 ? payment_settle_batch(msgs[0]->db, outcomes, settled, k) : OP_OK;
-    json_decref(outcomes);
-    free(settled);
-    return st;
-}
-
-typedef struct payment_refund {
-    long long refunded;
-} payment_refund;
-
-static op_status payment_record_refund(worker_msg *m, void *arg)
-{
-    payment_refund *r = arg;
-    char amount[32];
-    snprintf(amount, sizeof amount, "%lld", r->refunded);
-    return db_command(m->db, "update payments set status = 'refunded', refunded_amount = $2::bigint, "
-                             "updated_at = now() where order_id = $1::uuid and status <> 'declined'",
-                      2, (const char *[]){m->ev->order_id, amount});
-}
-
-/* A refund is owed only for a cancelled order (compensation and payment_settle emit the request
- * in the transaction that cancels it or finds it cancelled). Anyone with the broker's credentials
- * can publish: a request for an order that is paid, confirmed or unknown would give a customer
- * back the money of goods that ship. OP_OK when the order is cancelled; otherwise m is refused
- * (OP_ERR_PERMANENT) or the lookup failed (its status). */
-static op_status payment_refund_owed(worker_msg *m)
-{
-    const char *params[] = {m->ev->order_id};
-    op_status st;
-    PGresult *r = db_exec_prepared(m->db, "payment_refund_order",
-                                   "select status from orders where id = $1::uuid", 1, params, &st);
-    if (!r) {
-        snprintf(m->error, sizeof m->error, "%s", db_last_error(m->db));
-        return st;
-    }
-    char status[16] = "";
-    if (PQntuples(r) == 1)
-        snprintf(status, sizeof status, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (strcmp(status, "cancelled") == 0)
-        return OP_OK;
-    if (!status[0])
-        return worker_msg_refuse(m, "order_not_cancelled", "refund requested for an unknown order");
-    return worker_msg_refuse(m, "order_not_cancelled", "refund requested for an order that is %s",
-                             status);
-}
-
-static op_status payment_on_refund(worker_msg *m, void *arg)
-{
+    (void)d;
     payment_ctx *ctx = arg;
-    const char *id = m->ev->order_id;
-    op_status owed = payment_refund_owed(m);
-    if (owed != OP_OK)
-        return owed;
-    long long amount = json_integer_value(json_object_get(m->ev->data, "amount"));
-    long long refunded = 0;
-    char err[256];
-    provider_result res = provider_refund(ctx->provider, m->db, id, id, amount, &refunded, err,
-                                          sizeof err);
-    if (res != PROVIDER_OK) {
-        snprintf(m->error, sizeof m->error, "%s", err);
-        return res == PROVIDER_TRANSIENT ? OP_ERR_TRANSIENT : OP_ERR_PERMANENT;
-    }
-    log_info(&m->log, "refunded %lld", refunded);
-    payment_refund r = {refunded};
-    op_status st = worker_txn(m, payment_record_refund, &r);
-    return st; /* OP_DUPLICATE: the worker logs and counts the ignored redelivery */
+    metrics_registry *r = worker_registry(w);
+    if (!r)
+        return OP_OK;
+    ctx->m_notifications = metrics_counter(
+        r, "orderpipe_payment_notifications_total",
+        "Provider payment notifications consumed, by outcome: applied, duplicate, mismatch, "
+        "already_final, unknown_order, late_refunded.", "outcome");
+    ctx->m_queries = metrics_counter(
+        r, "orderpipe_payment_queries_total",
+        "Active queries of payments pending at their provider, by result: succeeded, failed, "
+        "pending, error, mismatch, settled (settled meanwhile).", "result");
+    ctx->m_timeouts = metrics_counter(r, "orderpipe_payment_timeouts_total",
+                                      "Pending payments that timed out and were voided (or "
+                                      "refunded when the void came too late).", NULL);
+    ctx->m_late_refunds = metrics_counter(r, "orderpipe_payment_late_refunds_total",
+                                          "late payment refunded: successes that arrived after "
+                                          "their order was cancelled.", NULL);
+    ctx->m_breaker_open = metrics_gauge(r, "orderpipe_payment_breaker_open",
+                                        "1 while a payment channel's circuit breaker is open.",
+                                        "channel");
+    ctx->m_breaker_trips = metrics_counter(r, "orderpipe_payment_breaker_trips_total",
+                                           "Times a payment channel's circuit breaker opened.",
+                                           "channel");
+    for (int i = 0; i < ctx->n; i++) /* every channel's series from the start, at 0 */
+        metrics_add(ctx->m_breaker_trips, (const char *[]){ctx->ch[i].method}, 0);
+    payment_channels_publish(ctx);
+    return OP_OK;
 }
 
 static const worker_route payment_routes[] = {
     {.type = "stock.reserved", .handle_set = payment_on_reserved},
     {.type = "payment.refund_requested", .handle_raw = payment_on_refund},
+    {.type = "payment.notified", .handle_raw = payment_on_notified},
     {.type = NULL},
 };
+
+/* A duration setting of at least min_ms, or -1 (said on stderr). */
+static long payment_duration(const char *name, const char *dflt, long min_ms)
+{
+    long ms;
+    if (config_parse_duration_ms(config_env_str(name, dflt), &ms) != OP_OK || ms < min_ms) {
+        fprintf(stderr, "%s must be a duration of %ldms or more\n", name, min_ms);
+        return -1;
+    }
+    return ms;
+}
 
 int main(int argc, char **argv)
 {
     static payment_ctx ctx;
-    long timeout_ms;
-    long token_retention_ms;
-    if (config_env_long("PAYMENT_TIMEOUT_MS", 5000, 10, 600000, &timeout_ms) != OP_OK)
+    long timeout_ms, token_retention_ms, breaker_failures, breaker_open_ms;
+    if (config_env_long("PAYMENT_TIMEOUT_MS", 5000, 10, 600000, &timeout_ms) != OP_OK ||
+        config_env_long("PAYMENT_BREAKER_FAILURES", 5, 1, 100000, &breaker_failures) != OP_OK ||
+        config_env_long("PAYMENT_QUERY_BATCH", 100, 1, 10000, &ctx.query_batch) != OP_OK)
         return 2;
-    if (config_parse_duration_ms(config_env_str("PAYMENT_TOKEN_RETENTION", "7d"),
-                                 &token_retention_ms) != OP_OK || token_retention_ms < 1000) {
-        fprintf(stderr, "PAYMENT_TOKEN_RETENTION must be a duration of 1s or more\n");
+    if ((token_retention_ms = payment_duration("PAYMENT_TOKEN_RETENTION", "7d", 1000)) < 0 ||
+        (ctx.pending_timeout_ms = payment_duration("PAYMENT_PENDING_TIMEOUT", "15m", 1000)) < 0 ||
+        (ctx.query_after_ms = payment_duration("PAYMENT_QUERY_AFTER", "10s", 100)) < 0 ||
+        (breaker_open_ms = payment_duration("PAYMENT_BREAKER_OPEN", "30s", 100)) < 0)
         return 2;
-    }
+    if (ctx.query_after_ms > 86400000)
+        ctx.query_after_ms = 86400000; /* the backoff's base is an int of milliseconds */
     snprintf(ctx.token_retention_s, sizeof ctx.token_retention_s, "%ld", token_retention_ms / 1000);
+    char err[256];
     const char *kind = config_env_str("PAYMENT_PROVIDER", "sim");
-    ctx.provider = provider_new(kind, config_env_str("PAYMENT_URL", NULL), timeout_ms);
-    if (!ctx.provider) {
-        fprintf(stderr, "PAYMENT_PROVIDER must be 'sim', or 'http' with PAYMENT_URL set\n");
+    if (pay_channels_parse(config_env_str("PAYMENT_CHANNELS", NULL), config_env_str("PAYMENT_URL", NULL),
+                           config_env_str("PAYMENT_DEFAULT_METHOD", NULL), &ctx.conf, err,
+                           sizeof err) != OP_OK ||
+        payment_channels_init(&ctx, kind, timeout_ms, breaker_failures, breaker_open_ms, err,
+                              sizeof err) != OP_OK) {
+        fprintf(stderr, "%s\n", err);
+        payment_channels_free(&ctx);
         return 2;
     }
     worker_spec spec = {
         .name = "payment",
         .program = "orderpipe-payment",
-        .summary = "Charges reserved orders exactly once through the payment provider; refunds on request.",
+        .summary = "Charges reserved orders exactly once through their payment channel; applies "
+                   "pending results; voids and refunds on request.",
         .routes = payment_routes,
         .arg = &ctx,
         .before_batch = payment_before_batch,
         .free_state = payment_free_state,
-        .tick = payment_forget_tokens,
+        .tick = payment_tick,
         .tick_ms = 1000,
+        .start = payment_start,
         .help_extra = "  PAYMENT_PROVIDER      sim (default) or http\n"
-                      "  PAYMENT_URL           base URL of the http provider\n"
+                      "  PAYMENT_CHANNELS      method=URL,... one provider per payment method\n"
+                      "  PAYMENT_URL           the provider's URL when PAYMENT_CHANNELS is unset\n"
+                      "  PAYMENT_DEFAULT_METHOD  the method of an order naming none (first channel,\n"
+                      "                        or card)\n"
                       "  PAYMENT_TIMEOUT_MS    provider call timeout (5000)\n"
+                      "  PAYMENT_PENDING_TIMEOUT  how long a charge may stay pending at the provider\n"
+                      "                        before the order is cancelled (15m)\n"
+                      "  PAYMENT_QUERY_AFTER   first query of a pending charge; the next ones wait\n"
+                      "                        twice as long each time (10s)\n"
+                      "  PAYMENT_QUERY_BATCH   pending payments queried per tick (100)\n"
+                      "  PAYMENT_BREAKER_FAILURES  consecutive transient failures that open a\n"
+                      "                        channel's circuit breaker (5)\n"
+                      "  PAYMENT_BREAKER_OPEN  how long it stays open (30s)\n"
                       "  PAYMENT_TOKEN_RETENTION  how long the token of an order never recorded is\n"
                       "                        kept (7d); tokens of orders past payment go at once\n",
     };
     int rc = worker_main(&spec, argc, argv);
-    provider_free(ctx.provider);
+    payment_channels_free(&ctx);
     return rc;
 }
