@@ -40,6 +40,8 @@ typedef struct worker_config {
     long call_budget_ms;        /* a batch's time for calls to outside services */
     long inbox_retention_s;     /* inbox rows older than this are pruned */
     long outbox_retention_s;    /* published outbox rows older than this are pruned */
+    long shard;                 /* the shard consumed when the queue is sharded, else -1 */
+    char queue[128];            /* the queue consumed: the work queue or that shard */
 } worker_config;
 
 /* Fills *c from the environment, then argv's flags (a flag wins). OP_OK: run with it (or, with
