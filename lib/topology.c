@@ -70,6 +70,7 @@ static void topology_load_shards(void)
             topology_shard_spec.error = "names a queue that is not a work queue";
             break;
         }
+        assert(q - topology_queues < TOPOLOGY_MAX_QUEUES);
         int *slot = &topology_shard_spec.shards[q - topology_queues];
         char *end;
         long n = strtol(p + len + 1, &end, 10);
@@ -179,7 +180,8 @@ static op_status topology_declare_retry_tiers(broker *b, const char *queue)
 
 /* A sharded work queue: the topic exchange routes its keys to the consistent-hash exchange,
  * which spreads them over the shards. The work queue itself stays declared but unbound, so
- * messages left in it from before the sharding stay visible (and count as queued). */
+ * messages left in it from before the sharding stay visible to scripts/pipeline status and
+ * scripts/check-invariants. */
 static op_status topology_declare_shards(broker *b, const topology_queue *q, int shards)
 {
     char exchange[128], name[128];
