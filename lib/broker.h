@@ -61,6 +61,19 @@ uint64_t broker_reconnect_count(const broker *b);
 /* Declares a durable exchange of the given type ("topic", "direct", ...). Idempotent. */
 op_status broker_declare_exchange(broker *b, const char *name, const char *type);
 
+/* Declares a durable x-consistent-hash exchange (RabbitMQ's rabbitmq_consistent_hash_exchange
+ * plugin) that hashes the message property hash_property ("correlation_id", "message_id", ...)
+ * to pick one of its bound queues, each bound with its weight as routing key. Idempotent. */
+op_status broker_declare_hash_exchange(broker *b, const char *name, const char *hash_property);
+
+/* Deletes an exchange and every binding to and from it; deleting one that does not exist is
+ * not an error. */
+op_status broker_delete_exchange(broker *b, const char *name);
+
+/* Binds exchange `destination` to exchange `source` with a routing key (exchange.bind). */
+op_status broker_bind_exchange(broker *b, const char *destination, const char *source,
+                               const char *key);
+
 /* A durable queue and its arguments; fields left zero are not sent. */
 typedef struct broker_queue_spec {
     const char *name;                    /* required */
@@ -72,6 +85,8 @@ typedef struct broker_queue_spec {
                                             is never lost on its way to the dead-letter target
                                             (x-dead-letter-strategy at-least-once, which needs
                                             x-overflow reject-publish) */
+    bool single_active_consumer;         /* x-single-active-consumer: one consumer at a time
+                                            gets deliveries, the others wait to take over */
 } broker_queue_spec;
 
 /* Declares q; idempotent while the arguments stay the same (a queue declared before with other
@@ -80,6 +95,9 @@ op_status broker_declare_queue(broker *b, const broker_queue_spec *q);
 
 /* Binds queue to exchange with a routing key. Idempotent. */
 op_status broker_bind_queue(broker *b, const char *queue, const char *exchange, const char *key);
+
+/* Removes that binding; removing one that does not exist is not an error. */
+op_status broker_unbind_queue(broker *b, const char *queue, const char *exchange, const char *key);
 
 typedef struct broker_message {
     const char *exchange;        /* NULL: BROKER_EVENTS_EXCHANGE; "" : the default exchange */

@@ -9,18 +9,61 @@
 #include <assert.h>
 #include <stdio.h>
 
-#define BROKER_MAX_QUEUE_ARGS 6
+#define BROKER_MAX_QUEUE_ARGS 7
 
-op_status broker_declare_exchange(broker *b, const char *name, const char *type)
+/* A durable exchange of `type` with its arguments. */
+static op_status broker_declare_exchange_args(broker *b, const char *name, const char *type,
+                                              amqp_table_t args)
 {
     assert(name && type);
     op_status st = broker_check_open(b);
     if (st != OP_OK)
         return st;
     amqp_exchange_declare(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(name),
-                          amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table);
+                          amqp_cstring_bytes(type), 0, 1, 0, 0, args);
     char what[200];
-    snprintf(what, sizeof what, "declaring exchange %s", name);
+    snprintf(what, sizeof what, "declaring %s exchange %s", type, name);
+    return broker_rpc_done(b, what);
+}
+
+op_status broker_declare_exchange(broker *b, const char *name, const char *type)
+{
+    return broker_declare_exchange_args(b, name, type, amqp_empty_table);
+}
+
+op_status broker_declare_hash_exchange(broker *b, const char *name, const char *hash_property)
+{
+    assert(hash_property);
+    amqp_table_entry_t entry = {
+        .key = amqp_cstring_bytes("hash-property"),
+        .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(hash_property)}};
+    return broker_declare_exchange_args(b, name, "x-consistent-hash",
+                                        (amqp_table_t){.num_entries = 1, .entries = &entry});
+}
+
+op_status broker_delete_exchange(broker *b, const char *name)
+{
+    assert(name);
+    op_status st = broker_check_open(b);
+    if (st != OP_OK)
+        return st;
+    amqp_exchange_delete(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(name), 0);
+    char what[200];
+    snprintf(what, sizeof what, "deleting exchange %s", name);
+    return broker_rpc_done(b, what);
+}
+
+op_status broker_bind_exchange(broker *b, const char *destination, const char *source,
+                               const char *key)
+{
+    assert(destination && source && key);
+    op_status st = broker_check_open(b);
+    if (st != OP_OK)
+        return st;
+    amqp_exchange_bind(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(destination),
+                       amqp_cstring_bytes(source), amqp_cstring_bytes(key), amqp_empty_table);
+    char what[300];
+    snprintf(what, sizeof what, "binding exchange %s to %s with %s", destination, source, key);
     return broker_rpc_done(b, what);
 }
 
@@ -53,6 +96,11 @@ op_status broker_declare_queue(broker *b, const broker_queue_spec *q)
         broker_arg_str(&args, "x-dead-letter-exchange", q->dead_letter_exchange);
     if (q->dead_letter_routing_key)
         broker_arg_str(&args, "x-dead-letter-routing-key", q->dead_letter_routing_key);
+    if (q->single_active_consumer) {
+        entries[args.num_entries++] = (amqp_table_entry_t){
+            .key = amqp_cstring_bytes("x-single-active-consumer"),
+            .value = {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}};
+    }
     if (q->dead_letter_at_least_once) {
         /* RabbitMQ takes at-least-once dead-lettering only with reject-publish overflow: a full
          * target refuses the message rather than dropping the oldest. */
@@ -70,17 +118,34 @@ op_status broker_declare_quorum_queue(broker *b, const char *name)
     return broker_declare_queue(b, &(broker_queue_spec){.name = name, .quorum = true});
 }
 
-op_status broker_bind_queue(broker *b, const char *queue, const char *exchange, const char *key)
+/* Adds (bind) or removes a queue's binding to an exchange with a routing key. */
+static op_status broker_queue_binding(broker *b, const char *queue, const char *exchange,
+                                      const char *key, bool bind)
 {
     assert(queue && exchange && key);
     op_status st = broker_check_open(b);
     if (st != OP_OK)
         return st;
-    amqp_queue_bind(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(queue),
-                    amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), amqp_empty_table);
+    if (bind)
+        amqp_queue_bind(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(queue),
+                        amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), amqp_empty_table);
+    else
+        amqp_queue_unbind(b->conn, BROKER_CHANNEL, amqp_cstring_bytes(queue),
+                          amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), amqp_empty_table);
     char what[300];
-    snprintf(what, sizeof what, "binding queue %s to %s with %s", queue, exchange, key);
+    snprintf(what, sizeof what, "%s queue %s %s %s with %s", bind ? "binding" : "unbinding",
+             queue, bind ? "to" : "from", exchange, key);
     return broker_rpc_done(b, what);
+}
+
+op_status broker_bind_queue(broker *b, const char *queue, const char *exchange, const char *key)
+{
+    return broker_queue_binding(b, queue, exchange, key, true);
+}
+
+op_status broker_unbind_queue(broker *b, const char *queue, const char *exchange, const char *key)
+{
+    return broker_queue_binding(b, queue, exchange, key, false);
 }
 
 long broker_queue_depth(broker *b, const char *queue)

@@ -95,7 +95,7 @@ typedef struct relay_txn {
     int published;
 } relay_txn;
 
-/* The rows to publish (id, message_id, routing_key, payload, headers), locked: the oldest
+/* The rows to publish (id, message_id, routing_key, payload, headers, order id), locked: the oldest
  * unpublished ones, or only `written`; either way never one whose order has an older
  * unpublished event outside the claim, so each order's events leave in order. */
 static PGresult *outbox_claim(db *d, const outbox_relay *r, const relay_txn *t, op_status *st)
@@ -120,7 +120,7 @@ static PGresult *outbox_claim(db *d, const outbox_relay *r, const relay_txn *t, 
             "  and e.message_id <> all(array(select mid from mine)) "
             "  and e.message_id <> all(array(select mid from out)) "
             "  group by e.aggregate_id) "
-            "select o.id, o.message_id, o.routing_key, o.payload, o.headers::text from outbox o "
+            "select o.id, o.message_id, o.routing_key, o.payload, o.headers::text, o.aggregate_id from outbox o "
             "where o.id = any(array(select c.id from cand c "
             "  left join firsts f on f.aggregate_id = c.aggregate_id "
             "  where f.first_id is null or f.first_id > c.id)) "
@@ -142,7 +142,7 @@ static PGresult *outbox_claim(db *d, const outbox_relay *r, const relay_txn *t, 
         "with head as materialized (select id, aggregate_id from outbox "
         "  where published_at is null order by id limit $1::int), "
         "firsts as (select min(id) as id from head group by aggregate_id) "
-        "select o.id, o.message_id, o.routing_key, o.payload, o.headers::text from outbox o "
+        "select o.id, o.message_id, o.routing_key, o.payload, o.headers::text, o.aggregate_id from outbox o "
         "where o.id = any(array(select id from firsts)) and o.published_at is null "
         "order by o.id for update of o skip locked",
         1, params, st);
@@ -178,6 +178,7 @@ static op_status outbox_relay_body(db *d, void *arg)
             .body = PQgetvalue(rows, i, 3),
             .len = (size_t)PQgetlength(rows, i, 3),
             .message_id = PQgetvalue(rows, i, 1),
+            .correlation_id = PQgetvalue(rows, i, 5), /* a sharded queue hashes it */
             .type = PQgetvalue(rows, i, 2),
             .headers = headers,
         };

@@ -71,7 +71,7 @@ static op_status worker_start(worker *w)
         log_error(NULL, "start-up failed: %s", db_last_error(w->db));
         return st;
     }
-    log_info(NULL, "started: queue %s, prefetch %ld, batch %ld, linger %ld ms", w->spec->name,
+    log_info(NULL, "started: queue %s, prefetch %ld, batch %ld, linger %ld ms", w->cfg.queue,
              w->cfg.prefetch, w->cfg.batch, w->cfg.linger_ms);
     return OP_OK;
 }

@@ -46,6 +46,10 @@ static void worker_config_usage(const worker_spec *spec, FILE *out)
             "                        127.0.0.1:0) [METRICS_LISTEN]\n"
             "  --schemas DIR         JSON Schemas of the events [ORDERPIPE_SCHEMA_DIR]\n"
             "  --help                this text\n"
+            "  --shard I             the shard consumed when ORDERPIPE_SHARDS shards this queue:\n"
+            "                        '%s.shard.I', 0 <= I < its shard count [WORKER_SHARD]\n"
+            "  ORDERPIPE_SHARDS      queues sharded by order id, e.g. \"%s=4\" (default none);\n"
+            "                        every program of a deployment must have the same value\n"
             "  INBOX_RETENTION / OUTBOX_RETENTION  how long handled message ids and published\n"
             "                        events are kept (default 7d / 1d)\n"
             "  TRANSITION_RETENTION  how long order_transitions are kept (default 0: for ever)\n"
@@ -56,7 +60,7 @@ static void worker_config_usage(const worker_spec *spec, FILE *out)
             "%s%s"
             "\nLogs are JSON lines on stderr (LOG_LEVEL=debug|info|warn|error). SIGTERM drains.\n",
             spec->program, spec->summary, spec->name, spec->name, spec->name,
-            worker_config_default_linger_ms(spec), spec->help_extra ? "\n" : "",
+            worker_config_default_linger_ms(spec), spec->name, spec->name, spec->help_extra ? "\n" : "",
             spec->help_extra ? spec->help_extra : "");
 }
 
@@ -71,7 +75,8 @@ static op_status worker_config_env(worker_config *c, const worker_spec *spec)
         config_env_long("WORKER_BATCH", 256, 1, 10000, &c->batch) != 0 ||
         config_env_long("WORKER_BATCH_LINGER_MS", worker_config_default_linger_ms(spec), 0, 1000,
                         &c->linger_ms) != 0 ||
-        config_env_long("WORKER_CALL_BUDGET_MS", 20000, 100, 50000, &c->call_budget_ms) != 0)
+        config_env_long("WORKER_CALL_BUDGET_MS", 20000, 100, 50000, &c->call_budget_ms) != 0 ||
+        config_env_long("WORKER_SHARD", -1, -1, TOPOLOGY_MAX_SHARDS - 1, &c->shard) != 0)
         return OP_ERR_PERMANENT;
     long inbox_ms, outbox_ms, transition_ms, interval_ms;
     if (config_parse_duration_ms(config_env_str("INBOX_RETENTION", "7d"), &inbox_ms) != 0 ||
@@ -104,6 +109,27 @@ static op_status worker_config_env(worker_config *c, const worker_spec *spec)
     return OP_OK;
 }
 
+/* The queue consumed: a sharded queue needs a shard within its count, an unsharded one none. */
+static op_status worker_config_shard(worker_config *c, const worker_spec *spec)
+{
+    if (topology_check_shards() != OP_OK)
+        return OP_ERR_PERMANENT;
+    int shards = topology_shards(spec->name);
+    if (shards == 0 && c->shard >= 0) {
+        fprintf(stderr, "%s: WORKER_SHARD / --shard given, but ORDERPIPE_SHARDS does not shard "
+                        "queue '%s'\n", spec->program, spec->name);
+        return OP_ERR_PERMANENT;
+    }
+    if (shards > 0 && (c->shard < 0 || c->shard >= shards)) {
+        fprintf(stderr, "%s: queue '%s' is sharded over %d queues (ORDERPIPE_SHARDS): set "
+                        "WORKER_SHARD / --shard to 0..%d\n", spec->program, spec->name, shards,
+                shards - 1);
+        return OP_ERR_PERMANENT;
+    }
+    topology_consume_queue(spec->name, (int)c->shard, c->queue, sizeof c->queue);
+    return OP_OK;
+}
+
 /* A numeric flag's value into *out, or a message naming the flag and its range. */
 static op_status worker_config_flag_long(const char *flag, const char *text, long min, long max,
                                          long *out)
@@ -125,6 +151,7 @@ op_status worker_config_parse(worker_config *c, const worker_spec *spec, int arg
         {"batch-linger-ms", required_argument, NULL, 'l'},
         {"metrics-listen", required_argument, NULL, 'm'},
         {"schemas", required_argument, NULL, 's'},
+        {"shard", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -142,6 +169,9 @@ op_status worker_config_parse(worker_config *c, const worker_spec *spec, int arg
         case 's': c->schema_dir = optarg; break;
         case 'p': st = worker_config_flag_long("prefetch", optarg, 1, 65535, &c->prefetch); break;
         case 'b': st = worker_config_flag_long("batch", optarg, 1, 10000, &c->batch); break;
+        case 'S':
+            st = worker_config_flag_long("shard", optarg, 0, TOPOLOGY_MAX_SHARDS - 1, &c->shard);
+            break;
         case 'l':
             st = worker_config_flag_long("batch-linger-ms", optarg, 0, 1000, &c->linger_ms);
             break;
@@ -166,5 +196,5 @@ op_status worker_config_parse(worker_config *c, const worker_spec *spec, int arg
                 spec->program);
         return OP_ERR_PERMANENT;
     }
-    return OP_OK;
+    return worker_config_shard(c, spec);
 }

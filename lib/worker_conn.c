@@ -53,11 +53,11 @@ static bool worker_conn_try(worker *w, bool *told)
     /* Declared again first: the queue may be what went away. */
     if (broker_reconnect(w->consumer) != OP_OK ||
         topology_declare(w->consumer) != OP_OK ||
-        broker_consume(w->consumer, w->spec->name, (uint16_t)w->cfg.prefetch) != OP_OK) {
+        broker_consume(w->consumer, w->cfg.queue, (uint16_t)w->cfg.prefetch) != OP_OK) {
         log_warn(NULL, "broker unreachable (consumer): %s", broker_last_error(w->consumer));
         return false;
     }
-    log_info(NULL, "consuming '%s' from %s", w->spec->name, broker_current_node(w->consumer));
+    log_info(NULL, "consuming '%s' from %s", w->cfg.queue, broker_current_node(w->consumer));
     return true;
 }
 
@@ -96,7 +96,7 @@ op_status worker_conn_open(worker *w)
     if (broker_is_open(w->publisher) && topology_declare(w->publisher) != OP_OK)
         log_warn(NULL, "declaring the topology failed: %s", broker_last_error(w->publisher));
     if (broker_is_open(w->consumer) &&
-        broker_consume(w->consumer, w->spec->name, (uint16_t)w->cfg.prefetch) != OP_OK)
+        broker_consume(w->consumer, w->cfg.queue, (uint16_t)w->cfg.prefetch) != OP_OK)
         log_warn(NULL, "consume failed: %s", broker_last_error(w->consumer));
     db_connect(&w->db, w->cfg.database_url, w->spec->program);
     if (!w->db || !w->consumer || !w->publisher)

@@ -91,11 +91,11 @@ op_status worker_failure_route(worker *w, const broker_delivery *d, const worker
     bool retry = fate->kind == WORKER_FATE_RETRY;
     char target[128], now[32];
     if (retry)
-        topology_retry_queue(w->spec->name, fate->tier, target, sizeof target);
+        topology_retry_queue(w->cfg.queue, fate->tier, target, sizeof target);
     else
         topology_dlq(w->spec->name, target, sizeof target);
     cloudevent_time_now(now);
-    json_t *h = worker_failure_fate_headers(d, fate, error, attempt, w->spec->name, now);
+    json_t *h = worker_failure_fate_headers(d, fate, error, attempt, w->cfg.queue, now);
     op_status st = republish_copy(w->publisher, d, target, h);
     json_decref(h);
     if (st != OP_OK) {

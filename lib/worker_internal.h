@@ -43,6 +43,8 @@ typedef struct worker_config {
     long transition_retention_s; /* order_transitions older than this are dropped; 0: kept */
     long prune_interval_s;      /* how often (plus up to 30 s) retention is applied */
     bool prune_rows;            /* RETENTION_PRUNE=delete: rows deleted, no partition dropped */
+    long shard;                 /* the shard consumed when the queue is sharded, else -1 */
+    char queue[128];            /* the queue consumed: the work queue or that shard */
 } worker_config;
 
 /* Fills *c from the environment, then argv's flags (a flag wins). OP_OK: run with it (or, with

@@ -47,7 +47,7 @@ static void backpressure_sample(intake_backpressure *bp, broker *b, db *d)
             broker_reconnect(b);
         queued = 0;
         for (const topology_queue *q = topology_queues; q->name && queued >= 0; q++) {
-            long n = broker_queue_depth(b, q->name);
+            long n = topology_queue_depth(b, q->name);
             queued = n < 0 ? -1 : queued + n;
         }
     }

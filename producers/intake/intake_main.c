@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "intake.h"
 #include "log.h"
+#include "topology.h"
 
 static void intake_usage(FILE *out)
 {
@@ -60,7 +61,9 @@ static void intake_usage(FILE *out)
             "0 = off), INTAKE_BACKPRESSURE_INTERVAL_MS (500).\n"
             "database (environment only): INTAKE_DB_TIMEOUT_MS (deadline of a lookup or key check,\n"
             "1000), INTAKE_DB_MAX_QUEUE (requests waiting for the database, 1000; past it 503),\n"
-            "IDEMPOTENCY_RETENTION (how long Idempotency-Keys are kept, 7d). Logs: JSON lines on stderr.\n");
+            "IDEMPOTENCY_RETENTION (how long Idempotency-Keys are kept, 7d). Logs: JSON lines on stderr.\n"
+            "ORDERPIPE_SHARDS (environment only): work queues sharded by order id, e.g.\n"
+            "\"notification=4\"; the same value in every program of a deployment.\n");
 }
 
 /* A rate or burst may be fractional: a rate of 0.001 (one token in 1000 s) lets a test assert an
@@ -122,6 +125,8 @@ static int intake_parse_config(intake_config *c, int argc, char **argv)
         return 2;
     }
     c->idempotency_retention_s = retention_ms / 1000;
+    if (topology_check_shards() != OP_OK) /* the queues it declares and watches */
+        return 2;
     c->payment_channels = config_env_str("PAYMENT_CHANNELS", NULL);
     c->payment_default_method = config_env_str("PAYMENT_DEFAULT_METHOD", NULL);
     c->payment_secrets_file = config_env_str("PAYMENT_CHANNEL_SECRETS_FILE", NULL);

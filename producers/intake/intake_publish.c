@@ -338,6 +338,7 @@ int intake_publish_cb(intake *in, struct evhttp_request *req, json_t *event,
         .body = body,
         .len = body ? strlen(body) : 0,
         .message_id = json_string_value(json_object_get(event, "id")),
+        .correlation_id = order_id, /* a sharded queue hashes it (lib/topology.h) */
         .type = routing_key,
         .headers = headers,
     };
