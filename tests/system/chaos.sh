@@ -19,6 +19,10 @@ chaos_stack_up() {
   export INTAKE_LISTEN=127.0.0.1:$port INTAKE_URL=http://127.0.0.1:$port
   export INTAKE_RATE_PER_CLIENT=100000 INTAKE_BURST_PER_CLIENT=100000 INTAKE_RATE_GLOBAL=100000
   export PAYMENT_PROVIDER=http PAYMENT_URL=http://127.0.0.1:$((port + 1)) PAYMENT_TIMEOUT_MS=500
+  # Payments answered pending come back by signed notifications (some lost, some repeated) or by
+  # the payment worker's queries; those that never complete are cancelled and voided.
+  CHAOS_SECRET=whsec-chaos-$RANDOM$RANDOM
+  export PAYMENT_CHANNEL_SECRETS="card=$CHAOS_SECRET" PAYMENT_PENDING_TIMEOUT=15s PAYMENT_QUERY_AFTER=2s
   # Retries spread over half a minute: longer than any fault lasts, short enough to drain after.
   export ORDERPIPE_RETRY_DELAYS=1000,3000,8000,20000
 }
@@ -27,8 +31,12 @@ chaos_stack_up() {
 chaos_pipeline_up() {
   CHAOS_EACH=$1
   seed_stock 40 100000 200
-  start_bg provider fake-provider "${PAYMENT_URL#http://}" "$TEST_TMP/ledger.jsonl"
-  provider_up() { curl -fsS -X POST "$PAYMENT_URL/_control" >/dev/null 2>&1; }
+  start_bg provider fake-provider "${PAYMENT_URL#http://}" "$TEST_TMP/ledger.jsonl" \
+    --notify-url "$INTAKE_URL/v1/payment-notifications/card" --secret "$CHAOS_SECRET"
+  provider_up() {
+    curl -fsS -X POST "$PAYMENT_URL/_control?pending_percent=15&lose_percent=10&dup_percent=10&notify_delay_ms=500" \
+      >/dev/null 2>&1
+  }
   wait_for 10 provider_up
   check "the pipeline starts" "$ROOT/scripts/pipeline" up reservation="$1" payment="$1" \
     notification="$1" compensation="$1"
@@ -37,7 +45,7 @@ chaos_pipeline_up() {
 # chaos_load ORDERS RATE: starts the load generator in the background ($load_pid).
 chaos_load() {
   start_bg load orderpipe-loadgen --orders "$1" --rate "$2" --connections 16 --skus 40 \
-    --mix ok=70,oos=4,decline=8,flaky=5,hot=10,dup=3 \
+    --mix ok=65,oos=4,decline=8,flaky=5,hot=10,dup=3,pending=3,pend_never=2 \
     --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem"
   load_pid=$bg_pid
 }
@@ -83,6 +91,12 @@ chaos_settle_and_check() {
   terminal() { [ "$(sql "select count(*) from orders where status in ('confirmed','cancelled')")" -ge "$want" ]; }
   check "all $want accepted orders reach a terminal state" wait_for 300 terminal
   check "the pipeline goes idle, retry queues included" wait_for 180 pipeline_idle
+  provider_settled() { [ "$(curl -fsS -m 5 "$PAYMENT_URL/_stats" | jq .charges.pending)" = 0 ]; }
+  check "no charge is left pending at the provider" wait_for 120 provider_settled
+  check "payments were answered pending and completed by notification or query" \
+    test "$(sql "select count(*) from payments where provider_pending_at is not null and status = 'succeeded'")" -gt 0
+  check "payments that never completed were cancelled payment_timeout" \
+    test "$(sql "select count(*) from orders where cancel_reason = 'payment_timeout'")" -gt 0
   sql "truncate sim_provider_ledger"
   jq -r '[.key, .order_id, .kind, .amount] | @csv' "$TEST_TMP/ledger.jsonl" > "$TEST_TMP/ledger.csv"
   psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Chaos: while orders flow, SIGKILL random worker processes again and again, restart
-# RabbitMQ, restart PostgreSQL and stall the payment provider; then let it settle and check every
+# RabbitMQ, restart PostgreSQL and stall the payment provider, with payments pending at the
+# provider and their signed notifications in flight (some lost, some repeated; queries and the
+# payment timeout end the rest); then let it settle and check every
 # invariant of docs/design.md §3. Short form in `make test`; `tests/run --long chaos` runs the long
 # form (20,000 orders, a kill every 3 s). CHAOS_ORDERS / CHAOS_RATE / CHAOS_KILL_EVERY override.
 source "$(dirname "$0")/lib.sh"
