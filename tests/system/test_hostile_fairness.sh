@@ -111,18 +111,21 @@ check_eq "the intake exits 0 on SIGTERM" 0 "$?"
 # it trickles (a byte every 0.5 s would never trip an idle timeout). At most 20 connections:
 # past that, the oldest idle ones are closed to make room.
 export INTAKE_TIMEOUT=2 INTAKE_MAX_CONNECTIONS=20 INTAKE_MAX_QUEUE_DEPTH=0
+export PAYMENT_CHANNEL_SECRETS=card=whsec-fairness
 start_intake "timeout 2 s, 20 connections"
 # slow MODE COUNT: COUNT connections that each hold the intake in their way (idle: send nothing;
 # header: a request line then its headers a byte every 0.5 s; body: whole headers then a body of
-# 500 bytes a byte every 0.5 s) for up to 15 s; prints, per connection, the seconds until the
+# 500 bytes a byte every 0.5 s; notify-body: the same to the payment notification endpoint, which
+# no API key guards) for up to 15 s; prints, per connection, the seconds until the
 # intake closed it, or "open".
 cat > "$TEST_TMP/slow.py" <<'PY'
 import select, socket, sys, threading, time
 host, port, mode, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-head = b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+path = b"/v1/payment-notifications/card" if mode.startswith("notify") else b"/v1/orders"
+head = b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 if mode == "header":
     first, rest = b"POST /v1/orders HTTP/1.1\r\n", b"X-Slow: " + b"a" * 100
-elif mode == "body":
+elif mode in ("body", "notify-body"):
     first, rest = head + b"Content-Length: 500\r\n\r\n", b"{" * 500
 else:
     first, rest = b"", b""
@@ -161,7 +164,7 @@ connected() { [ "$(ss -Htn state established "( sport = :$port )" | wc -l)" -ge 
 # within FILE: every connection was closed, and within 6 s (the timeout, 2 s, and room for a
 # busy machine; a connection never closed would stay open the whole 15 s).
 within() { [ -s "$1" ] && awk '$1 == "open" || $1 > 6 { bad = 1 } END { exit bad }' "$1"; }
-for mode in idle header body; do
+for mode in idle header body notify-body; do
   n=30; [ $mode = idle ] || n=10
   slow $mode $n & slow_pid=$!
   check "the $mode connections are open" wait_for 10 connected 10
