@@ -91,7 +91,7 @@ metric_sum() { # NAME [LABEL-FILTER]: the sum of a counter over every payment pr
   for f in "$ORDERPIPE_RUN_DIR"/logs/payment.*.log; do
     port=$(grep -ho 'serving /metrics and /healthz on port [0-9]*' "$f" | tail -1 | grep -o '[0-9]*$')
     v=$(curl -fsS -m 5 "http://127.0.0.1:$port/metrics" 2>/dev/null |
-        grep "^$1${2:+\{.*$2}" | awk '{s += $2} END {print s + 0}')
+        grep "^$1[{ ]" | grep -F "${2:-}" | awk '{s += $2} END {print s + 0}')
     total=$((total + ${v%.*}))
   done
   echo "$total"
@@ -114,6 +114,13 @@ for ch in card:$card_port wallet:$wallet_port; do
 done
 check_eq "no notification was refused as a mismatch" 0 \
   "$(sql "select count(*) from payment_notifications where outcome = 'mismatch'")"
+# Copies of one provider event reach two payment processes at once: the second is a duplicate,
+# never an error that dead-letters it.
+dead=$(for q in reservation payment notification compensation; do queue_messages "$q.dlq"; done |
+       awk '{s += $1} END {print s + 0}')
+check_eq "nothing was dead-lettered" 0 "$dead"
+check "repeated notifications were recorded as duplicates" \
+  test "$(metric_sum orderpipe_payment_notifications_total duplicate)" -gt 0
 check "repeated notifications changed nothing twice" \
   test "$(sql "select count(*) from (select order_id from payment_notifications
                 where outcome = 'applied' group by order_id having count(*) > 1) x")" = 0

@@ -26,20 +26,38 @@ static const char *nf_str(const worker_msg *m, const char *key)
     return s ? s : "";
 }
 
-/* Records the notification with its outcome and detail. */
-static op_status notified_record(worker_msg *m, const char *outcome, const char *detail)
+/* Claims (channel, event_id) for this message: true when it was not there yet. A copy of the
+ * same provider event under way in another transaction waits here on the key until that one
+ * ends, then finds it taken: the provider's repeats are duplicates, never an error. The row is
+ * written as 'applied' and given its real outcome by notified_record before the commit. */
+static op_status notified_claim(worker_msg *m, bool *claimed)
 {
     char amount[32];
     snprintf(amount, sizeof amount, "%lld",
              (long long)json_integer_value(json_object_get(m->ev->data, "amount")));
     const char *params[] = {nf_str(m, "channel"), nf_str(m, "event_id"), nf_str(m, "order_id"),
                             nf_str(m, "charge_key"), nf_str(m, "provider_ref"), nf_str(m, "status"),
-                            amount, nf_str(m, "currency"), outcome, detail};
+                            amount, nf_str(m, "currency")};
+    long rows = 0;
+    op_status st = db_exec_prepared_count(
+        m->db, "payment_notified_claim",
+        "insert into payment_notifications(channel, event_id, order_id, charge_key, provider_ref, "
+        "status, amount, currency, outcome) values ($1, $2, $3::uuid, $4, $5, $6, $7::bigint, $8, "
+        "'applied') on conflict (channel, event_id) do nothing",
+        8, params, &rows);
+    *claimed = st == OP_OK && rows == 1;
+    return st;
+}
+
+/* Records what was done with the notification claimed by notified_claim. */
+static op_status notified_record(worker_msg *m, const char *outcome, const char *detail)
+{
+    const char *params[] = {nf_str(m, "channel"), nf_str(m, "event_id"), outcome,
+                            detail ? detail : ""};
     return db_command(m->db,
-                      "insert into payment_notifications(channel, event_id, order_id, charge_key, "
-                      "provider_ref, status, amount, currency, outcome, detail) values ($1, $2, "
-                      "$3::uuid, $4, $5, $6, $7::bigint, $8, $9, nullif($10, ''))",
-                      10, params);
+                      "update payment_notifications set outcome = $3, detail = nullif($4, '') "
+                      "where channel = $1 and event_id = $2",
+                      4, params);
 }
 
 /* Why the notification does not match the payment (row r of payment_notified_payment), or NULL. */
@@ -68,16 +86,11 @@ static op_status notified_txn(worker_msg *m, void *arg)
     notified_run *run = arg;
     const char *order_id = nf_str(m, "order_id");
     payment_emitter e = {.w = m->w, .d = m->db, .m = m};
-    op_status st;
-    PGresult *r = db_exec_prepared(
-        m->db, "payment_notified_seen",
-        "select outcome from payment_notifications where channel = $1 and event_id = $2",
-        2, (const char *[]){nf_str(m, "channel"), nf_str(m, "event_id")}, &st);
-    if (!r)
+    bool claimed = false;
+    op_status st = notified_claim(m, &claimed);
+    if (st != OP_OK)
         return st;
-    bool seen = PQntuples(r) > 0;
-    PQclear(r);
-    if (seen) {
+    if (!claimed) {
         run->outcome = "duplicate";
         return OP_OK;
     }
@@ -85,7 +98,7 @@ static op_status notified_txn(worker_msg *m, void *arg)
         run->outcome = "mismatch";
         return notified_record(m, run->outcome, "the event's subject names another order");
     }
-    r = db_exec_prepared(
+    PGresult *r = db_exec_prepared(
         m->db, "payment_notified_payment",
         "select o.status, p.status, p.amount, p.currency, p.charge_key, p.channel, "
         "  p.refunded_amount from orders o left join payments p on p.order_id = o.id "
