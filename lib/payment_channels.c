@@ -73,10 +73,16 @@ op_status payment_channels_parse(payment_channels *out, const char *channels,
         snprintf(out->default_method, sizeof out->default_method, "%s", name);
         return OP_OK;
     }
-    char *copy = mem_strdup(channels), *save = NULL;
+    /* Split by hand rather than with strtok: an empty entry ("a=x," or "a=x,,b=y") is a typo
+     * to refuse, not a separator to skip. */
+    char *copy = mem_strdup(channels);
     op_status st = OP_OK;
     int i = 0;
-    for (char *e = strtok_r(copy, ",", &save); e && st == OP_OK; e = strtok_r(NULL, ",", &save)) {
+    for (char *e = copy, *next; e && st == OP_OK; e = next) {
+        char *comma = strchr(e, ',');
+        if (comma)
+            *comma = '\0';
+        next = comma ? comma + 1 : NULL;
         i++;
         char *eq = strchr(e, '=');
         if (eq)
@@ -93,10 +99,6 @@ op_status payment_channels_parse(payment_channels *out, const char *channels,
         }
     }
     free(copy);
-    if (st == OP_OK && out->n == 0) {
-        snprintf(err, errlen, "PAYMENT_CHANNELS: no channel in it");
-        st = OP_ERR_PERMANENT;
-    }
     if (st == OP_OK && default_method && !payment_channels_find(out, default_method)) {
         snprintf(err, errlen, "PAYMENT_DEFAULT_METHOD: '%s' is not one of PAYMENT_CHANNELS",
                  default_method);

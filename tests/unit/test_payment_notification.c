@@ -57,20 +57,43 @@ static void test_channels(void **state)
                                             sizeof err), OP_OK);
     assert_string_equal(pc.default_method, "wallet");
     payment_channels_free(&pc);
+    /* Without PAYMENT_CHANNELS: the default method names the one channel, PAYMENT_URL its URL;
+     * an empty PAYMENT_CHANNELS is unset. */
+    assert_int_equal(payment_channels_parse(&pc, NULL, "bank", "http://p:9", err, sizeof err), OP_OK);
+    assert_int_equal(pc.n, 1);
+    assert_string_equal(pc.v[0].name, "bank");
+    assert_string_equal(pc.v[0].url, "http://p:9");
+    assert_string_equal(pc.default_method, "bank");
+    payment_channels_free(&pc);
+    assert_int_equal(payment_channels_parse(&pc, "", NULL, NULL, err, sizeof err), OP_OK);
+    assert_string_equal(pc.v[0].name, "card");
+    assert_null(pc.v[0].url);
+    payment_channels_free(&pc);
     const char *bad[][2] = {
         {"card=u,card=v", NULL}, {"Card=u", NULL}, {"card", NULL}, {"card=", NULL},
         {"=u", NULL}, {"9card=u", NULL}, {",", NULL}, {"card=u", "wallet"},
         {"card=u", "Bad Method"}, {"a234567890123456789012345678901234=u", NULL},
+        {"c@rd=u", NULL}, {"card=u,", NULL}, {"card=u,,wallet=v", NULL}, {",card=u", NULL},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=u", NULL}, /* 33 characters */
+        {NULL, "Bad"}, {"", "9card"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
         if (payment_channels_parse(&pc, bad[i][0], bad[i][1], NULL, err, sizeof err) !=
-            OP_ERR_PERMANENT)
-            fail_msg("accepted PAYMENT_CHANNELS='%s' default '%s'", bad[i][0],
+                OP_ERR_PERMANENT || !err[0])
+            fail_msg("accepted PAYMENT_CHANNELS='%s' default '%s'", bad[i][0] ? bad[i][0] : "-",
                      bad[i][1] ? bad[i][1] : "-");
+        assert_int_equal(pc.n, 0); /* nothing to free */
+    }
     assert_true(payment_method_valid("a"));
     assert_true(payment_method_valid("wechat_pay-2"));
     assert_false(payment_method_valid(""));
     assert_false(payment_method_valid("_x"));
+    assert_true(payment_method_valid("abcdefghijabcdefghijabcdefghijab")); /* 32: the longest */
+    assert_false(payment_method_valid("abcdefghijabcdefghijabcdefghijabc"));
+    assert_false(payment_method_valid("2card"));
+    assert_false(payment_method_valid("card pay"));
+    assert_false(payment_method_valid(NULL));
 }
 
 static void test_secrets(void **state)

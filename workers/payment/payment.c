@@ -43,7 +43,7 @@ static void payment_free_state(void *state) { free(state); }
 static op_status payment_tick(worker *w, db *d, void *arg)
 {
     payment_ctx *ctx = arg;
-    payment_channels_publish(ctx);
+    pay_chan_publish(ctx);
     op_status st = payment_query_due(w, d, ctx);
     if (st == OP_OK)
         st = payment_forget_tokens(w, d, arg);
@@ -78,9 +78,9 @@ static op_status payment_start(worker *w, db *d, void *arg)
     ctx->m_breaker_trips = metrics_counter(r, "orderpipe_payment_breaker_trips_total",
                                            "Times a payment channel's circuit breaker opened.",
                                            "channel");
-    for (int i = 0; i < ctx->n; i++) /* every channel's series from the start, at 0 */
+    for (size_t i = 0; i < ctx->n; i++) /* every channel's series from the start, at 0 */
         metrics_add(ctx->m_breaker_trips, (const char *[]){ctx->ch[i].method}, 0);
-    payment_channels_publish(ctx);
+    pay_chan_publish(ctx);
     return OP_OK;
 }
 
@@ -120,13 +120,11 @@ int main(int argc, char **argv)
     snprintf(ctx.token_retention_s, sizeof ctx.token_retention_s, "%ld", token_retention_ms / 1000);
     char err[256];
     const char *kind = config_env_str("PAYMENT_PROVIDER", "sim");
-    if (pay_channels_parse(config_env_str("PAYMENT_CHANNELS", NULL), config_env_str("PAYMENT_URL", NULL),
-                           config_env_str("PAYMENT_DEFAULT_METHOD", NULL), &ctx.conf, err,
-                           sizeof err) != OP_OK ||
-        payment_channels_init(&ctx, kind, timeout_ms, breaker_failures, breaker_open_ms, err,
-                              sizeof err) != OP_OK) {
+    if (payment_channels_from_env(&ctx.conf, false, err, sizeof err) != OP_OK ||
+        pay_chan_init(&ctx, kind, timeout_ms, breaker_failures, breaker_open_ms, err,
+                      sizeof err) != OP_OK) {
         fprintf(stderr, "%s\n", err);
-        payment_channels_free(&ctx);
+        pay_chan_free(&ctx);
         return 2;
     }
     worker_spec spec = {
@@ -159,6 +157,6 @@ int main(int argc, char **argv)
                       "                        kept (7d); tokens of orders past payment go at once\n",
     };
     int rc = worker_main(&spec, argc, argv);
-    payment_channels_free(&ctx);
+    pay_chan_free(&ctx);
     return rc;
 }

@@ -23,7 +23,7 @@ typedef struct payment_state {
     char currency[4];
     char token[132];
     int attempt;
-    char method[PAY_METHOD_SIZE];
+    char method[PAYMENT_METHOD_SIZE];
     char ref[128];
     char error[256];
 } payment_state;
@@ -94,7 +94,7 @@ op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs, int n,
     op_status st = payment_record_attempts(d, msgs, n);
     if (st != OP_OK)
         return st;
-    if (payment_channels_batch_begin(ctx, d) != OP_OK)
+    if (pay_chan_batch_begin(ctx, d) != OP_OK)
         return OP_ERR_TRANSIENT;
     for (int i = 0; i < n; i++) {
         payment_state *s = msgs[i]->state;
@@ -106,7 +106,7 @@ op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs, int n,
                      "the batch's time for provider calls ran out before this charge");
             continue;
         }
-        pay_channel *ch = payment_channel(ctx, s->method);
+        pay_chan *ch = pay_chan_find(ctx, s->method);
         if (!ch) { /* the intake accepts only configured methods: this deployment lacks one */
             s->result = PROVIDER_TRANSIENT;
             snprintf(s->error, sizeof s->error, "no payment channel '%s' is configured", s->method);
@@ -115,10 +115,10 @@ op_status payment_before_batch(worker *w, db *d, worker_msg *const *msgs, int n,
         provider_charge_req req = {.key = msgs[i]->ev->order_id, .order_id = msgs[i]->ev->order_id,
                                    .amount = s->amount, .currency = s->currency, .token = s->token,
                                    .attempt = s->attempt};
-        s->result = payment_channel_charge(ctx, ch, d, &req, s->ref, sizeof s->ref, s->error,
-                                           sizeof s->error);
+        s->result = pay_chan_charge(ctx, ch, d, &req, s->ref, sizeof s->ref, s->error,
+                                    sizeof s->error);
     }
-    if (payment_channels_batch_end(ctx, d) != OP_OK) {
+    if (pay_chan_batch_end(ctx, d) != OP_OK) {
         /* The books of the batch did not commit: nothing was charged; every charge retries. */
         for (int i = 0; i < n; i++) {
             payment_state *s = msgs[i]->state;

@@ -1,6 +1,7 @@
 /* payment_internal: what the payment worker's modules share.
  *   payment.c           configuration, metrics, the tick, main
- *   channels.c          the channels: a provider and a circuit breaker per payment method
+ *   channels.c          pay_chan_*: a provider and a circuit breaker per payment channel of
+ *                       PAYMENT_CHANNELS (parsed by lib/payment_channels.h, the intake's parser)
  *   payment_charge.c    stock.reserved: charge each order through its channel
  *   payment_settle.c    applying a provider's final answer outside the charge path
  *   payment_notified.c  payment.notified: the provider's asynchronous result, exactly once
@@ -12,20 +13,20 @@
 
 #include "breaker.h"
 #include "metrics.h"
-#include "pay_channels.h"
+#include "payment_channels.h"
 #include "provider.h"
 #include "worker.h"
 
-typedef struct pay_channel {
-    char method[PAY_METHOD_SIZE];
+typedef struct pay_chan {
+    char method[PAYMENT_METHOD_SIZE];
     provider *provider; /* owned */
     breaker breaker;
-} pay_channel;
+} pay_chan;
 
 typedef struct payment_ctx {
-    pay_channels_conf conf;
-    pay_channel ch[PAY_CHANNELS_MAX];
-    int n;
+    payment_channels conf; /* owned: the channels' names and URLs, the default method */
+    pay_chan *ch;          /* owned: conf.n of them once pay_chan_init succeeded */
+    size_t n;              /* of ch, the ones with a provider (pay_chan_free frees those) */
     char token_retention_s[24]; /* PAYMENT_TOKEN_RETENTION in seconds, as a statement parameter */
     long pending_timeout_ms;    /* PAYMENT_PENDING_TIMEOUT */
     long query_after_ms;        /* PAYMENT_QUERY_AFTER: first query, and the base of the next */
@@ -35,21 +36,23 @@ typedef struct payment_ctx {
     metrics_family *m_breaker_open, *m_breaker_trips;
 } payment_ctx;
 
-/* channels.c. kind "sim" or "http"; NULL channels error (err) on a bad configuration. */
-op_status payment_channels_init(payment_ctx *ctx, const char *kind, long timeout_ms,
-                                long breaker_failures, long breaker_open_ms, char *err, size_t n);
-void payment_channels_free(payment_ctx *ctx);
+/* channels.c. Creates a provider (kind "sim" or "http") and a breaker for each channel of
+ * ctx->conf; OP_ERR_PERMANENT with err when a channel cannot have one (http without a URL).
+ * pay_chan_free frees the channels and ctx->conf (also after a failed pay_chan_init). */
+op_status pay_chan_init(payment_ctx *ctx, const char *kind, long timeout_ms,
+                        long breaker_failures, long breaker_open_ms, char *err, size_t n);
+void pay_chan_free(payment_ctx *ctx);
 /* The channel of a payment method, or NULL when none is configured. */
-pay_channel *payment_channel(payment_ctx *ctx, const char *method);
+pay_chan *pay_chan_find(payment_ctx *ctx, const char *method);
 /* A charge through the channel's breaker: while it is open the charge fails transiently at once
  * without calling the provider. */
-provider_result payment_channel_charge(payment_ctx *ctx, pay_channel *ch, db *d,
-                                       const provider_charge_req *req, char *ref, size_t refsize,
-                                       char *err, size_t n);
-op_status payment_channels_batch_begin(payment_ctx *ctx, db *d);
-op_status payment_channels_batch_end(payment_ctx *ctx, db *d);
+provider_result pay_chan_charge(payment_ctx *ctx, pay_chan *ch, db *d,
+                                const provider_charge_req *req, char *ref, size_t refsize,
+                                char *err, size_t n);
+op_status pay_chan_batch_begin(payment_ctx *ctx, db *d);
+op_status pay_chan_batch_end(payment_ctx *ctx, db *d);
 /* Sets the breaker gauges from the breakers' state now. */
-void payment_channels_publish(payment_ctx *ctx);
+void pay_chan_publish(payment_ctx *ctx);
 
 /* payment_settle.c: where an event goes (a message's outbox rows, or the tick's). */
 typedef struct payment_emitter {

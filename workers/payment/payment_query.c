@@ -27,7 +27,7 @@
 
 typedef struct query_item {
     char id[40];
-    char channel[PAY_METHOD_SIZE];
+    char channel[PAYMENT_METHOD_SIZE];
     long long amount;
     char currency[4];
     int queries;
@@ -155,7 +155,7 @@ op_status payment_query_due(worker *w, db *d, payment_ctx *ctx)
     op_status st = db_transaction(d, query_claim_txn, &c, 0);
     for (int i = 0; i < c.n && st == OP_OK; i++) {
         query_item *q = &c.items[i];
-        pay_channel *ch = payment_channel(ctx, q->channel);
+        pay_chan *ch = pay_chan_find(ctx, q->channel);
         if (clock_ms_since(start) > PAYMENT_QUERY_BUDGET_MS || worker_stopping(w)) {
             log_info(NULL, "payment queries: %d of %d left for a later tick", c.n - i, c.n);
             break;

@@ -90,14 +90,14 @@ op_status payment_on_refund(worker_msg *m, void *arg)
     op_status owed = payment_refund_owed(m);
     if (owed != OP_OK)
         return owed;
-    char status[24], method[PAY_METHOD_SIZE + 8];
+    char status[24], method[PAYMENT_METHOD_SIZE + 8];
     bool at_provider = false;
     op_status st = payment_refund_payment(m, status, sizeof status, method, sizeof method,
                                           &at_provider);
     if (st != OP_OK)
         return st;
     /* A payment recorded before channels existed is the default channel's. */
-    pay_channel *ch = payment_channel(ctx, method[0] ? method : ctx->conf.default_method);
+    pay_chan *ch = pay_chan_find(ctx, method[0] ? method : ctx->conf.default_method);
     if (!ch) {
         snprintf(m->error, sizeof m->error, "no payment channel '%s' is configured", method);
         return OP_ERR_TRANSIENT;
