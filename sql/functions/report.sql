@@ -25,6 +25,10 @@ returns setof orders language sql stable as $$
      and (p_to is null or o.placed_at < p_to)
 $$;
 
+-- The report_agg_* functions read the order tables, or the tables named by p_orders, p_lines and
+-- p_transitions with the same columns: report_refresh stages a batch of days' orders, lines and
+-- transitions in temporary tables once, and every aggregate reads them there.
+--
 -- The report_agg_* functions plan with random_page_cost 1.1 (an SSD's): with the default 4 the
 -- planner would rather read every order line of a large history than probe the primary key for
 -- each order of one day.
@@ -75,55 +79,66 @@ $$;
 
 -- Per day, SKU and currency (see report_sku_sales_between), and the orders cancelled
 -- out_of_stock that had the SKU.
-create or replace function report_agg_sku(p_ranges tstzmultirange)
+drop function if exists report_agg_sku(tstzmultirange);
+create or replace function report_agg_sku(p_ranges tstzmultirange, p_orders text default 'orders',
+  p_lines text default 'order_lines', p_transitions text default 'order_transitions')
 returns table (day date, sku text, currency text, orders bigint, units_ordered bigint,
                confirmed_orders bigint, units_sold bigint, revenue numeric,
                oos_cancellations bigint)
 language plpgsql stable set random_page_cost = 1.1 as $f$
 begin
   return query execute format($q$
-    select o.placed_at::date, l.sku, o.currency::text,
-           count(distinct o.id),
-           sum(l.quantity)::bigint,
-           count(distinct o.id) filter (where o.status = 'confirmed'),
-           coalesce(sum(l.quantity) filter (where o.status = 'confirmed'), 0)::bigint,
-           coalesce(sum(l.quantity::numeric * l.unit_price) filter (where o.status = 'confirmed'), 0),
-           count(distinct o.id) filter (where o.status = 'cancelled'
-                                          and o.cancel_reason = 'out_of_stock')
-      from orders o
-      join order_lines l on l.order_id = o.id
-     where %s
-     group by 1, 2, 3 $q$, report_ranges_sql(p_ranges));
+    with per_order as (
+      select o.placed_at::date as day, l.sku, o.currency::text as currency, o.status,
+             o.cancel_reason, sum(l.quantity) as units,
+             sum(l.quantity::numeric * l.unit_price) as amount
+        from %I o
+        join %I l on l.order_id = o.id
+       where %s
+       group by o.id, 1, 2, 3, o.status, o.cancel_reason)
+    select day, sku, currency, count(*), sum(units)::bigint,
+           count(*) filter (where status = 'confirmed'),
+           coalesce(sum(units) filter (where status = 'confirmed'), 0)::bigint,
+           coalesce(sum(amount) filter (where status = 'confirmed'), 0),
+           count(*) filter (where status = 'cancelled' and cancel_reason = 'out_of_stock')
+      from per_order
+     group by 1, 2, 3 $q$, p_orders, p_lines, report_ranges_sql(p_ranges));
 end $f$;
 
 -- Per day (of placed_at) and currency.
-create or replace function report_agg_daily(p_ranges tstzmultirange)
+drop function if exists report_agg_daily(tstzmultirange);
+create or replace function report_agg_daily(p_ranges tstzmultirange, p_orders text default 'orders',
+  p_lines text default 'order_lines', p_transitions text default 'order_transitions')
 returns table (day date, currency text, orders_placed bigint, orders_confirmed bigint,
                orders_cancelled bigint, units_sold bigint, revenue numeric)
 language plpgsql stable set random_page_cost = 1.1 as $f$
 begin
   return query execute format($q$
-    with per_order as (
-      select o.id, o.placed_at::date as day, o.currency::text as currency, o.status,
-             coalesce(sum(l.quantity), 0) as units,
-             coalesce(sum(l.quantity::numeric * l.unit_price), 0) as amount
-        from orders o
-        left join order_lines l on l.order_id = o.id
-       where %s
-       group by o.id, o.placed_at, o.currency, o.status)
-    select day, currency,
-           count(*),
-           count(*) filter (where status = 'confirmed'),
-           count(*) filter (where status = 'cancelled'),
-           coalesce(sum(units) filter (where status = 'confirmed'), 0)::bigint,
-           coalesce(sum(amount) filter (where status = 'confirmed'), 0)
-      from per_order
-     group by day, currency $q$, report_ranges_sql(p_ranges));
+    with o as (
+      select o.id, o.placed_at::date as day, o.currency::text as currency, o.status
+        from %I o where %s),
+    placed as (
+      select day, currency, count(*) as n,
+             count(*) filter (where status = 'confirmed') as confirmed,
+             count(*) filter (where status = 'cancelled') as cancelled
+        from o group by day, currency),
+    sold as (
+      select o.day, o.currency, sum(l.quantity) as units,
+             sum(l.quantity::numeric * l.unit_price) as amount
+        from o join %I l on l.order_id = o.id
+       where o.status = 'confirmed'
+       group by o.day, o.currency)
+    select day, currency, p.n, p.confirmed, p.cancelled,
+           coalesce(s.units, 0)::bigint, coalesce(s.amount, 0)
+      from placed p left join sold s using (day, currency)
+     $q$, p_orders, report_ranges_sql(p_ranges), p_lines);
 end $f$;
 
 -- Per day, how many orders reached each stage: a recorded transition, or a current status at or
 -- past the stage.
-create or replace function report_agg_funnel(p_ranges tstzmultirange)
+drop function if exists report_agg_funnel(tstzmultirange);
+create or replace function report_agg_funnel(p_ranges tstzmultirange, p_orders text default 'orders',
+  p_lines text default 'order_lines', p_transitions text default 'order_transitions')
 returns table (day date, placed bigint, reserved bigint, paid bigint, confirmed bigint)
 language plpgsql stable set random_page_cost = 1.1 as $f$
 begin
@@ -132,37 +147,87 @@ begin
            count(*) filter (where o.status in ('reserved', 'paid', 'confirmed') or tr.order_id is not null),
            count(*) filter (where o.status in ('paid', 'confirmed') or tp.order_id is not null),
            count(*) filter (where o.status = 'confirmed' or tc.order_id is not null)
-      from orders o
-      left join order_transitions tr on tr.order_id = o.id and tr.status = 'reserved'
-      left join order_transitions tp on tp.order_id = o.id and tp.status = 'paid'
-      left join order_transitions tc on tc.order_id = o.id and tc.status = 'confirmed'
-     where %s
-     group by 1 $q$, report_ranges_sql(p_ranges));
+      from %1$I o
+      left join %2$I tr on tr.order_id = o.id and tr.status = 'reserved'
+      left join %2$I tp on tp.order_id = o.id and tp.status = 'paid'
+      left join %2$I tc on tc.order_id = o.id and tc.status = 'confirmed'
+     where %3$s
+     group by 1 $q$, p_orders, p_transitions, report_ranges_sql(p_ranges));
 end $f$;
 
-create or replace function report_agg_cancel(p_ranges tstzmultirange)
+drop function if exists report_agg_cancel(tstzmultirange);
+create or replace function report_agg_cancel(p_ranges tstzmultirange, p_orders text default 'orders',
+  p_lines text default 'order_lines', p_transitions text default 'order_transitions')
 returns table (day date, reason text, orders bigint)
 language plpgsql stable set random_page_cost = 1.1 as $f$
 begin
   return query execute format($q$
     select o.placed_at::date, o.cancel_reason, count(*)
-      from orders o
+      from %I o
      where o.status = 'cancelled' and (%s)
-     group by 1, 2 $q$, report_ranges_sql(p_ranges));
+     group by 1, 2 $q$, p_orders, report_ranges_sql(p_ranges));
 end $f$;
 
 -- Saga latency of each confirmed order: the 'confirmed' transition's time less placed_at, in
 -- microseconds (the timestamps' resolution, so the value is exact).
-create or replace function report_agg_latency(p_ranges tstzmultirange)
+drop function if exists report_agg_latency(tstzmultirange);
+create or replace function report_agg_latency(p_ranges tstzmultirange, p_orders text default 'orders',
+  p_lines text default 'order_lines', p_transitions text default 'order_transitions')
 returns table (day date, us bigint)
 language plpgsql stable set random_page_cost = 1.1 as $f$
 begin
   return query execute format($q$
     select o.placed_at::date, (extract(epoch from (t.at - o.placed_at)) * 1000000)::bigint
-      from orders o
-      join order_transitions t on t.order_id = o.id and t.status = 'confirmed'
-     where %s $q$, report_ranges_sql(p_ranges));
+      from %I o
+      join %I t on t.order_id = o.id and t.status = 'confirmed'
+     where %s $q$, p_orders, p_transitions, report_ranges_sql(p_ranges));
 end $f$;
+
+-- The clean days of the window (report_clean_days) as the SKU sections read them: the months
+-- whose every day is clean, from report_rollup_sku_month, and the other clean days.
+create or replace function report_clean_parts(p_from timestamptz default null,
+                                              p_to timestamptz default null,
+                                              out clean date[], out months date[], out days date[])
+language sql stable as $$
+  with all_clean as (select report_clean_days(p_from, p_to) as days),
+  c as (select d, date_trunc('month', d::timestamp)::date as m
+          from all_clean, unnest(all_clean.days) d),
+  full_months as (
+    select m from c group by m
+    having count(*) = (m + interval '1 month')::date - m)
+  select (select days from all_clean),
+         coalesce((select array_agg(m order by m) from full_months), '{}'),
+         coalesce((select array_agg(d order by d) from c
+                    where m not in (select m from full_months)), '{}')
+$$;
+
+-- Per SKU and currency, the report_agg_sku figures summed over the window: closed months and
+-- days from the rollups, the rest live. Read once per SKU section.
+create or replace function report_sku_totals(p_from timestamptz default null,
+                                             p_to timestamptz default null)
+returns table (sku text, currency text, orders bigint, units_ordered bigint,
+               confirmed_orders bigint, units_sold bigint, revenue numeric,
+               oos_cancellations bigint)
+language sql stable as $$
+  with c as (select * from report_clean_parts(p_from, p_to)),
+  parts as (
+    select r.sku, r.currency, r.orders, r.units_ordered, r.confirmed_orders, r.units_sold,
+           r.revenue, r.oos_cancellations
+      from report_rollup_sku_month r where r.month in (select unnest(months) from c)
+    union all
+    select r.sku, r.currency, r.orders, r.units_ordered, r.confirmed_orders, r.units_sold,
+           r.revenue, r.oos_cancellations
+      from report_rollup_sku r where r.day in (select unnest(days) from c)
+    union all
+    select a.sku, a.currency, a.orders, a.units_ordered, a.confirmed_orders, a.units_sold,
+           a.revenue, a.oos_cancellations
+      from report_agg_sku(report_live_ranges(p_from, p_to, (select clean from c))) a)
+  select sku, currency, sum(orders)::bigint, sum(units_ordered)::bigint,
+         sum(confirmed_orders)::bigint, sum(units_sold)::bigint, sum(revenue),
+         sum(oos_cancellations)::bigint
+    from parts
+   group by sku, currency
+$$;
 
 -- Per SKU and currency: units ordered over every order, units sold and revenue over confirmed ones.
 create or replace function report_sku_sales_between(p_from timestamptz default null,
@@ -170,17 +235,8 @@ create or replace function report_sku_sales_between(p_from timestamptz default n
 returns table (sku text, currency text, orders bigint, units_ordered bigint, confirmed_orders bigint,
                units_sold bigint, revenue numeric)
 language sql stable as $$
-  with c as (select report_clean_days(p_from, p_to) as days),
-  parts as (
-    select r.sku, r.currency, r.orders, r.units_ordered, r.confirmed_orders, r.units_sold, r.revenue
-      from report_rollup_sku r where r.day in (select unnest(days) from c)
-    union all
-    select a.sku, a.currency, a.orders, a.units_ordered, a.confirmed_orders, a.units_sold, a.revenue
-      from report_agg_sku(report_live_ranges(p_from, p_to, (select days from c))) a)
-  select sku, currency, sum(orders)::bigint, sum(units_ordered)::bigint,
-         sum(confirmed_orders)::bigint, sum(units_sold)::bigint, sum(revenue)
-    from parts
-   group by sku, currency
+  select sku, currency, orders, units_ordered, confirmed_orders, units_sold, revenue
+    from report_sku_totals(p_from, p_to)
    order by sku, currency
 $$;
 
@@ -314,17 +370,10 @@ create or replace function report_stockouts_between(p_from timestamptz default n
 returns table (sku text, available bigint, reserved bigint, sold bigint, out_of_stock_now boolean,
                oos_cancellations bigint)
 language sql stable as $$
-  with d as (select report_clean_days(p_from, p_to) as days),
-  c as (
-    select x.sku, sum(x.n)::bigint as n
-      from (select r.sku, r.oos_cancellations as n
-              from report_rollup_sku r
-             where r.day in (select unnest(days) from d) and r.oos_cancellations > 0
-            union all
-            select a.sku, a.oos_cancellations
-              from report_agg_sku(report_live_ranges(p_from, p_to, (select days from d))) a
-             where a.oos_cancellations > 0) x
-     group by x.sku)
+  with c as (
+    select t.sku, sum(t.oos_cancellations)::bigint as n
+      from report_sku_totals(p_from, p_to) t
+     group by t.sku)
   select coalesce(i.sku, c.sku), i.available, i.reserved, i.sold,
          coalesce(i.available = 0, false), coalesce(c.n, 0)
     from inventory i

@@ -1,7 +1,9 @@
 -- report_refresh: stores the report's per-day parts (report_agg_*, sql/functions/report.sql) in
 -- the report_rollup_* tables (sql/130_report_rollups.sql), for scripts/report refresh. Runs on
 -- the primary, in one transaction at REPEATABLE READ (so every table is of the same snapshot),
--- one refresh at a time.
+-- one refresh at a time. It works a month at a time: the month's days to refresh have their
+-- orders, lines and transitions read once into temporary tables (report_stage), which every
+-- aggregate then reads, and the month's rows of report_rollup_sku_month take the change.
 --
 --   report_refresh()             every day not rolled up yet from the first order's day to
 --                                today, today (still open), and every day with an order changed
@@ -13,13 +15,15 @@
 -- first (a report reads them only in their own zone). Returns each day refreshed, with its count
 -- of orders.
 create or replace function report_refresh(p_since date default null, p_day date default null)
-returns table (day date, orders bigint) language plpgsql as $$
+returns table (day date, orders bigint) language plpgsql set random_page_cost = 1.1 as $$
 declare
   v_zone text := current_setting('TimeZone');
   v_state report_rollup_state;
   v_today date := now()::date;
   v_first date;
   v_days date[];
+  v_month date;
+  v_batch date[];
   v_ranges tstzmultirange;
 begin
   if current_setting('transaction_isolation') <> 'repeatable read' then
@@ -29,8 +33,9 @@ begin
   perform pg_advisory_xact_lock(7366130);
   select * into v_state from report_rollup_state;
   if found and v_state.zone <> v_zone then
-    truncate report_rollup_days, report_rollup_sku, report_rollup_daily, report_rollup_funnel,
-             report_rollup_cancel, report_rollup_latency, report_rollup_latency_hist;
+    truncate report_rollup_days, report_rollup_sku, report_rollup_sku_month, report_rollup_daily,
+             report_rollup_funnel, report_rollup_cancel, report_rollup_latency,
+             report_rollup_latency_hist;
     delete from report_rollup_state;
     v_state := null;
   end if;
@@ -51,25 +56,41 @@ begin
          and o.state_entered_at >= v_state.watermark - v_state.lag) x;
   end if;
 
-  select range_agg(tstzrange(d::timestamptz, (d + 1)::timestamptz, '[)')) into v_ranges
-    from unnest(v_days) d;
+  for v_month, v_batch in
+    select date_trunc('month', d::timestamp)::date, array_agg(d order by d)
+      from unnest(v_days) d group by 1 order by 1
+  loop
+    select range_agg(tstzrange(d::timestamptz, (d + 1)::timestamptz, '[)')) into v_ranges
+      from unnest(v_batch) d;
+    perform report_stage(v_ranges);
 
-  delete from report_rollup_sku r where r.day = any (v_days);
-  delete from report_rollup_daily r where r.day = any (v_days);
-  delete from report_rollup_funnel r where r.day = any (v_days);
-  delete from report_rollup_cancel r where r.day = any (v_days);
-  delete from report_rollup_latency r where r.day = any (v_days);
-  delete from report_rollup_latency_hist r where r.day = any (v_days);
+    perform report_rollup_sku_month_add(v_month, v_batch, -1);
+    delete from report_rollup_sku r where r.day = any (v_batch);
+    delete from report_rollup_daily r where r.day = any (v_batch);
+    delete from report_rollup_funnel r where r.day = any (v_batch);
+    delete from report_rollup_cancel r where r.day = any (v_batch);
+    delete from report_rollup_latency r where r.day = any (v_batch);
+    delete from report_rollup_latency_hist r where r.day = any (v_batch);
 
-  insert into report_rollup_sku select * from report_agg_sku(v_ranges);
-  insert into report_rollup_daily select * from report_agg_daily(v_ranges);
-  insert into report_rollup_funnel select * from report_agg_funnel(v_ranges);
-  insert into report_rollup_cancel select * from report_agg_cancel(v_ranges);
-  insert into report_rollup_latency select * from report_agg_latency(v_ranges);
-  insert into report_rollup_latency_hist
-  select l.day, report_latency_bucket(l.us), count(*), sum(l.us), max(l.us)
-    from report_rollup_latency l where l.day = any (v_days)
-   group by 1, 2;
+    insert into report_rollup_sku
+    select * from report_agg_sku(v_ranges, 'report_stage_orders', 'report_stage_lines');
+    insert into report_rollup_daily
+    select * from report_agg_daily(v_ranges, 'report_stage_orders', 'report_stage_lines');
+    insert into report_rollup_funnel
+    select * from report_agg_funnel(v_ranges, 'report_stage_orders',
+                                    p_transitions => 'report_stage_transitions');
+    insert into report_rollup_cancel select * from report_agg_cancel(v_ranges, 'report_stage_orders');
+    insert into report_rollup_latency
+    select * from report_agg_latency(v_ranges, 'report_stage_orders',
+                                     p_transitions => 'report_stage_transitions');
+    insert into report_rollup_latency_hist
+    select l.day, report_latency_bucket(l.us), count(*), sum(l.us), max(l.us)
+      from report_rollup_latency l where l.day = any (v_batch)
+     group by 1, 2;
+
+    perform report_rollup_sku_month_add(v_month, v_batch, 1);
+    delete from report_rollup_sku_month m where m.month = v_month and m.orders = 0;
+  end loop;
 
   insert into report_rollup_days as r (day, orders, refreshed_at)
   select d, coalesce(f.placed, 0), now()
@@ -90,3 +111,58 @@ begin
   return query select r.day, r.orders from report_rollup_days r
                 where r.day = any (v_days) order by r.day;
 end $$;
+
+-- report_stage(ranges): the orders placed in the ranges, their lines and their transitions to
+-- reserved, paid and confirmed, in the temporary tables report_stage_orders, report_stage_lines
+-- and report_stage_transitions (dropped at commit), each read once: by orders_placed_at, then
+-- by the primary keys of order_lines and order_transitions for those orders.
+create or replace function report_stage(p_ranges tstzmultirange)
+returns void language plpgsql set random_page_cost = 1.1 as $f$
+begin
+  if to_regclass('pg_temp.report_stage_orders') is null then
+    create temp table report_stage_orders (
+      id uuid, placed_at timestamptz, currency char(3), status text, cancel_reason text
+    ) on commit drop;
+    create temp table report_stage_lines (
+      order_id uuid, sku text, quantity integer, unit_price bigint
+    ) on commit drop;
+    create temp table report_stage_transitions (
+      order_id uuid, status text, at timestamptz
+    ) on commit drop;
+  else
+    truncate report_stage_orders, report_stage_lines, report_stage_transitions;
+  end if;
+  execute format($q$
+    insert into report_stage_orders
+    select o.id, o.placed_at, o.currency, o.status, o.cancel_reason from orders o where %s $q$,
+    report_ranges_sql(p_ranges));
+  insert into report_stage_lines
+  select l.order_id, l.sku, l.quantity, l.unit_price
+    from report_stage_orders o join order_lines l on l.order_id = o.id;
+  insert into report_stage_transitions
+  select t.order_id, t.status, t.at
+    from report_stage_orders o join order_transitions t on t.order_id = o.id
+   where t.status in ('reserved', 'paid', 'confirmed');
+end $f$;
+
+-- Adds p_sign times the SKU rows of the days p_days (all in p_month) to the month's rows: a
+-- refresh takes the days' old rows out before it replaces them, and puts the new ones in, so a
+-- month's row stays the sum of its days without reading the month's other days. A row left
+-- with no orders had no line that month: the caller deletes it.
+create or replace function report_rollup_sku_month_add(p_month date, p_days date[], p_sign int)
+returns void language sql as $$
+  insert into report_rollup_sku_month as m
+  select p_month, r.sku, r.currency, p_sign * sum(r.orders), p_sign * sum(r.units_ordered),
+         p_sign * sum(r.confirmed_orders), p_sign * sum(r.units_sold), p_sign * sum(r.revenue),
+         p_sign * sum(r.oos_cancellations)
+    from report_rollup_sku r
+   where r.day = any (p_days)
+   group by r.sku, r.currency
+  on conflict on constraint report_rollup_sku_month_pkey do update
+    set orders = m.orders + excluded.orders,
+        units_ordered = m.units_ordered + excluded.units_ordered,
+        confirmed_orders = m.confirmed_orders + excluded.confirmed_orders,
+        units_sold = m.units_sold + excluded.units_sold,
+        revenue = m.revenue + excluded.revenue,
+        oos_cancellations = m.oos_cancellations + excluded.oos_cancellations
+$$;

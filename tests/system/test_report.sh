@@ -5,8 +5,9 @@
 # the HTML page must render in headless Chromium with its four charts, and bad usage must fail.
 # Then the daily rollups: after `refresh` the report (read from them) equals the report computed
 # from the order tables (--live), over windows, cut days and another zone; an order changed after
-# the refresh is read live, the next refresh takes its day and today only; the report runs on a
-# read-only REPORT_DATABASE_URL, where a refresh fails.
+# the refresh is read live, the next refresh takes its day and today only; a closed month is read
+# from its monthly rollup until one of its days changes; the report runs on a read-only
+# REPORT_DATABASE_URL, where a refresh fails.
 source "$(dirname "$0")/lib.sh"
 REPORT=$ROOT/scripts/report
 SECTIONS="sku_sales daily_sales funnel cancel_reasons latency top_skus stockouts"
@@ -249,6 +250,42 @@ check "the next refresh refreshes the changed day and today: 2 days" \
 check_eq "the rollups now hold the payment" 20 \
   "$(sql "select sum(paid) from report_rollup_funnel")"
 live_and_rollup_agree "after the incremental refresh"
+
+# The monthly level: March 2024 is a closed month whose every day is rolled up and unchanged, so
+# the SKU sections read its rows of report_rollup_sku_month, kept the sum of its days' rows.
+# (A change within the refresh's lag keeps its day read live: the changes are made older.)
+age_changes() { sql "update orders set state_entered_at = placed_at + interval '1 hour'" >/dev/null; }
+age_changes
+month_sums="select sum(orders), sum(units_ordered), sum(confirmed_orders), sum(units_sold),
+                   sum(revenue), sum(oos_cancellations)"
+check_eq "the month's SKU rows are the sum of its days'" \
+  "$(sql "$month_sums from report_rollup_sku where day between '2024-03-01' and '2024-03-31'")" \
+  "$(sql "$month_sums from report_rollup_sku_month where month = '2024-03-01'")"
+check_eq "a report over the whole history reads March 2024 as one month" t \
+  "$(PGTZ=UTC sql "select date '2024-03-01' = any (months) from report_clean_parts()")"
+msku=$(sql "select sku from report_rollup_sku_month where currency = 'EUR' order by sku limit 1")
+sku_revenue() { section sku_sales /dev/stdin | awk -F, -v k="$msku" '$1 == k && $2 == "EUR" { print $7 }'; }
+rev=$("$REPORT" --format csv | sku_revenue)
+sql "update report_rollup_sku_month set revenue = revenue + 1000000
+      where month = '2024-03-01' and sku = '$msku' and currency = 'EUR'" >/dev/null
+check_eq "a closed month's SKU figures are read from its monthly row" "$(( rev + 1000000 ))" \
+  "$("$REPORT" --format csv | sku_revenue)"
+sql "update report_rollup_sku_month set revenue = revenue - 1000000
+      where month = '2024-03-01' and sku = '$msku' and currency = 'EUR'" >/dev/null
+# An order of that month confirmed since the refresh: its day is read live, the month's other
+# days from their daily rows, until the next refresh brings the month's rows up to date.
+sql "update orders set status = 'confirmed' where id = md5('order-19')::uuid;
+     insert into order_transitions (order_id, status) values (md5('order-19')::uuid, 'confirmed')" >/dev/null
+check_eq "a month with a day changed since the refresh is not read as a month" f \
+  "$(PGTZ=UTC sql "select date '2024-03-01' = any (months) from report_clean_parts()")"
+live_and_rollup_agree "an order of a closed month confirmed since the refresh"
+"$REPORT" refresh > /dev/null
+age_changes
+check_eq "the refresh brings the month's SKU rows to the sum of its days' again" \
+  "$(sql "$month_sums from report_rollup_sku where day between '2024-03-01' and '2024-03-31'")" \
+  "$(sql "$month_sums from report_rollup_sku_month where month = '2024-03-01'")"
+check_eq "and the month is read as one again" t "$(PGTZ=UTC sql "select date '2024-03-01' = any (months) from report_clean_parts()")"
+live_and_rollup_agree "the month after its refresh"
 
 # A read-only connection, as a standby gives, named by REPORT_DATABASE_URL: the report only reads.
 sep='?'; case "$DATABASE_URL" in *\?*) sep='&' ;; esac
