@@ -86,3 +86,13 @@ op_status config_env_bool(const char *name, bool def, bool *out)
     fprintf(stderr, "%s: must be true or false, got '%s'\n", name, v);
     return OP_ERR_PERMANENT;
 }
+
+char *config_trim(char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\r')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}

@@ -24,6 +24,10 @@ op_status config_parse_duration_ms(const char *text, long *out_ms);
  * "NAME: must be an integer in [min, max]" to stderr and returns OP_ERR_PERMANENT. */
 op_status config_env_long(const char *name, long def, long min, long max, long *out);
 
+/* Cuts the spaces, tabs and carriage returns around s, in place (a line of a settings file or an
+ * entry of a list); returns the first kept character, inside s. */
+char *config_trim(char *s);
+
 /* Reads boolean variable `name` (1/0, true/false, yes/no, on/off). OP_OK or OP_ERR_PERMANENT as above. */
 op_status config_env_bool(const char *name, bool def, bool *out);
 

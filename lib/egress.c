@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+
 /* --- URLs ---------------------------------------------------------------------------------- */
 
 static bool egress_label_char(char c)
@@ -420,16 +422,6 @@ static egress_client_hosts *egress_policy_entry(egress_policy *p, const char *cl
     return e;
 }
 
-static char *egress_trim(char *s)
-{
-    while (*s == ' ' || *s == '\t' || *s == '\r')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
-        s[--n] = '\0';
-    return s;
-}
-
 /* One "client=host,host" entry (trimmed, not a comment). */
 static op_status egress_policy_entry_parse(egress_policy *p, char *entry, char *err, size_t errlen)
 {
@@ -439,7 +431,7 @@ static op_status egress_policy_entry_parse(egress_policy *p, char *entry, char *
         return OP_ERR_PERMANENT;
     }
     *eq = '\0';
-    char *client = egress_trim(entry);
+    char *client = config_trim(entry);
     if (!*client) {
         snprintf(err, errlen, "webhook hosts entry without a client name");
         return OP_ERR_PERMANENT;
@@ -451,7 +443,7 @@ static op_status egress_policy_entry_parse(egress_policy *p, char *entry, char *
     }
     char *save = NULL;
     for (char *t = strtok_r(eq + 1, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        t = egress_trim(t);
+        t = config_trim(t);
         if (!*t)
             continue;
         char *pat = egress_pattern_new(t);
@@ -479,7 +471,7 @@ op_status egress_policy_parse(egress_policy *p, const char *spec, char *err, siz
     }
     op_status st = OP_OK;
     for (char *t = strtok_r(copy, ";\n", &save); t && st == OP_OK; t = strtok_r(NULL, ";\n", &save)) {
-        t = egress_trim(t);
+        t = config_trim(t);
         if (*t && *t != '#')
             st = egress_policy_entry_parse(p, t, err, errlen);
     }

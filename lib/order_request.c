@@ -11,11 +11,8 @@
 #include "mem.h"
 #include "utf8.h"
 
-static op_status order_request_fail(order_request_error *err, int status, const char *code,
-                                    const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static op_status order_request_fail(order_request_error *err, int status, const char *code,
-                                    const char *field, const char *fmt, ...)
+op_status order_request_failf(order_request_error *err, int status, const char *code,
+                              const char *field, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -71,7 +68,7 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
 {
     *event = NULL;
     if (idempotency_key && !order_request_key_valid(idempotency_key))
-        return order_request_fail(err, 400, "invalid_idempotency_key", NULL,
+        return order_request_failf(err, 400, "invalid_idempotency_key", NULL,
                                   "Idempotency-Key must be 1 to 128 printable ASCII characters");
     json_error_t je;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
@@ -79,14 +76,14 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
         /* jansson quotes the body near the error and cuts its text at a byte bound. */
         char text[sizeof je.text];
         utf8_copy(text, sizeof text, je.text);
-        return order_request_fail(err, 400, "invalid_json", NULL,
+        return order_request_failf(err, 400, "invalid_json", NULL,
                                   "the body is not valid JSON (UTF-8): %s at line %d column %d",
                                   text, je.line, je.column);
     }
     jsonschema_error se;
     if (jsonschema_validate(schema, doc, &se) != OP_OK) {
         json_decref(doc);
-        return order_request_fail(err, 400, "schema_violation", se.path, "%s %s", se.path,
+        return order_request_failf(err, 400, "schema_violation", se.path, "%s %s", se.path,
                                   se.message);
     }
     /* The schema bounds each line (quantity <= 1000, price <= 1e8, <= 100 lines), so the total
@@ -104,13 +101,13 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
             json_decref(doc);
             snprintf(field, sizeof field, "$.lines[%zu].%s", i,
                      json_is_integer(qv) && json_integer_value(qv) >= 1 ? "unit_price" : "quantity");
-            return order_request_fail(err, 400, "schema_violation", field,
+            return order_request_failf(err, 400, "schema_violation", field,
                                       "%s must be a positive integer", field);
         }
         json_int_t q = json_integer_value(qv), p = json_integer_value(pv);
         if (q > (INT64_MAX - total) / p) {
             json_decref(doc);
-            return order_request_fail(err, 400, "total_too_large", "$.lines", "the order total overflows");
+            return order_request_failf(err, 400, "total_too_large", "$.lines", "the order total overflows");
         }
         total += q * p;
     }
@@ -118,7 +115,7 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
         json_string_value(json_object_get(json_object_get(doc, "payment"), "method"));
     if (method && channels && !payment_channels_find(channels, method)) {
         /* method is doc's: quoted before doc goes */
-        order_request_fail(err, 400, "unknown_payment_method", "$.payment.method",
+        order_request_failf(err, 400, "unknown_payment_method", "$.payment.method",
                            "payment.method '%s' is not a payment channel of this service", method);
         json_decref(doc);
         return OP_ERR_PERMANENT;
@@ -127,7 +124,7 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
         method = channels ? channels->default_method : "card";
     if (order_request_order_id(client_id, idempotency_key, order_id) != OP_OK) {
         json_decref(doc);
-        return order_request_fail(err, 500, "internal", NULL, "cannot make an order id");
+        return order_request_failf(err, 500, "internal", NULL, "cannot make an order id");
     }
     char now[32];
     cloudevent_time_now(now);
@@ -145,21 +142,21 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
          json_object_set_new(data, "idempotency_key", json_string(idempotency_key)))) {
         json_decref(data);
         json_decref(doc);
-        return order_request_fail(err, 500, "internal", NULL, "cannot build the event");
+        return order_request_failf(err, 500, "internal", NULL, "cannot build the event");
     }
     json_decref(doc);
     char tp[56];
     cloudevent_traceparent(traceparent, tp);
     json_t *ev = cloudevent_new("order.placed", source, order_id, data, tp);
     if (!ev)
-        return order_request_fail(err, 500, "internal", NULL, "cannot build the event");
+        return order_request_failf(err, 500, "internal", NULL, "cannot build the event");
     if (idempotency_key) {
         char eid[UUID_STR_LEN], name[64];
         snprintf(name, sizeof name, "%s/order.placed", order_id);
         if (uuid_v5(ORDER_REQUEST_NAMESPACE, name, strlen(name), eid) != OP_OK ||
             json_object_set_new(ev, "id", json_string(eid)) != 0) {
             json_decref(ev);
-            return order_request_fail(err, 500, "internal", NULL, "cannot build the event id");
+            return order_request_failf(err, 500, "internal", NULL, "cannot build the event id");
         }
     }
     *event = ev;

@@ -57,6 +57,12 @@ op_status order_request_build(const char *body, size_t len, const jsonschema *sc
 void order_request_error_set(order_request_error *err, int status, const char *code,
                              const char *field, const char *message);
 
+/* order_request_error_set with a printf-style message; returns OP_ERR_PERMANENT, so a validator
+ * can `return order_request_failf(...)`. */
+op_status order_request_failf(order_request_error *err, int status, const char *code,
+                              const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 /* The answer when an error body cannot be built (out of memory): fixed, static, status 500. */
 #define ORDER_REQUEST_INTERNAL_BODY \
     "{\"error\":\"internal\",\"message\":\"the server could not build its answer\"}"

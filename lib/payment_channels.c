@@ -113,16 +113,6 @@ op_status payment_channels_parse(payment_channels *out, const char *channels,
     return OP_OK;
 }
 
-static char *payment_trim(char *s)
-{
-    while (*s == ' ' || *s == '\t' || *s == '\r')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
-        s[--n] = '\0';
-    return s;
-}
-
 op_status payment_channels_add_secrets(payment_channels *pc, const char *spec, char sep,
                                        const char *what, char *err, size_t errlen)
 {
@@ -133,15 +123,15 @@ op_status payment_channels_add_secrets(payment_channels *pc, const char *spec, c
         char *end = strchr(p, sep);
         if (end)
             *end = '\0';
-        char *e = payment_trim(p);
+        char *e = config_trim(p);
         p = end ? end + 1 : NULL;
         if ((sep == '\n' && (!*e || *e == '#')) || (sep != '\n' && !*e && !p && i == 0))
             continue; /* a blank or comment line; an empty variable */
         char *eq = strchr(e, '=');
         if (eq)
             *eq = '\0';
-        payment_channel *c = eq ? (payment_channel *)payment_channels_find(pc, payment_trim(e)) : NULL;
-        char *secret = eq ? payment_trim(eq + 1) : NULL;
+        payment_channel *c = eq ? (payment_channel *)payment_channels_find(pc, config_trim(e)) : NULL;
+        char *secret = eq ? config_trim(eq + 1) : NULL;
         if (!eq || !*secret) {
             snprintf(err, errlen, "%s: %s %d must be method=secret with a secret", what,
                      sep == '\n' ? "line" : "entry", i + 1);
@@ -149,7 +139,7 @@ op_status payment_channels_add_secrets(payment_channels *pc, const char *spec, c
         } else if (!c) {
             snprintf(err, errlen, "%s: %s %d names '%.40s', which is not a payment channel "
                                   "(PAYMENT_CHANNELS)", what, sep == '\n' ? "line" : "entry",
-                     i + 1, payment_method_valid(payment_trim(e)) ? payment_trim(e) : "?");
+                     i + 1, payment_method_valid(config_trim(e)) ? config_trim(e) : "?");
             st = OP_ERR_PERMANENT;
         } else {
             c->secrets = mem_realloc(c->secrets, (c->nsecrets + 1) * sizeof *c->secrets);

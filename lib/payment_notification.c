@@ -11,21 +11,6 @@
 #include "mem.h"
 #include "utf8.h"
 
-static op_status payment_notification_fail(order_request_error *err, int status, const char *code,
-                                           const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static op_status payment_notification_fail(order_request_error *err, int status, const char *code,
-                                           const char *field, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    order_request_error_set(err, status, code, field, msg);
-    return OP_ERR_PERMANENT;
-}
-
 op_status payment_notification_event_id(const char *channel, const char *event_id,
                                         char out[UUID_STR_LEN])
 {
@@ -48,20 +33,20 @@ op_status payment_notification_build(const char *body, size_t len, const jsonsch
     if (!doc) {
         char text[sizeof je.text];
         utf8_copy(text, sizeof text, je.text);
-        return payment_notification_fail(err, 400, "invalid_json", NULL,
+        return order_request_failf(err, 400, "invalid_json", NULL,
                                           "the body is not valid JSON (UTF-8): %s at line %d "
                                           "column %d", text, je.line, je.column);
     }
     jsonschema_error se;
     if (jsonschema_validate(schema, doc, &se) != OP_OK) {
         json_decref(doc);
-        return payment_notification_fail(err, 400, "schema_violation", se.path, "%s %s", se.path,
+        return order_request_failf(err, 400, "schema_violation", se.path, "%s %s", se.path,
                                           se.message);
     }
     const char *key = json_string_value(json_object_get(doc, "charge_key"));
     if (!uuid_valid(key)) {
         json_decref(doc);
-        return payment_notification_fail(err, 422, "unknown_charge_key", "$.charge_key",
+        return order_request_failf(err, 422, "unknown_charge_key", "$.charge_key",
                                           "no payment has this charge key: ours are order ids "
                                           "(UUIDs)");
     }
@@ -71,7 +56,7 @@ op_status payment_notification_build(const char *body, size_t len, const jsonsch
     char id[UUID_STR_LEN];
     if (payment_notification_event_id(channel, event_id, id) != OP_OK) {
         json_decref(doc);
-        return payment_notification_fail(err, 500, "internal", NULL, "cannot make the event id");
+        return order_request_failf(err, 500, "internal", NULL, "cannot make the event id");
     }
     /* data is the notification as sent, plus whom it concerns and where it came from. */
     json_t *data = json_deep_copy(doc);
@@ -79,7 +64,7 @@ op_status payment_notification_build(const char *body, size_t len, const jsonsch
     if (!data || json_object_set_new(data, "order_id", json_string(order_id)) != 0 ||
         json_object_set_new(data, "channel", json_string(channel)) != 0) {
         json_decref(data);
-        return payment_notification_fail(err, 500, "internal", NULL, "cannot build the event");
+        return order_request_failf(err, 500, "internal", NULL, "cannot build the event");
     }
     char source[64], tp[56];
     snprintf(source, sizeof source, "/intake/payment-notifications/%s", channel);
@@ -87,7 +72,7 @@ op_status payment_notification_build(const char *body, size_t len, const jsonsch
     json_t *ev = cloudevent_new("payment.notified", source, order_id, data, tp);
     if (!ev || json_object_set_new(ev, "id", json_string(id)) != 0) {
         json_decref(ev);
-        return payment_notification_fail(err, 500, "internal", NULL, "cannot build the event");
+        return order_request_failf(err, 500, "internal", NULL, "cannot build the event");
     }
     *event = ev;
     return OP_OK;
