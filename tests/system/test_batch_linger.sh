@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A batch lingers (WORKER_BATCH_LINGER_MS) for more deliveries while they keep coming: orders placed a few
-# hundred ms apart are reserved in one transaction when the linger covers them; orders further
+# tens of ms apart are reserved in one transaction when the linger covers them; orders further
 # apart than the lone delivery's wait (a fifth of the linger) each in its own; and each in its own
 # when the linger is 0 (the batch takes only what is already there). A transaction's outbox rows
 # share its start time (created_at defaults to now()), which is how the test tells batches apart.
@@ -33,9 +33,27 @@ notified() { [ "$(sql "select count(*) from notifications where status = 'sent'"
 
 check "pipeline starts with batches lingering 1 s" \
   env WORKER_BATCH_LINGER_MS=1000 "$P" up
-check "four orders are placed 0.1 s apart" place_spaced long 0.1
-check "all four are reserved" wait_for 20 has_reserved long
-check_eq "in one transaction" 1 "$(reserved_batches long)"
+# The premise needs the four to reach the broker well within the lone delivery's wait (200 ms)
+# of each other; on a busy machine the client alone may space them wider, so the four are placed
+# again (new ones) until they were, by the intake's own clock.
+widest_gap_ms() { # TAG -> the widest gap between two consecutive placed_at of the tagged orders
+  sql "select coalesce(round(max(g) * 1000), 0) from (select extract(epoch from placed_at -
+         lag(placed_at) over (order by placed_at)) as g from orders
+        where idempotency_key like 'linger-$1-%') x"
+}
+placed=0
+for attempt in 1 2 3 4 5; do
+  tag=long$attempt
+  place_spaced "$tag" 0.05 || break
+  placed=$((placed + 4))
+  wait_for 20 has_reserved "$tag" || break
+  gap=$(widest_gap_ms "$tag")
+  echo "# attempt $attempt: widest gap between the four $gap ms"
+  [ "$gap" -lt 150 ] && break
+done
+check "four orders are placed 0.05 s apart, within 150 ms of each other ($gap ms)" test "$gap" -lt 150
+check "all four are reserved" has_reserved "$tag"
+check_eq "in one transaction" 1 "$(reserved_batches "$tag")"
 # A lone delivery waits only a fifth of the linger (200 ms) for a second one. The payment worker
 # stops first: its payment.succeeded events come back to the reservation queue and would make a
 # batch of two out of an order and the previous one's payment.
@@ -50,8 +68,8 @@ check "four more orders are placed 0.3 s apart" place_spaced none 0.3
 check "all four are reserved" wait_for 20 has_reserved none
 check_eq "each in its own transaction" 4 "$(reserved_batches none)"
 check "the payment worker comes back" "$P" scale payment=1
-check "all twelve orders are confirmed" wait_for 30 confirmed 12
-check "and their customers told" wait_for 30 notified 12
+check "all $((placed + 8)) orders are confirmed" wait_for 30 confirmed $((placed + 8))
+check "and their customers told" wait_for 30 notified $((placed + 8))
 check_invariants "every invariant holds"
 
 out=$TEST_TMP/out
