@@ -6,10 +6,12 @@
  * The controls make the channel misbehave the ways real ones do: lose_percent drops a
  * notification, dup_percent sends it twice (same event_id), forge_percent sends an extra copy
  * signed with a wrong secret (the receiver must refuse it with 401), reorder holds notifications
- * and sends each batch (reorder_batch of them, or what is held 5 s after the first) last first.
+ * and sends each batch (reorder_batch of them, or what is held 5 s after the first) last first,
+ * one after the other (each once the previous one was answered), so they arrive in that order.
  * Each notification is sent once: one that is not answered 2xx is left to the merchant's
  * queries, so a test sees the query path whatever the receiver did. Every answer is counted by
  * HTTP status ("error" when there was none) for GET /_stats. */
+#include <stdbool.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -34,6 +36,8 @@ static struct {
     json_t *answers;         /* HTTP status (text) -> count */
     char *held[HELD_MAX];    /* bodies held for reordering, in completion order */
     int nheld;
+    char *release[HELD_MAX]; /* a flushed batch still to send, last completed first */
+    int nrelease, next_release;
     struct event *flush_timer;
 } nt;
 
@@ -60,9 +64,11 @@ int notify_init(const char *url, const char *secret)
     return 0;
 }
 
+static void release_next(void);
+
+/* arg is non-NULL for the post of a released batch, whose answer sends the next one. */
 static void on_answer(struct evhttp_request *req, void *arg)
 {
-    (void)arg;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     char key[16];
     if (code > 0)
@@ -71,6 +77,8 @@ static void on_answer(struct evhttp_request *req, void *arg)
         snprintf(key, sizeof key, "error");
     json_t *n = json_object_get(nt.answers, key);
     json_object_set_new(nt.answers, key, json_integer(json_integer_value(n) + 1));
+    if (arg)
+        release_next();
 }
 
 /* The signature header of body under secret, at time t, into out. */
@@ -89,14 +97,14 @@ static void sign(const char *secret, long long t, const char *body, char *out, s
         w += snprintf(out + w, outlen - (size_t)w, "%02x", mac[i]);
 }
 
-static void post(const char *body, const char *secret)
+static void post(const char *body, const char *secret, void *answer_arg)
 {
     char sig[160];
     sign(secret, (long long)time(NULL), body, sig, sizeof sig);
     struct evhttp_connection *c =
         evhttp_connection_base_new(fp.base, NULL, nt.host, (unsigned short)nt.port);
     evhttp_connection_set_timeout(c, 10);
-    struct evhttp_request *r = evhttp_request_new(on_answer, NULL);
+    struct evhttp_request *r = evhttp_request_new(on_answer, answer_arg);
     struct evkeyvalq *h = evhttp_request_get_output_headers(r);
     evhttp_add_header(h, "Host", nt.host);
     evhttp_add_header(h, "Content-Type", "application/json");
@@ -106,38 +114,59 @@ static void post(const char *body, const char *secret)
     evbuffer_add(evhttp_request_get_output_buffer(r), body, strlen(body));
     nt.posts++;
     if (evhttp_make_request(c, r, EVHTTP_REQ_POST, nt.path) != 0) {
-        on_answer(NULL, NULL); /* the request was freed by the failed call */
+        on_answer(NULL, answer_arg); /* the request was freed by the failed call */
         evhttp_connection_free(c);
         return;
     }
     evhttp_connection_free_on_completion(c);
 }
 
-/* Sends one notification with the copies the controls ask for. */
-static void send_one(const char *body)
+/* Sends one notification with the copies the controls ask for; answer_arg as for post. */
+static void send_one(const char *body, void *answer_arg)
 {
     nt.sent++;
-    post(body, nt.secret);
+    post(body, nt.secret, answer_arg);
     if (fp_chance(fp.ctl.dup_percent)) {
         nt.duplicated++;
-        post(body, nt.secret);
+        post(body, nt.secret, NULL);
     }
     if (fp_chance(fp.ctl.forge_percent)) {
         nt.forged++;
-        post(body, "not-the-channel-secret");
+        post(body, "not-the-channel-secret", NULL);
     }
 }
 
+/* Sends the next body of the released batch; its answer calls this again. */
+static void release_next(void)
+{
+    if (nt.next_release >= nt.nrelease) {
+        nt.nrelease = nt.next_release = 0;
+        return;
+    }
+    char *body = nt.release[nt.next_release];
+    nt.release[nt.next_release++] = NULL;
+    send_one(body, &nt);
+    free(body);
+}
+
+/* Moves the held batch, last completed first, behind what a previous release still has to send. */
 static void flush_held(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
     if (nt.nheld > 1)
         nt.reordered += nt.nheld;
-    while (nt.nheld > 0) {
+    bool idle = nt.next_release >= nt.nrelease;
+    if (idle)
+        nt.nrelease = nt.next_release = 0;
+    while (nt.nheld > 0 && nt.nrelease < HELD_MAX)
+        nt.release[nt.nrelease++] = nt.held[--nt.nheld];
+    while (nt.nheld > 0) { /* no room behind the release under way: send at once */
         char *body = nt.held[--nt.nheld];
-        send_one(body);
+        send_one(body, NULL);
         free(body);
     }
+    if (idle)
+        release_next();
 }
 
 void notify_completed(const booking *b)
@@ -159,7 +188,7 @@ void notify_completed(const booking *b)
     char *body = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!fp.ctl.reorder) {
-        send_one(body);
+        send_one(body, NULL);
         free(body);
         return;
     }
@@ -190,6 +219,8 @@ void notify_shutdown(void)
 {
     while (nt.nheld > 0)
         free(nt.held[--nt.nheld]);
+    while (nt.next_release < nt.nrelease)
+        free(nt.release[nt.next_release++]);
     if (nt.flush_timer)
         event_free(nt.flush_timer);
     json_decref(nt.answers);
