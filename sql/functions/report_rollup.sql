@@ -34,8 +34,7 @@ begin
   select * into v_state from report_rollup_state;
   if found and v_state.zone <> v_zone then
     truncate report_rollup_days, report_rollup_sku, report_rollup_sku_month, report_rollup_daily,
-             report_rollup_funnel, report_rollup_cancel, report_rollup_latency,
-             report_rollup_latency_hist;
+             report_rollup_funnel, report_rollup_cancel, report_rollup_latency_hist;
     delete from report_rollup_state;
     v_state := null;
   end if;
@@ -69,7 +68,6 @@ begin
     delete from report_rollup_daily r where r.day = any (v_batch);
     delete from report_rollup_funnel r where r.day = any (v_batch);
     delete from report_rollup_cancel r where r.day = any (v_batch);
-    delete from report_rollup_latency r where r.day = any (v_batch);
     delete from report_rollup_latency_hist r where r.day = any (v_batch);
 
     insert into report_rollup_sku
@@ -80,12 +78,11 @@ begin
     select * from report_agg_funnel(v_ranges, 'report_stage_orders',
                                     p_transitions => 'report_stage_transitions');
     insert into report_rollup_cancel select * from report_agg_cancel(v_ranges, 'report_stage_orders');
-    insert into report_rollup_latency
-    select * from report_agg_latency(v_ranges, 'report_stage_orders',
-                                     p_transitions => 'report_stage_transitions');
     insert into report_rollup_latency_hist
-    select l.day, report_latency_bucket(l.us), count(*), sum(l.us), max(l.us)
-      from report_rollup_latency l where l.day = any (v_batch)
+    select a.day, a.bucket, count(*), sum(a.us), max(a.us), array_agg(a.us order by a.us)
+      from (select l.day, l.us, report_latency_bucket(l.us) as bucket
+              from report_agg_latency(v_ranges, 'report_stage_orders',
+                                      p_transitions => 'report_stage_transitions') l) a
      group by 1, 2;
 
     perform report_rollup_sku_month_add(v_month, v_batch, 1);
