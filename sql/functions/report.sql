@@ -70,8 +70,10 @@ $$;
 
 -- The histogram bucket of a latency in microseconds: its two leading digits (all negative values,
 -- from clocks apart, share one bucket). Buckets only order the values; the values are exact.
+-- Not declared strict (NULL gives NULL all the same), so that the planner inlines it instead of
+-- calling it once per value.
 create or replace function report_latency_bucket(p_us bigint)
-returns bigint language sql immutable strict parallel safe as $$
+returns bigint language sql immutable parallel safe as $$
   select case when p_us < 0 then -9223372036854775807
               when p_us < 100 then p_us
               else p_us - p_us % (10::bigint ^ (length(p_us::text) - 2))::bigint end
@@ -299,8 +301,9 @@ $$;
 -- Saga latency of confirmed orders: the 'confirmed' transition's time minus placed_at, in ms.
 -- The percentiles are percentile_cont's, over the exact values: the merged histogram gives the
 -- bucket and rank of each value percentile_cont interpolates between, and only that bucket's
--- values are read (index report_rollup_latency_us), the interpolation being percentile_cont's
--- own, in float8, on the same values.
+-- values are read (the arrays report_rollup_latency_hist.us of that bucket, by index
+-- report_rollup_latency_hist_bucket), the interpolation being percentile_cont's own, in float8,
+-- on the same values.
 create or replace function report_latency_between(p_from timestamptz default null,
                                        p_to timestamptz default null)
 returns table (confirmed_orders bigint, p50_ms numeric, p95_ms numeric, p99_ms numeric,
@@ -318,9 +321,7 @@ language sql stable as $$
             select bucket, count(*), sum(us), max(us) from live group by bucket) x
      group by bucket),
   cum as (
-    select bucket, n, sum(n) over w - n as below,
-           coalesce(lead(bucket) over w, 9223372036854775807) as next
-      from hist window w as (order by bucket)),
+    select bucket, n, sum(n) over (order by bucket) - n as below from hist),
   tot as (select coalesce(sum(n), 0)::bigint as n, sum(sum_us) as sum_us, max(max_us) as max_us
             from hist),
   q as (select u.k, u.p, u.p * (tot.n - 1) as pos
@@ -329,9 +330,8 @@ language sql stable as $$
   v as (
     select q.k, q.pos, e.lo,
            ((select x.us
-               from (select f.us from report_rollup_latency f
-                      where f.us >= cum.bucket and f.us < cum.next
-                        and f.day in (select unnest(days) from c)
+               from (select unnest(h.us) as us from report_rollup_latency_hist h
+                      where h.bucket = cum.bucket and h.day in (select unnest(days) from c)
                      union all
                      select l.us from live l where l.bucket = cum.bucket) x
               order by x.us offset e.rank - cum.below limit 1)::numeric / 1000)::float8 as ms

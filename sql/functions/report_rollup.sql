@@ -15,7 +15,8 @@
 -- first (a report reads them only in their own zone). Returns each day refreshed, with its count
 -- of orders.
 create or replace function report_refresh(p_since date default null, p_day date default null)
-returns table (day date, orders bigint) language plpgsql set random_page_cost = 1.1 as $$
+returns table (day date, orders bigint) language plpgsql
+set random_page_cost = 1.1 set work_mem = '64MB' as $$
 declare
   v_zone text := current_setting('TimeZone');
   v_state report_rollup_state;
@@ -34,8 +35,7 @@ begin
   select * into v_state from report_rollup_state;
   if found and v_state.zone <> v_zone then
     truncate report_rollup_days, report_rollup_sku, report_rollup_sku_month, report_rollup_daily,
-             report_rollup_funnel, report_rollup_cancel, report_rollup_latency,
-             report_rollup_latency_hist;
+             report_rollup_funnel, report_rollup_cancel, report_rollup_latency_hist;
     delete from report_rollup_state;
     v_state := null;
   end if;
@@ -69,7 +69,6 @@ begin
     delete from report_rollup_daily r where r.day = any (v_batch);
     delete from report_rollup_funnel r where r.day = any (v_batch);
     delete from report_rollup_cancel r where r.day = any (v_batch);
-    delete from report_rollup_latency r where r.day = any (v_batch);
     delete from report_rollup_latency_hist r where r.day = any (v_batch);
 
     insert into report_rollup_sku
@@ -80,12 +79,11 @@ begin
     select * from report_agg_funnel(v_ranges, 'report_stage_orders',
                                     p_transitions => 'report_stage_transitions');
     insert into report_rollup_cancel select * from report_agg_cancel(v_ranges, 'report_stage_orders');
-    insert into report_rollup_latency
-    select * from report_agg_latency(v_ranges, 'report_stage_orders',
-                                     p_transitions => 'report_stage_transitions');
     insert into report_rollup_latency_hist
-    select l.day, report_latency_bucket(l.us), count(*), sum(l.us), max(l.us)
-      from report_rollup_latency l where l.day = any (v_batch)
+    select a.day, a.bucket, count(*), sum(a.us), max(a.us), array_agg(a.us order by a.us)
+      from (select l.day, l.us, report_latency_bucket(l.us) as bucket
+              from report_agg_latency(v_ranges, 'report_stage_orders',
+                                      p_transitions => 'report_stage_transitions') l) a
      group by 1, 2;
 
     perform report_rollup_sku_month_add(v_month, v_batch, 1);
@@ -114,10 +112,22 @@ end $$;
 
 -- report_stage(ranges): the orders placed in the ranges, their lines and their transitions to
 -- reserved, paid and confirmed, in the temporary tables report_stage_orders, report_stage_lines
--- and report_stage_transitions (dropped at commit), each read once: by orders_placed_at, then
--- by the primary keys of order_lines and order_transitions for those orders.
+-- and report_stage_transitions (dropped at commit), each read once, and analysed so that the
+-- aggregates over them are planned for their size. The orders are read by orders_placed_at, the
+-- lines by one scan of order_lines_pkey over the orders' ids in key order.
+--
+-- The transitions: an order confirmed has been reserved and paid, and enters each state once
+-- (sql/triggers/orders_guard_transition.sql), so the aggregates need of it only its 'confirmed'
+-- transition (for the latency). Those are read by time, around the orders' placed_at (index
+-- order_transitions_at_brin: a range of the table, not a probe per order); every other order,
+-- and a confirmed one whose transition lies outside that time, has its transitions read by the
+-- primary key. The time only makes the read cheaper: whatever it is, each order gets the same
+-- rows.
 create or replace function report_stage(p_ranges tstzmultirange)
 returns void language plpgsql set random_page_cost = 1.1 as $f$
+declare
+  v_from timestamptz;
+  v_to timestamptz;
 begin
   if to_regclass('pg_temp.report_stage_orders') is null then
     create temp table report_stage_orders (
@@ -136,13 +146,35 @@ begin
     insert into report_stage_orders
     select o.id, o.placed_at, o.currency, o.status, o.cancel_reason from orders o where %s $q$,
     report_ranges_sql(p_ranges));
+  analyze report_stage_orders;
+
   insert into report_stage_lines
   select l.order_id, l.sku, l.quantity, l.unit_price
-    from report_stage_orders o join order_lines l on l.order_id = o.id;
+    from order_lines l
+   where l.order_id = any (array(select o.id from report_stage_orders o order by o.id));
+
+  select min(o.placed_at) - interval '1 hour', max(o.placed_at) + interval '1 hour'
+    into v_from, v_to from report_stage_orders o;
+  -- Materialised, so that the planner reads the time range once rather than probe per order.
+  execute format($q$
+    insert into report_stage_transitions
+    with w as materialized (
+      select t.order_id, t.status, t.at from order_transitions t
+       where t.status = 'confirmed' and t.at >= %L and t.at < %L)
+    select w.order_id, w.status, w.at
+      from w join report_stage_orders o on o.id = w.order_id
+     where o.status = 'confirmed' $q$,
+    v_from, v_to);
   insert into report_stage_transitions
   select t.order_id, t.status, t.at
-    from report_stage_orders o join order_transitions t on t.order_id = o.id
-   where t.status in ('reserved', 'paid', 'confirmed');
+    from order_transitions t
+   where t.status in ('reserved', 'paid', 'confirmed')
+     and t.order_id = any (array(
+           select o.id from report_stage_orders o
+            where o.status <> 'confirmed'
+               or not exists (select 1 from report_stage_transitions s where s.order_id = o.id)
+            order by o.id));
+  analyze report_stage_lines, report_stage_transitions;
 end $f$;
 
 -- Adds p_sign times the SKU rows of the days p_days (all in p_month) to the month's rows: a
