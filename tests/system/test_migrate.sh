@@ -81,12 +81,6 @@ check_eq "a second migrate keeps every function (no drop and re-create)" "$befor
 routines "$BASE/$FRESH" > "$TEST_TMP/again.routines"
 same "a second migrate leaves the functions, views and triggers as they were" \
   "$TEST_TMP/fresh.routines" "$TEST_TMP/again.routines"
-# A database that applied the monthly rollup under its first number (130) upgrades without
-# applying it again.
-psql -X -q "$BASE/$FRESH" -c "update schema_migrations set version = '130_report_rollups_monthly'
-                              where version = '135_report_rollups_monthly'"
-out=$("$ROOT/scripts/migrate" "$BASE/$FRESH" 2>&1); rc=$?
-check_eq "a migration renumbered since it was applied is not applied again" "0:" "$rc:$out"
 
 # --- upgrades from the layout in which migrations defined functions --------------------------
 # Each cut stops at one of the old function signatures: 050 has reservation_place(json, int),
