@@ -92,7 +92,7 @@ static const worker_route payment_routes[] = {
 };
 
 /* A duration setting of at least min_ms, or -1 (said on stderr). */
-static long payment_duration(const char *name, const char *dflt, long min_ms)
+static long payment_env_duration(const char *name, const char *dflt, long min_ms)
 {
     long ms;
     if (config_parse_duration_ms(config_env_str(name, dflt), &ms) != OP_OK || ms < min_ms) {
@@ -110,10 +110,10 @@ int main(int argc, char **argv)
         config_env_long("PAYMENT_BREAKER_FAILURES", 5, 1, 100000, &breaker_failures) != OP_OK ||
         config_env_long("PAYMENT_QUERY_BATCH", 100, 1, 10000, &ctx.query_batch) != OP_OK)
         return 2;
-    if ((token_retention_ms = payment_duration("PAYMENT_TOKEN_RETENTION", "7d", 1000)) < 0 ||
-        (ctx.pending_timeout_ms = payment_duration("PAYMENT_PENDING_TIMEOUT", "15m", 1000)) < 0 ||
-        (ctx.query_after_ms = payment_duration("PAYMENT_QUERY_AFTER", "10s", 100)) < 0 ||
-        (breaker_open_ms = payment_duration("PAYMENT_BREAKER_OPEN", "30s", 100)) < 0)
+    if ((token_retention_ms = payment_env_duration("PAYMENT_TOKEN_RETENTION", "7d", 1000)) < 0 ||
+        (ctx.pending_timeout_ms = payment_env_duration("PAYMENT_PENDING_TIMEOUT", "15m", 1000)) < 0 ||
+        (ctx.query_after_ms = payment_env_duration("PAYMENT_QUERY_AFTER", "10s", 100)) < 0 ||
+        (breaker_open_ms = payment_env_duration("PAYMENT_BREAKER_OPEN", "30s", 100)) < 0)
         return 2;
     if (ctx.query_after_ms > 86400000)
         ctx.query_after_ms = 86400000; /* the backoff's base is an int of milliseconds */
