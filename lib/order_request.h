@@ -63,6 +63,12 @@ op_status order_request_failf(order_request_error *err, int status, const char *
                               const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/* Parses body (len bytes, duplicate keys refused) and checks it against schema. OP_OK with *doc
+ * (the caller's, to json_decref), or OP_ERR_PERMANENT with err set (400 invalid_json or
+ * schema_violation) and *doc NULL. */
+op_status order_request_parse_body(const char *body, size_t len, const jsonschema *schema,
+                                   json_t **doc, order_request_error *err);
+
 /* The answer when an error body cannot be built (out of memory): fixed, static, status 500. */
 #define ORDER_REQUEST_INTERNAL_BODY \
     "{\"error\":\"internal\",\"message\":\"the server could not build its answer\"}"

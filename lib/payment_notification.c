@@ -9,7 +9,6 @@
 
 #include "cloudevent.h"
 #include "mem.h"
-#include "utf8.h"
 
 op_status payment_notification_event_id(const char *channel, const char *event_id,
                                         char out[UUID_STR_LEN])
@@ -28,21 +27,10 @@ op_status payment_notification_build(const char *body, size_t len, const jsonsch
                                      order_request_error *err)
 {
     *event = NULL;
-    json_error_t je;
-    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!doc) {
-        char text[sizeof je.text];
-        utf8_copy(text, sizeof text, je.text);
-        return order_request_failf(err, 400, "invalid_json", NULL,
-                                          "the body is not valid JSON (UTF-8): %s at line %d "
-                                          "column %d", text, je.line, je.column);
-    }
-    jsonschema_error se;
-    if (jsonschema_validate(schema, doc, &se) != OP_OK) {
-        json_decref(doc);
-        return order_request_failf(err, 400, "schema_violation", se.path, "%s %s", se.path,
-                                          se.message);
-    }
+    json_t *doc;
+    op_status st = order_request_parse_body(body, len, schema, &doc, err);
+    if (st != OP_OK)
+        return st;
     const char *key = json_string_value(json_object_get(doc, "charge_key"));
     if (!uuid_valid(key)) {
         json_decref(doc);
