@@ -134,6 +134,10 @@ signed "$(note ev-x | sed 's/"EUR"/"eur"/')" 7; bad 400 schema_violation '$.curr
 signed "$(note '' )" 8; bad 400 schema_violation '$.event_id' "an empty event_id" card "$TEST_TMP/s.8" "${J[@]}" -H "$H"
 signed "$(note ev-x | sed 's/,"currency":"EUR"//')" 9; bad 400 schema_violation '$.currency' "no currency" card "$TEST_TMP/s.9" "${J[@]}" -H "$H"
 signed "$(note ev-x | sed "s/$OID/order-42/")" 10; bad 422 unknown_charge_key '$.charge_key' "a charge key that is not a UUID" card "$TEST_TMP/s.10" "${J[@]}" -H "$H"
+# Numbers that are not integers as JSON writes them, and text past its bound in characters.
+signed "$(note ev-x | sed 's/1999/2.0/')" 11; bad 400 schema_violation '$.amount' "an amount written 2.0" card "$TEST_TMP/s.11" "${J[@]}" -H "$H"
+signed "$(note ev-x | sed 's/1999/1e3/')" 12; bad 400 schema_violation '$.amount' "an amount written 1e3" card "$TEST_TMP/s.12" "${J[@]}" -H "$H"
+signed "$(note "$(printf 'é%.0s' $(seq 1 129))")" 13; bad 400 schema_violation '$.event_id' "an event_id of 129 two-byte characters" card "$TEST_TMP/s.13" "${J[@]}" -H "$H"
 r=$(curl -s -o "$TEST_TMP/resp" -w '%{http_code}' -m 10 "$U/v1/payment-notifications/card")
 check_eq "GET is 405" "405 method_not_allowed" "$r $(jq -r .error "$TEST_TMP/resp")"
 # A valid one after them marks the end: whatever they published would be in the queue too.
@@ -172,7 +176,7 @@ check_eq "accepted card notifications are counted" 6 "$(metric card accepted)"
 check_eq "bad signatures are counted by channel" 8 "$(metric card bad_signature)"
 check_eq "stale ones too" 2 "$(metric card stale)"
 check_eq "unknown channels under one label" 3 "$(metric _unknown unknown_channel)"
-check_eq "invalid ones (415, 413, 400, 422)" 13 "$(metric card invalid)"
+check_eq "invalid ones (415, 413, 400, 422)" 16 "$(metric card invalid)"
 check "the route is counted in orderpipe_http_requests_total" \
   grep -q '^orderpipe_http_requests_total{route="post_payment_notification",status="200"}' "$TEST_TMP/metrics"
 printf '%s\n' "$SEC_OLD" "$SEC_NEW" "$SEC_WALLET" > "$TEST_TMP/secrets.list"
