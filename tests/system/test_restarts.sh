@@ -40,7 +40,11 @@ jq -r .order_id "$TEST_TMP/post.json" >> "$TEST_TMP/accepted"
 check_eq "orders flow after the broker restart" 200 "$(send 200)"
 
 "$STACK" restart-pg > /dev/null 2>&1
-check_eq "orders are accepted across a PostgreSQL restart" 200 "$(send 200)"
+# The intake answers 503 until its reconnect backoff lets it reach the new server (how long that
+# takes follows the machine's speed); what matters is that it gets there without a restart.
+check "once PostgreSQL is back, POSTs succeed again without restarting the intake" wait_for 60 accepted_again
+jq -r .order_id "$TEST_TMP/post.json" >> "$TEST_TMP/accepted"
+check_eq "orders flow after the PostgreSQL restart" 200 "$(send 200)"
 
 want=$(sort -u "$TEST_TMP/accepted" | wc -l)
 terminal() { [ "$(sql "select count(*) from orders where status in ('confirmed','cancelled')")" -ge "$want" ]; }
