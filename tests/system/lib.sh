@@ -96,8 +96,10 @@ trap _run_exit_cmds EXIT
 pipeline_idle() {
   [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ] || return 1
   [ "$(sql "select count(*) from notifications where sent_at is null")" = 0 ] || return 1
-  local q
-  for q in $(mgmt GET "/queues/$RABBITMQ_VHOST?columns=name" | jq -r '.[].name | select(endswith(".dlq") | not)'); do
+  local q names
+  # An API that does not answer lists no queue: that is not idle.
+  names=$(mgmt GET "/queues/$RABBITMQ_VHOST?columns=name") || return 1
+  for q in $(jq -r '.[].name | select(endswith(".dlq") | not)' <<< "$names"); do
     [ "$(queue_messages "$q")" = 0 ] || return 1
   done
 }

@@ -54,5 +54,13 @@ check "the pipeline goes idle, retry queues included" wait_for 120 pipeline_idle
 "$ROOT/scripts/check-invariants" --accepted "$TEST_TMP/accepted" --idempotency "$TEST_TMP/idem" > "$TEST_TMP/inv" 2>&1
 rc=$?; cat "$TEST_TMP/inv"
 check "every invariant holds after the restarts" test $rc = 0
+if [ $rc != 0 ]; then # what a look afterwards needs, since TEST_TMP goes with the run
+  echo "# queues:"; mgmt GET "/queues/$RABBITMQ_VHOST?columns=name,messages_ready,messages_unacknowledged,consumers" | jq -c '.[]' | sed 's/^/#   /'
+  echo "# notifications by status:"; sql "select status, event_type, count(*) from notifications group by 1, 2" | sed 's/^/#   /'
+  for p in notification payment; do
+    echo "# $p worker, its warnings and errors:"
+    grep -v '"level":"debug"' "$TEST_TMP/run/logs/$p.1.log" | grep -v '"level":"info".*order_id' | tail -40 | cut -c1-400 | sed 's/^/#   /'
+  done
+fi
 check "the workers logged reconnecting" grep -q -i "reconnect\|unreachable\|lost" "$TEST_TMP"/run/logs/reservation.1.log
 test_done
