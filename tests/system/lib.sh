@@ -92,23 +92,30 @@ _run_exit_cmds() {
 trap _run_exit_cmds EXIT
 
 # True once the pipeline is idle: no unpublished outbox row, no unsent notification, and every
-# queue but the dead-letter queues empty (retry tiers included: a message waiting there is work).
+# queue but the dead-letter queues empty (retry tiers included: a message waiting there is work)
+# with nothing delivered and unacknowledged: a worker holding deliveries while it reconnects to
+# PostgreSQL has work in hand that no table shows yet.
 pipeline_idle() {
   [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ] || return 1
   [ "$(sql "select count(*) from notifications where sent_at is null")" = 0 ] || return 1
-  local q names
+  local q queues
   # An API that does not answer lists no queue: that is not idle.
-  names=$(mgmt GET "/queues/$RABBITMQ_VHOST?columns=name") || return 1
-  for q in $(jq -r '.[].name | select(endswith(".dlq") | not)' <<< "$names"); do
+  queues=$(mgmt GET "/queues/$RABBITMQ_VHOST?columns=name,messages_unacknowledged") || return 1
+  [ "$(jq '[.[] | select(.name | endswith(".dlq") | not) | .messages_unacknowledged // 0] | add // 0' <<< "$queues")" = 0 ] || return 1
+  # Ready counts from the broker itself: the API's lag by seconds.
+  for q in $(jq -r '.[].name | select(endswith(".dlq") | not)' <<< "$queues"); do
     [ "$(queue_messages "$q")" = 0 ] || return 1
   done
 }
 
-# True once the four work queues are empty, every outbox row is published and every notification
-# sent; unlike pipeline_idle it ignores queues a test made itself (a catch-all tap, say).
+# True once the four work queues are empty with nothing unacknowledged, every outbox row is
+# published and every notification sent; unlike pipeline_idle it ignores queues a test made
+# itself (a catch-all tap, say).
 workers_idle() {
-  local q
+  local q queues
   for q in reservation payment notification compensation; do [ "$(queue_messages $q)" = 0 ] || return 1; done
+  queues=$(mgmt GET "/queues/$RABBITMQ_VHOST?columns=name,messages_unacknowledged") || return 1
+  [ "$(jq '[.[] | select(.name == "reservation" or .name == "payment" or .name == "notification" or .name == "compensation") | .messages_unacknowledged // 0] | add // 0' <<< "$queues")" = 0 ] || return 1
   [ "$(sql "select count(*) from outbox where published_at is null")" = 0 ] &&
     [ "$(sql "select count(*) from notifications where sent_at is null")" = 0 ]
 }
